@@ -1,0 +1,3 @@
+module github.com/neuralode/neuralode
+
+go 1.23

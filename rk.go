@@ -1,0 +1,943 @@
+package neuralode
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Func is the right-hand side of an ODE dy/dt = f(t, y): it writes f(t, y)
+// into dydt (same length as y) and must not keep either slice.
+type Func func(t float64, y, dydt []float64)
+
+// Tableau is the Butcher tableau of an explicit Runge–Kutta method, as data.
+//
+// Stage i (0-based) evaluates k_i = f(t + C[i]·h, y + h·Σ_{j<i} A[i][j]·k_j);
+// the step is y1 = y + h·Σ B[i]·k_i. An embedded pair also has error weights
+// E = B − B̂, and the local error estimate is h·Σ E[i]·k_i.
+type Tableau struct {
+	Name string
+	C    []float64   // nodes, one per stage
+	A    [][]float64 // A[i] holds the i coefficients of stage i (A[0] is empty)
+	B    []float64   // weights of the propagated solution
+	// E holds the error weights B − B̂; nil for a fixed-step method.
+	E []float64
+	// BMid, if not nil, gives the solution at the half step,
+	// y(t+h/2) ≈ y + h·Σ BMid[i]·k_i. Dense output is then the quartic through
+	// y0, y1, f0, f1 and this midpoint (Shampine 1986, as in torchdiffeq);
+	// without it dense output is the cubic Hermite interpolant through
+	// y0, y1, f0, f1.
+	BMid []float64
+	// Order is the order of the propagated solution; the step-size
+	// controller uses the exponent 1/Order, as torchdiffeq does.
+	Order int
+	// FSAL marks a first-same-as-last method: the last stage is f(t+h, y1)
+	// and is reused as the first stage of the next step.
+	FSAL bool
+}
+
+// Adaptive reports whether the method has an embedded error estimate.
+func (tb *Tableau) Adaptive() bool { return tb.E != nil }
+
+// Stages returns the number of stages.
+func (tb *Tableau) Stages() int { return len(tb.C) }
+
+// DormandPrince5 is the Dormand–Prince 5(4) pair with Shampine's error
+// weights and dense output, exactly as torchdiffeq's "dopri5" (7 stages, FSAL).
+// Its error estimate is 2/3 of SciPy RK45's, so equal tolerances are not
+// equal across libraries.
+var DormandPrince5 = &Tableau{
+	Name: "dopri5",
+	C:    []float64{0, 1.0 / 5, 3.0 / 10, 4.0 / 5, 8.0 / 9, 1, 1},
+	A: [][]float64{
+		{},
+		{1.0 / 5},
+		{3.0 / 40, 9.0 / 40},
+		{44.0 / 45, -56.0 / 15, 32.0 / 9},
+		{19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729},
+		{9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656},
+		{35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84},
+	},
+	B: []float64{35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
+	E: []float64{
+		35.0/384 - 1951.0/21600, 0, 500.0/1113 - 22642.0/50085, 125.0/192 - 451.0/720,
+		-2187.0/6784 + 12231.0/42400, 11.0/84 - 649.0/6300, -1.0 / 60,
+	},
+	BMid: []float64{
+		6025192743.0 / 30085553152 / 2, 0, 51252292925.0 / 65400821598 / 2,
+		-2691868925.0 / 45128329728 / 2, 187940372067.0 / 1594534317056 / 2,
+		-1776094331.0 / 19743644256 / 2, 11237099.0 / 235043384 / 2,
+	},
+	Order: 5,
+	FSAL:  true,
+}
+
+// BogackiShampine3 is the Bogacki–Shampine 3(2) pair ("bosh3"; 4 stages, FSAL).
+var BogackiShampine3 = &Tableau{
+	Name: "bosh3",
+	C:    []float64{0, 1.0 / 2, 3.0 / 4, 1},
+	A: [][]float64{
+		{},
+		{1.0 / 2},
+		{0, 3.0 / 4},
+		{2.0 / 9, 1.0 / 3, 4.0 / 9},
+	},
+	B:     []float64{2.0 / 9, 1.0 / 3, 4.0 / 9, 0},
+	E:     []float64{2.0/9 - 7.0/24, 1.0/3 - 1.0/4, 4.0/9 - 1.0/3, -1.0 / 8},
+	Order: 3,
+	FSAL:  true,
+}
+
+// Tsitouras5 is Tsitouras' 5(4) pair ("tsit5"; 7 stages, FSAL; Tsitouras,
+// Comput. Math. Appl. 62, 2011). Dense output uses the quartic through the
+// midpoint of Tsitouras' continuous extension.
+var Tsitouras5 = &Tableau{
+	Name: "tsit5",
+	C:    []float64{0, 0.161, 0.327, 0.9, 0.9800255409045097, 1, 1},
+	A: [][]float64{
+		{},
+		{0.161},
+		{-0.008480655492356989, 0.335480655492357},
+		{2.897153057105493, -6.359448489975075, 4.3622954328695815},
+		{5.325864828439257, -11.748883564062828, 7.4955393428898365, -0.09249506636175525},
+		{5.86145544294642, -12.92096931784711, 8.159367898576159, -0.071584973281401, -0.028269050394068383},
+		{0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081, 2.324710524099774},
+	},
+	B: []float64{0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081, 2.324710524099774, 0},
+	E: []float64{
+		-0.00178001105222577714, -0.0008164344596567469, 0.007880878010261995,
+		-0.1447110071732629, 0.5823571654525552, -0.45808210592918697, 1.0 / 66,
+	},
+	BMid:  tsit5Mid(),
+	Order: 5,
+	FSAL:  true,
+}
+
+// tsit5Mid evaluates Tsitouras' continuous-extension weights b_i(θ) at θ = 1/2.
+func tsit5Mid() []float64 {
+	const th = 0.5
+	t2 := th * th
+	return []float64{
+		-1.0530884977290216 * th * (th - 1.3299890189751412) * (t2 - 1.4364028541716351*th + 0.7139816917074209),
+		0.1017 * t2 * (t2 - 2.1966568338249754*th + 1.2949852507374631),
+		2.490627285651252793 * t2 * (t2 - 2.38535645472061657*th + 1.57803468208092486),
+		-16.54810288924490272 * (th - 1.21712927295533244) * (th - 0.61620406037800089) * t2,
+		47.37952196281928122 * (th - 1.203071208372362603) * (th - 0.658047292653547382) * t2,
+		-34.87065786149660974 * (th - 1.2) * (th - 0.666666666666666667) * t2,
+		2.5 * (th - 1) * (th - 0.6) * t2,
+	}
+}
+
+// RK4 is the classical fourth-order Runge–Kutta method (fixed step).
+var RK4 = &Tableau{
+	Name:  "rk4",
+	C:     []float64{0, 1.0 / 2, 1.0 / 2, 1},
+	A:     [][]float64{{}, {1.0 / 2}, {0, 1.0 / 2}, {0, 0, 1}},
+	B:     []float64{1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6},
+	Order: 4,
+}
+
+// Midpoint is the explicit midpoint method (second order, fixed step).
+var Midpoint = &Tableau{
+	Name:  "midpoint",
+	C:     []float64{0, 1.0 / 2},
+	A:     [][]float64{{}, {1.0 / 2}},
+	B:     []float64{0, 1},
+	Order: 2,
+}
+
+// Euler is the explicit Euler method (first order, fixed step).
+var Euler = &Tableau{
+	Name:  "euler",
+	C:     []float64{0},
+	A:     [][]float64{{}},
+	B:     []float64{1},
+	Order: 1,
+}
+
+// TableauByName returns the built-in method with the given name: "dopri5",
+// "bosh3", "tsit5", "rk4", "midpoint" or "euler".
+func TableauByName(name string) (*Tableau, error) {
+	for _, tb := range []*Tableau{DormandPrince5, BogackiShampine3, Tsitouras5, RK4, Midpoint, Euler} {
+		if tb.Name == name {
+			return tb, nil
+		}
+	}
+	return nil, invalidf("method", "unknown method %q (want dopri5, bosh3, tsit5, rk4, midpoint or euler)", name)
+}
+
+// validate checks the tableau's shape and, for FSAL methods, that the last
+// stage really is f(t+h, y1).
+func (tb *Tableau) validate() error {
+	s := len(tb.C)
+	if s == 0 {
+		return invalidf("Tableau.C", "no stages")
+	}
+	if len(tb.A) != s || len(tb.B) != s {
+		return invalidf("Tableau", "%q: %d nodes, %d rows of A, %d weights", tb.Name, s, len(tb.A), len(tb.B))
+	}
+	if tb.E != nil && len(tb.E) != s {
+		return invalidf("Tableau.E", "%q: %d error weights for %d stages", tb.Name, len(tb.E), s)
+	}
+	if tb.BMid != nil && len(tb.BMid) != s {
+		return invalidf("Tableau.BMid", "%q: %d midpoint weights for %d stages", tb.Name, len(tb.BMid), s)
+	}
+	if tb.C[0] != 0 {
+		return invalidf("Tableau.C", "%q: first node must be 0", tb.Name)
+	}
+	for i, row := range tb.A {
+		if len(row) != i {
+			return invalidf("Tableau.A", "%q: row %d has %d entries, want %d", tb.Name, i, len(row), i)
+		}
+		if err := checkFinite(fmt.Sprintf("Tableau.A[%d]", i), row); err != nil {
+			return err
+		}
+	}
+	for _, v := range [][]float64{tb.C, tb.B, tb.E, tb.BMid} {
+		if err := checkFinite("Tableau", v); err != nil {
+			return err
+		}
+	}
+	if tb.Order < 1 {
+		return invalidf("Tableau.Order", "%q: order %d < 1", tb.Name, tb.Order)
+	}
+	if tb.FSAL {
+		if tb.C[s-1] != 1 || tb.B[s-1] != 0 {
+			return invalidf("Tableau.FSAL", "%q: the last stage of an FSAL method must have node 1 and weight 0", tb.Name)
+		}
+		for j, a := range tb.A[s-1] {
+			if a != tb.B[j] {
+				return invalidf("Tableau.FSAL", "%q: the last row of A must equal B", tb.Name)
+			}
+		}
+	}
+	return nil
+}
+
+// denseVectors is the number of vectors the dense output combines: the
+// stages, plus f(t1, y1) for methods that are not FSAL.
+func (tb *Tableau) denseVectors() int {
+	if tb.FSAL {
+		return len(tb.C)
+	}
+	return len(tb.C) + 1
+}
+
+// denseWeights writes β(θ) into beta (length denseVectors()) so that the
+// dense output on a step from (t, y0) with size h is
+//
+//	y(t + θh) = y0 + h·Σ β_i(θ)·K_i,
+//
+// where K holds the stages and, for non-FSAL methods, f(t+h, y1) last. The
+// interpolant is linear in the stages, which is what lets the Direct method
+// differentiate it exactly.
+func (tb *Tableau) denseWeights(theta float64, beta []float64) {
+	s := len(tb.C)
+	last := s - 1 // index of f(t1, y1) in K
+	if !tb.FSAL {
+		last = s
+		beta[s] = 0
+	}
+	th2 := theta * theta
+	th3 := th2 * theta
+	if tb.BMid != nil {
+		// Quartic p(θ) through y0, y1, ymid (θ=½) with p'(0) = h·f0,
+		// p'(1) = h·f1, written as p = w0·y0 + w1·y1 + wm·ymid + h(v0·f0 + v1·f1).
+		th4 := th3 * theta
+		w1 := -8*th4 + 14*th3 - 5*th2
+		wm := 16*th4 - 32*th3 + 16*th2
+		v0 := -2*th4 + 5*th3 - 4*th2 + theta
+		v1 := 2*th4 - 3*th3 + th2
+		for i := 0; i < s; i++ {
+			beta[i] = w1*tb.B[i] + wm*tb.BMid[i]
+		}
+		beta[0] += v0
+		beta[last] += v1
+		return
+	}
+	// Cubic Hermite: p = h00·y0 + h01·y1 + h(h10·f0 + h11·f1).
+	h01 := -2*th3 + 3*th2
+	h10 := th3 - 2*th2 + theta
+	h11 := th3 - th2
+	for i := 0; i < s; i++ {
+		beta[i] = h01 * tb.B[i]
+	}
+	beta[0] += h10
+	beta[last] += h11
+}
+
+// Controller holds the step-size controller's constants. The zero value
+// means torchdiffeq's: safety 0.9, factor limited to [0.2, 10], exponent
+// 1/Order, an accepted step never shrinks the next one.
+//
+// With Alpha or Beta set it is a PI controller (Gustafsson): on an accepted
+// step the factor is Safety·r^(−Alpha)·r_prev^(Beta), with r_prev the error
+// ratio of the previous accepted step. A rejected step always uses the
+// integral law Safety·r^(−1/Order).
+type Controller struct {
+	Safety    float64 // default 0.9
+	MinFactor float64 // smallest factor after a rejected step; default 0.2
+	MaxFactor float64 // largest factor; default 10
+	Alpha     float64 // PI exponent on the current ratio; default 1/Order
+	Beta      float64 // PI exponent on the previous ratio; default 0
+}
+
+// Options configures a Solver. The zero value is usable: Dormand–Prince 5(4)
+// at torchdiffeq's default tolerances with the RMS norm.
+type Options struct {
+	// Method is the Runge–Kutta tableau; default DormandPrince5.
+	Method *Tableau
+	// RTol and ATol are the relative and absolute tolerances. Both zero means
+	// torchdiffeq's defaults (1e-7, 1e-9); otherwise both must be positive.
+	RTol, ATol float64
+	// Norm measures the scaled error; default RMSNorm.
+	Norm Norm
+	// Controller sets the step-size controller's constants.
+	Controller Controller
+	// FirstStep is the size of the first step; zero selects it with Hairer's
+	// rule (two function evaluations), using Norm.
+	FirstStep float64
+	// MinStep and MaxStep bound the step size (0: no bound). A step that
+	// would have to be shorter than MinStep fails with ErrStepSizeUnderflow.
+	MinStep, MaxStep float64
+	// MaxSteps bounds the number of attempted steps (accepted plus rejected)
+	// over a whole solve; default 100000.
+	MaxSteps int
+	// Step is the step size of fixed-step methods (required for them). With
+	// an adaptive method a positive Step turns adaptivity off.
+	Step float64
+	// Overshoot reproduces torchdiffeq: the solver steps past the final time
+	// and interpolates back, instead of shortening the last step to end
+	// exactly at the final time (the default, as SciPy, diffrax and
+	// DifferentialEquations.jl do, so f is never evaluated outside the interval).
+	Overshoot bool
+	// QuadratureTail marks the last QuadratureTail components of the state
+	// as pure quadratures: f never reads them (it may only write their
+	// derivatives). Stage values are then not formed for them, which saves
+	// one pass over them per stage. The adjoint methods use it for the
+	// parameter adjoint, whose size is the number of parameters.
+	QuadratureTail int
+	// OnStep, if not nil, is called after every accepted step with views of
+	// the step's data, valid only during the call.
+	OnStep func(*StepInfo)
+}
+
+// StepInfo describes an accepted step from T to T+H, for Options.OnStep.
+// Its slices are views into the solver's workspace.
+type StepInfo struct {
+	T, H   float64
+	Y0, Y1 []float64
+	// Stages holds the stage inputs Y_i, so that K[i] = f(T + C[i]·H, Stages[i]).
+	// Stages[0] is Y0. Under Options.QuadratureTail their tails are stale.
+	Stages [][]float64
+	// K holds the stage derivatives and, for non-FSAL methods, f(T+H, Y1)
+	// as a last entry when it was evaluated (nil entry otherwise).
+	K [][]float64
+}
+
+// Stats counts the work of a solve.
+type Stats struct {
+	NFE      int // function evaluations, initial-step selection included
+	Accepted int // accepted steps
+	Rejected int // rejected steps
+	// LastStep is the step size the controller proposed after the last
+	// accepted step (unsigned); pass it as FirstStep to continue a solve.
+	LastStep float64
+}
+
+// Add adds the counts of o to s and takes o's LastStep.
+func (s *Stats) Add(o Stats) {
+	s.NFE += o.NFE
+	s.Accepted += o.Accepted
+	s.Rejected += o.Rejected
+	s.LastStep = o.LastStep
+}
+
+const defaultMaxSteps = 100000
+
+// Solver integrates ODEs with an explicit Runge–Kutta method. It keeps its
+// workspace between calls: after the first solve of a given size, solves of
+// the same size allocate nothing per step. A Solver is not safe for
+// concurrent use; use one per goroutine.
+type Solver struct {
+	opts  Options
+	tb    *Tableau
+	rtol  float64
+	atol  float64
+	norm  Norm
+	ctrl  Controller
+	isRMS bool
+
+	// Nonzero coefficient pattern of the tableau, per stage row.
+	aIdx [][]int
+	bIdx []int
+	eIdx []int
+
+	n      int
+	y      []float64
+	y1     []float64
+	errBuf []float64
+	stages [][]float64 // stage inputs
+	k      [][]float64 // stage derivatives (+ f1 for non-FSAL)
+	beta   []float64
+	coef   []float64
+	vecs   [][]float64
+	info   StepInfo
+}
+
+// NewSolver validates opts and returns a Solver.
+func NewSolver(opts Options) (*Solver, error) {
+	s := &Solver{opts: opts}
+	if err := s.setOptions(opts); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Options returns the solver's options with defaults filled in.
+func (s *Solver) Options() Options {
+	o := s.opts
+	o.Method, o.RTol, o.ATol, o.Norm, o.Controller = s.tb, s.rtol, s.atol, s.norm, s.ctrl
+	return o
+}
+
+// SetOptions replaces the solver's options, keeping its workspace.
+func (s *Solver) SetOptions(opts Options) error { return s.setOptions(opts) }
+
+func (s *Solver) setOptions(opts Options) error {
+	tb := opts.Method
+	if tb == nil {
+		tb = DormandPrince5
+	}
+	if err := tb.validate(); err != nil {
+		return err
+	}
+	rtol, atol := opts.RTol, opts.ATol
+	if rtol == 0 && atol == 0 {
+		rtol, atol = 1e-7, 1e-9
+	}
+	if !(rtol > 0) || math.IsInf(rtol, 0) {
+		return invalidf("Options.RTol", "must be a positive finite number, got %v", opts.RTol)
+	}
+	if !(atol > 0) || math.IsInf(atol, 0) {
+		return invalidf("Options.ATol", "must be a positive finite number, got %v", opts.ATol)
+	}
+	for _, p := range []struct {
+		name string
+		v    float64
+	}{{"Options.FirstStep", opts.FirstStep}, {"Options.MinStep", opts.MinStep}, {"Options.MaxStep", opts.MaxStep}, {"Options.Step", opts.Step}} {
+		if !(p.v >= 0) || math.IsInf(p.v, 0) {
+			return invalidf(p.name, "must be a finite non-negative number, got %v", p.v)
+		}
+	}
+	if opts.MaxStep > 0 && opts.MinStep > opts.MaxStep {
+		return invalidf("Options.MinStep", "%v exceeds MaxStep %v", opts.MinStep, opts.MaxStep)
+	}
+	if opts.MaxSteps < 0 {
+		return invalidf("Options.MaxSteps", "negative: %d", opts.MaxSteps)
+	}
+	if opts.QuadratureTail < 0 {
+		return invalidf("Options.QuadratureTail", "negative: %d", opts.QuadratureTail)
+	}
+	if !tb.Adaptive() && opts.Step <= 0 {
+		return invalidf("Options.Step", "fixed-step method %q needs a positive Step", tb.Name)
+	}
+	c := opts.Controller
+	if c.Safety == 0 {
+		c.Safety = 0.9
+	}
+	if c.MinFactor == 0 {
+		c.MinFactor = 0.2
+	}
+	if c.MaxFactor == 0 {
+		c.MaxFactor = 10
+	}
+	if c.Alpha == 0 {
+		c.Alpha = 1 / float64(tb.Order)
+	}
+	if !(c.Safety > 0 && c.Safety <= 1) || !(c.MinFactor > 0 && c.MinFactor <= 1) || !(c.MaxFactor >= 1) ||
+		math.IsInf(c.MaxFactor, 0) || !(c.Alpha > 0) || !(c.Beta >= 0) || math.IsInf(c.Alpha+c.Beta, 0) {
+		return invalidf("Options.Controller", "need 0 < Safety ≤ 1, 0 < MinFactor ≤ 1 ≤ MaxFactor < ∞, Alpha > 0, Beta ≥ 0; got %+v", c)
+	}
+	norm := opts.Norm
+	if norm == nil {
+		norm = RMSNorm{}
+	}
+	_, isRMS := norm.(RMSNorm)
+
+	s.opts, s.tb, s.rtol, s.atol, s.norm, s.ctrl, s.isRMS = opts, tb, rtol, atol, norm, c, isRMS
+	st := tb.Stages()
+	s.aIdx = make([][]int, st)
+	for i, row := range tb.A {
+		for j, a := range row {
+			if a != 0 {
+				s.aIdx[i] = append(s.aIdx[i], j)
+			}
+		}
+	}
+	s.bIdx, s.eIdx = nil, nil
+	for j := range tb.B {
+		if tb.B[j] != 0 {
+			s.bIdx = append(s.bIdx, j)
+		}
+		if tb.E != nil && tb.E[j] != 0 {
+			s.eIdx = append(s.eIdx, j)
+		}
+	}
+	s.n = -1 // force the workspace to be (re)shaped
+	s.k, s.stages = nil, nil
+	return nil
+}
+
+// Method returns the solver's tableau.
+func (s *Solver) Method() *Tableau { return s.tb }
+
+// ensure sizes the workspace for states of length n.
+func (s *Solver) ensure(n int) {
+	if s.n == n {
+		return
+	}
+	s.n = n
+	st := s.tb.Stages()
+	nk := s.tb.denseVectors()
+	buf := make([]float64, n*(3+st+nk))
+	take := func() []float64 {
+		v := buf[:n:n]
+		buf = buf[n:]
+		return v
+	}
+	s.y, s.y1, s.errBuf = take(), take(), take()
+	s.stages = make([][]float64, st)
+	for i := 1; i < st; i++ {
+		s.stages[i] = take()
+	}
+	s.k = make([][]float64, nk)
+	for i := range s.k {
+		s.k[i] = take()
+	}
+	s.beta = make([]float64, nk)
+	s.coef = make([]float64, nk)
+	s.vecs = make([][]float64, nk)
+	s.info.K = make([][]float64, nk)
+	s.info.Stages = make([][]float64, st)
+}
+
+// validateTimes checks that ts is finite and strictly monotone and returns
+// its direction (+1 or −1; +1 for a single time).
+func validateTimes(field string, ts []float64) (float64, error) {
+	if len(ts) == 0 {
+		return 0, invalidf(field, "no times")
+	}
+	if err := checkFinite(field, ts); err != nil {
+		return 0, err
+	}
+	if len(ts) == 1 {
+		return 1, nil
+	}
+	dir := 1.0
+	if ts[1] < ts[0] {
+		dir = -1
+	}
+	for i := 1; i < len(ts); i++ {
+		if !((ts[i]-ts[i-1])*dir > 0) {
+			return 0, invalidf(field, "times must be strictly increasing or strictly decreasing: t[%d]=%v, t[%d]=%v", i-1, ts[i-1], i, ts[i])
+		}
+	}
+	return dir, nil
+}
+
+// Solve integrates y' = f(t, y) from y(ts[0]) = y0 through the times ts
+// (strictly increasing or strictly decreasing) and writes y(ts[i]) into
+// out[i·n:(i+1)·n], n = len(y0); out[0:n] is y0. Output times between steps
+// are served by the dense output; steps are not shortened to hit them.
+//
+// On failure the returned error wraps ErrInvalidInput, ErrNonFinite,
+// ErrStepSizeUnderflow or ErrTooManySteps, and y0 and ts are unchanged (out
+// may hold partial results).
+func (s *Solver) Solve(f Func, y0, ts, out []float64) (Stats, error) {
+	return s.solve(f, y0, ts, out, s.opts.OnStep)
+}
+
+func (s *Solver) solve(f Func, y0, ts, out []float64, onStep func(*StepInfo)) (st Stats, err error) {
+	n := len(y0)
+	if f == nil {
+		return st, invalidf("f", "nil function")
+	}
+	dir, err := validateTimes("ts", ts)
+	if err != nil {
+		return st, err
+	}
+	if len(out) != len(ts)*n {
+		return st, invalidf("out", "has length %d, want len(ts)·len(y0) = %d", len(out), len(ts)*n)
+	}
+	if err := checkFinite("y0", y0); err != nil {
+		return st, err
+	}
+	if lc, ok := s.norm.(lengthChecker); ok && lc.Len() != n {
+		return st, invalidf("Options.Norm", "built for states of length %d, state has length %d", lc.Len(), n)
+	}
+	if s.opts.QuadratureTail > n {
+		return st, invalidf("Options.QuadratureTail", "%d exceeds the state length %d", s.opts.QuadratureTail, n)
+	}
+	s.ensure(n)
+	copy(out[:n], y0)
+	if len(ts) == 1 {
+		return st, nil
+	}
+	copy(s.y, y0)
+	return s.integrate(f, ts, out, dir, onStep)
+}
+
+// integrate runs the step loop; the workspace is sized and s.y holds y(ts[0]).
+func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*StepInfo)) (st Stats, err error) {
+	tb, o := s.tb, &s.opts
+	n := s.n
+	head := n - o.QuadratureTail
+	nst := tb.Stages()
+	maxSteps := o.MaxSteps
+	if maxSteps == 0 {
+		maxSteps = defaultMaxSteps
+	}
+	t := ts[0]
+	tEnd := ts[len(ts)-1]
+	k := s.k
+
+	// f at the start; FSAL methods then carry it from step to step.
+	f(t, s.y, k[0])
+	st.NFE++
+
+	adaptive := tb.Adaptive() && o.Step == 0
+	var h float64 // signed
+	switch {
+	case !adaptive:
+		h = dir * o.Step
+	case o.FirstStep > 0:
+		h = dir * o.FirstStep
+	default:
+		h = dir * s.initialStep(f, t, s.y, k[0], dir)
+		st.NFE++
+	}
+	if o.MaxStep > 0 && math.Abs(h) > o.MaxStep {
+		h = dir * o.MaxStep
+	}
+	rPrev := 1.0
+	next := 1 // next output index
+	for next < len(ts) {
+		if st.Accepted+st.Rejected >= maxSteps {
+			return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("%d steps attempted without reaching t=%g", maxSteps, tEnd), Err: ErrTooManySteps}
+		}
+		t1 := t + h
+		if !o.Overshoot {
+			// Shorten the last step to land on tEnd; stretch a step that would
+			// leave a sliver shorter than a billionth of the step.
+			if rem := tEnd - t; (h-rem)*dir > 0 || math.Abs(rem-h) <= 1e-9*math.Abs(h) {
+				h, t1 = rem, tEnd
+			}
+		}
+		if t1 == t || (o.MinStep > 0 && math.Abs(h) < o.MinStep && t1 != tEnd) {
+			return st, &SolveError{T: t, Step: h, Reason: "step size underflow", Err: ErrStepSizeUnderflow}
+		}
+		s.step(f, t, h, head)
+		st.NFE += nst - 1
+
+		ratio := 0.0
+		if adaptive {
+			ratio = s.errorRatio(h)
+			if ratio-ratio != 0 { // NaN or Inf
+				return st, &SolveError{T: t, Step: h, Reason: "non-finite state or derivative during the step", Err: ErrNonFinite}
+			}
+		} else if ok, _ := allFinite(s.y1); !ok {
+			return st, &SolveError{T: t, Step: h, Reason: "non-finite state or derivative during the step", Err: ErrNonFinite}
+		}
+
+		if adaptive && ratio > 1 {
+			st.Rejected++
+			fac := math.Max(s.ctrl.Safety/math.Pow(ratio, 1/float64(tb.Order)), s.ctrl.MinFactor)
+			h *= math.Min(fac, s.ctrl.MaxFactor)
+			if o.MinStep > 0 && math.Abs(h) < o.MinStep {
+				return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("step size %g below MinStep %g", math.Abs(h), o.MinStep), Err: ErrStepSizeUnderflow}
+			}
+			continue
+		}
+		st.Accepted++
+
+		// f(t1, y1): the last stage of FSAL methods; for the others it is
+		// evaluated when another step follows or the dense output needs it.
+		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || onStep != nil || (ts[next]-t1)*dir < 0)
+		if needF1 {
+			f(t1, s.y1, k[nst])
+			st.NFE++
+		}
+		if onStep != nil {
+			s.info.T, s.info.H, s.info.Y0, s.info.Y1 = t, h, s.y, s.y1
+			copy(s.info.Stages, s.stages)
+			s.info.Stages[0] = s.y
+			if tb.FSAL {
+				s.info.Stages[nst-1] = s.y1
+			}
+			copy(s.info.K, k)
+			onStep(&s.info)
+		}
+		// Outputs inside (t, t1].
+		for next < len(ts) && (ts[next]-t1)*dir <= 0 {
+			dst := out[next*n : (next+1)*n]
+			if ts[next] == t1 {
+				copy(dst, s.y1)
+			} else {
+				s.denseAt((ts[next]-t)/h, h, dst)
+			}
+			next++
+		}
+
+		// Next step size.
+		if adaptive {
+			var fac float64
+			switch {
+			case ratio == 0:
+				fac = s.ctrl.MaxFactor
+			default:
+				lo := s.ctrl.MinFactor
+				if ratio < 1 {
+					lo = 1 // an accepted step never shrinks the next one
+				}
+				g := s.ctrl.Safety / math.Pow(ratio, s.ctrl.Alpha)
+				if s.ctrl.Beta != 0 {
+					g *= math.Pow(rPrev, s.ctrl.Beta)
+				}
+				fac = math.Min(s.ctrl.MaxFactor, math.Max(g, lo))
+			}
+			rPrev = math.Max(ratio, 1e-4)
+			h *= fac
+			if o.MaxStep > 0 && math.Abs(h) > o.MaxStep {
+				h = dir * o.MaxStep
+			}
+		}
+		// Advance: y ← y1, k[0] ← f(t1, y1).
+		s.y, s.y1 = s.y1, s.y
+		if tb.FSAL {
+			k[0], k[nst-1] = k[nst-1], k[0]
+		} else if needF1 {
+			k[0], k[nst] = k[nst], k[0]
+		}
+		t = t1
+	}
+	st.LastStep = math.Abs(h)
+	return st, nil
+}
+
+// step computes one Runge–Kutta step of size h from (t, s.y) into s.y1 and,
+// for adaptive methods, the error estimate into s.errBuf. k[0] = f(t, y)
+// must be current. Only the first head components of stage inputs are formed.
+func (s *Solver) step(f Func, t, h float64, head int) {
+	tb := s.tb
+	nst := tb.Stages()
+	y := s.y
+	s.stages[0] = y
+	for i := 1; i < nst; i++ {
+		dst := s.stages[i]
+		fsalLast := tb.FSAL && i == nst-1
+		s.gather(tb.A[i], s.aIdx[i], h)
+		if fsalLast {
+			// The last stage input is y1 itself: form it over the whole state.
+			LinComb(dst, y, s.coef[:len(s.aIdx[i])], s.vecs[:len(s.aIdx[i])])
+		} else {
+			LinComb(dst[:head], y[:head], s.coef[:len(s.aIdx[i])], s.vecs[:len(s.aIdx[i])])
+		}
+		f(t+tb.C[i]*h, dst, s.k[i])
+	}
+	if tb.FSAL {
+		// y1 is the last stage input; swap buffers instead of copying.
+		s.y1, s.stages[nst-1] = s.stages[nst-1], s.y1
+	} else {
+		s.gather(tb.B, s.bIdx, h)
+		LinComb(s.y1, y, s.coef[:len(s.bIdx)], s.vecs[:len(s.bIdx)])
+	}
+	if tb.E != nil {
+		s.gather(tb.E, s.eIdx, h)
+		LinComb(s.errBuf, nil, s.coef[:len(s.eIdx)], s.vecs[:len(s.eIdx)])
+	}
+}
+
+// gather loads h·w[j] and k[j] for the nonzero indices idx into s.coef, s.vecs.
+func (s *Solver) gather(w []float64, idx []int, h float64) {
+	for m, j := range idx {
+		s.coef[m] = h * w[j]
+		s.vecs[m] = s.k[j]
+	}
+}
+
+// errorRatio returns norm(err_i / (atol + rtol·max(|y0_i|, |y1_i|))).
+func (s *Solver) errorRatio(h float64) float64 {
+	y0, y1, e := s.y, s.y1[:len(s.y)], s.errBuf[:len(s.y)]
+	atol, rtol := s.atol, s.rtol
+	if s.isRMS {
+		var s0, s1 float64
+		i := 0
+		for ; i <= len(e)-2; i += 2 {
+			a := e[i] / (atol + rtol*math.Max(math.Abs(y0[i]), math.Abs(y1[i])))
+			b := e[i+1] / (atol + rtol*math.Max(math.Abs(y0[i+1]), math.Abs(y1[i+1])))
+			s0 += a * a
+			s1 += b * b
+		}
+		sum := s0 + s1
+		for ; i < len(e); i++ {
+			a := e[i] / (atol + rtol*math.Max(math.Abs(y0[i]), math.Abs(y1[i])))
+			sum += a * a
+		}
+		if len(e) == 0 {
+			return 0
+		}
+		return math.Sqrt(sum / float64(len(e)))
+	}
+	for i := range e {
+		e[i] /= atol + rtol*math.Max(math.Abs(y0[i]), math.Abs(y1[i]))
+	}
+	return s.norm.Norm(e)
+}
+
+// initialStep selects the first step size by Hairer, Nørsett & Wanner I,
+// II.4 (as torchdiffeq and SciPy do), using the solver's norm. It evaluates f
+// once (the Euler probe); f0 = f(t0, y0) is given.
+func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) float64 {
+	sc := s.errBuf
+	for i, v := range y0 {
+		sc[i] = v / (s.atol + math.Abs(v)*s.rtol)
+	}
+	d0 := s.norm.Norm(sc)
+	for i, v := range f0 {
+		sc[i] = v / (s.atol + math.Abs(y0[i])*s.rtol)
+	}
+	d1 := s.norm.Norm(sc)
+	h0 := 1e-6
+	if !(d0 < 1e-5 || d1 < 1e-5) {
+		h0 = 0.01 * d0 / d1
+	}
+	probe, f1 := s.y1, s.k[1%len(s.k)]
+	for i := range probe {
+		probe[i] = y0[i] + h0*dir*f0[i]
+	}
+	f(t0+h0*dir, probe, f1)
+	for i := range sc {
+		sc[i] = (f1[i] - f0[i]) / (s.atol + math.Abs(y0[i])*s.rtol)
+	}
+	d2 := s.norm.Norm(sc) / h0
+	var h1 float64
+	if d1 <= 1e-15 && d2 <= 1e-15 {
+		h1 = math.Max(1e-6, h0*1e-3)
+	} else {
+		h1 = math.Pow(0.01/math.Max(d1, d2), 1/float64(s.tb.Order))
+	}
+	h := math.Min(100*h0, h1)
+	if h != h || h <= 0 { // a non-finite f0 or f1; the first step will report it
+		h = 1e-6
+	}
+	return h
+}
+
+// denseAt evaluates the dense output of the step just accepted (from s.y
+// with size h, stages in s.k) at fraction theta into dst.
+func (s *Solver) denseAt(theta, h float64, dst []float64) {
+	s.tb.denseWeights(theta, s.beta)
+	m := 0
+	for i, b := range s.beta {
+		if b != 0 && s.k[i] != nil {
+			s.coef[m] = h * b
+			s.vecs[m] = s.k[i]
+			m++
+		}
+	}
+	LinComb(dst, s.y, s.coef[:m], s.vecs[:m])
+}
+
+// DenseSolution is a finished solve that can be evaluated anywhere inside
+// its time span, by the same interpolant the solver uses for output times.
+// It stores every accepted step (O(steps·stages·n) memory).
+type DenseSolution struct {
+	tb    *Tableau
+	n     int
+	dir   float64
+	t     []float64 // step start times, then the end time
+	h     []float64
+	y0    [][]float64
+	k     [][][]float64
+	beta  []float64
+	coef  []float64
+	vecs  [][]float64
+	t0    float64
+	tEnd  float64
+	final []float64
+}
+
+// SolveDense solves like Solve and also returns the dense solution over
+// [ts[0], ts[len(ts)-1]].
+func (s *Solver) SolveDense(f Func, y0, ts, out []float64) (*DenseSolution, Stats, error) {
+	d := &DenseSolution{tb: s.tb, n: len(y0)}
+	user := s.opts.OnStep
+	rec := func(si *StepInfo) {
+		d.t = append(d.t, si.T)
+		d.h = append(d.h, si.H)
+		d.y0 = append(d.y0, append([]float64(nil), si.Y0...))
+		ks := make([][]float64, len(si.K))
+		for i, v := range si.K {
+			if v != nil {
+				ks[i] = append([]float64(nil), v...)
+			}
+		}
+		d.k = append(d.k, ks)
+		if user != nil {
+			user(si)
+		}
+	}
+	st, err := s.solve(f, y0, ts, out, rec)
+	if err != nil {
+		return nil, st, err
+	}
+	d.dir, _ = validateTimes("ts", ts)
+	d.t0, d.tEnd = ts[0], ts[len(ts)-1]
+	d.final = append([]float64(nil), out[len(out)-len(y0):]...)
+	nk := s.tb.denseVectors()
+	d.beta, d.coef, d.vecs = make([]float64, nk), make([]float64, nk), make([][]float64, nk)
+	return d, st, nil
+}
+
+// Span returns the first and last time of the solution.
+func (d *DenseSolution) Span() (t0, t1 float64) { return d.t0, d.tEnd }
+
+// Steps returns the number of stored steps.
+func (d *DenseSolution) Steps() int { return len(d.t) }
+
+// At writes the solution at time t into dst (length n). t must lie within
+// the span. At is not safe for concurrent use (it reuses scratch space).
+func (d *DenseSolution) At(t float64, dst []float64) error {
+	if len(dst) != d.n {
+		return invalidf("dst", "has length %d, want %d", len(dst), d.n)
+	}
+	if t != t || (t-d.t0)*d.dir < 0 || (t-d.tEnd)*d.dir > 0 {
+		return invalidf("t", "%v outside the solution's span [%v, %v]", t, d.t0, d.tEnd)
+	}
+	if len(d.t) == 0 || t == d.tEnd {
+		if t == d.t0 && len(d.t) > 0 {
+			copy(dst, d.y0[0])
+		} else {
+			copy(dst, d.final)
+		}
+		return nil
+	}
+	// The step whose start is the last one not past t.
+	i := sort.Search(len(d.t), func(i int) bool { return (d.t[i]-t)*d.dir > 0 }) - 1
+	if i < 0 {
+		i = 0
+	}
+	h := d.h[i]
+	d.tb.denseWeights((t-d.t[i])/h, d.beta)
+	m := 0
+	for j, b := range d.beta {
+		if b != 0 && d.k[i][j] != nil {
+			d.coef[m] = h * b
+			d.vecs[m] = d.k[i][j]
+			m++
+		}
+	}
+	LinComb(dst, d.y0[i], d.coef[:m], d.vecs[:m])
+	return nil
+}

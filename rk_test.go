@@ -1,0 +1,496 @@
+package neuralode
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"testing"
+)
+
+// odeProblem is a test problem with a closed-form solution.
+type odeProblem struct {
+	name  string
+	f     Func
+	exact func(t float64, y []float64)
+	t0    float64
+	t1    float64
+}
+
+var odeProblems = []odeProblem{
+	{
+		name: "exponential",
+		f: func(t float64, y, dy []float64) {
+			for i := range y {
+				dy[i] = -0.7 * y[i]
+			}
+		},
+		exact: func(t float64, y []float64) { y[0] = 2 * math.Exp(-0.7*t) },
+		t0:    0, t1: 3,
+	},
+	{
+		name: "harmonic",
+		f: func(t float64, y, dy []float64) {
+			dy[0] = y[1]
+			dy[1] = -4 * y[0]
+		},
+		exact: func(t float64, y []float64) {
+			y[0] = math.Cos(2 * t)
+			y[1] = -2 * math.Sin(2*t)
+		},
+		t0: 0, t1: 4,
+	},
+	{
+		// Non-autonomous: y' = cos(t)·y, y = exp(sin t).
+		name: "nonautonomous",
+		f: func(t float64, y, dy []float64) {
+			dy[0] = math.Cos(t) * y[0]
+		},
+		exact: func(t float64, y []float64) { y[0] = math.Exp(math.Sin(t)) },
+		t0:    0, t1: 3,
+	},
+}
+
+func (p odeProblem) dim() int {
+	y := make([]float64, 4)
+	p.exact(p.t0, y)
+	if p.name == "harmonic" {
+		return 2
+	}
+	return 1
+}
+
+func (p odeProblem) y0() []float64 {
+	y := make([]float64, p.dim())
+	p.exact(p.t0, y)
+	return y
+}
+
+func maxAbsDiff(a, b []float64) float64 {
+	m := 0.0
+	for i := range a {
+		m = math.Max(m, math.Abs(a[i]-b[i]))
+	}
+	return m
+}
+
+// slope fits log(err) against log(h) by least squares.
+func slope(hs, errs []float64) float64 {
+	var sx, sy, sxx, sxy float64
+	n := float64(len(hs))
+	for i := range hs {
+		x, y := math.Log(hs[i]), math.Log(errs[i])
+		sx += x
+		sy += y
+		sxx += x * x
+		sxy += x * y
+	}
+	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
+}
+
+func TestConvergenceOrder(t *testing.T) {
+	methods := []struct {
+		tb *Tableau
+		ns []int // numbers of steps: errors well above round-off
+	}{
+		{DormandPrince5, []int{32, 64, 128, 256}},
+		{Tsitouras5, []int{16, 32, 64, 128}},
+		{RK4, []int{16, 32, 64, 128}},
+		{BogackiShampine3, []int{32, 64, 128, 256}},
+		{Midpoint, []int{64, 128, 256, 512}},
+		{Euler, []int{256, 512, 1024, 2048}},
+	}
+	for _, m := range methods {
+		for _, p := range odeProblems {
+			t.Run(m.tb.Name+"/"+p.name, func(t *testing.T) {
+				n := p.dim()
+				exact := make([]float64, n)
+				var hs, errs, denseErrs []float64
+				for _, steps := range m.ns {
+					h := (p.t1 - p.t0) / float64(steps)
+					// Output at the end and at the middle of every 4th step, served by the dense output.
+					ts := []float64{p.t0}
+					for i := 0; i < steps; i += 4 {
+						ts = append(ts, p.t0+(float64(i)+0.5)*h)
+					}
+					ts = append(ts, p.t1)
+					s, err := NewSolver(Options{Method: m.tb, Step: h})
+					if err != nil {
+						t.Fatal(err)
+					}
+					out := make([]float64, len(ts)*n)
+					st, err := s.Solve(p.f, p.y0(), ts, out)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if st.Accepted != steps || st.Rejected != 0 {
+						t.Fatalf("steps: got %d accepted %d rejected, want %d", st.Accepted, st.Rejected, steps)
+					}
+					p.exact(p.t1, exact)
+					errs = append(errs, maxAbsDiff(out[len(out)-n:], exact))
+					de := 0.0
+					for i := 1; i < len(ts)-1; i++ {
+						p.exact(ts[i], exact)
+						de = math.Max(de, maxAbsDiff(out[i*n:(i+1)*n], exact))
+					}
+					denseErrs = append(denseErrs, de)
+					hs = append(hs, h)
+				}
+				want := float64(m.tb.Order)
+				if got := slope(hs, errs); math.Abs(got-want) > 0.3 {
+					t.Errorf("end-point error slope %.3f, want %v±0.3 (errors %v)", got, want, errs)
+				}
+				// The dense output's local error is O(h^(q+1)) with q ≥ Order−1,
+				// so between steps the error must fall at least at the method's order.
+				if got := slope(hs, denseErrs); got < want-0.3 {
+					t.Errorf("dense-output error slope %.3f, want ≥ %v−0.3 (errors %v)", got, want, denseErrs)
+				}
+			})
+		}
+	}
+}
+
+// TestDenseMidpointWeights checks the half-step weights against the order
+// conditions a 4th-order continuous extension satisfies at θ = ½:
+// Σ b_i = ½, Σ b_i c_i = ⅛, Σ b_i c_i² = 1/24, Σ b_i c_i³ = 1/64.
+func TestDenseMidpointWeights(t *testing.T) {
+	for _, tb := range []*Tableau{DormandPrince5, Tsitouras5} {
+		for q, want := range []float64{0.5, 1.0 / 8, 1.0 / 24, 1.0 / 64} {
+			sum := 0.0
+			for i, b := range tb.BMid {
+				sum += b * math.Pow(tb.C[i], float64(q))
+			}
+			if math.Abs(sum-want) > 1e-12 {
+				t.Errorf("%s: Σ BMid·c^%d = %.16g, want %.16g", tb.Name, q, sum, want)
+			}
+		}
+	}
+}
+
+func TestTableausValid(t *testing.T) {
+	for _, tb := range []*Tableau{DormandPrince5, BogackiShampine3, Tsitouras5, RK4, Midpoint, Euler} {
+		if err := tb.validate(); err != nil {
+			t.Errorf("%s: %v", tb.Name, err)
+		}
+		// Consistency: Σ b = 1, Σ_j a_ij = c_i, Σ e = 0.
+		sb, se := 0.0, 0.0
+		for i := range tb.B {
+			sb += tb.B[i]
+			if tb.E != nil {
+				se += tb.E[i]
+			}
+			sa := 0.0
+			for _, a := range tb.A[i] {
+				sa += a
+			}
+			if math.Abs(sa-tb.C[i]) > 1e-12 {
+				t.Errorf("%s: row %d sums to %v, c = %v", tb.Name, i, sa, tb.C[i])
+			}
+		}
+		if math.Abs(sb-1) > 1e-14 || math.Abs(se) > 1e-12 {
+			t.Errorf("%s: Σb = %v, Σe = %v", tb.Name, sb, se)
+		}
+	}
+}
+
+func TestAdaptiveErrorFallsWithTolerance(t *testing.T) {
+	for _, tb := range []*Tableau{DormandPrince5, Tsitouras5, BogackiShampine3} {
+		for _, p := range odeProblems {
+			t.Run(tb.Name+"/"+p.name, func(t *testing.T) {
+				n := p.dim()
+				exact := make([]float64, n)
+				p.exact(p.t1, exact)
+				prev := math.Inf(1)
+				prevNFE := 0
+				for _, tol := range []float64{1e-4, 1e-6, 1e-8, 1e-10} {
+					s, err := NewSolver(Options{Method: tb, RTol: tol, ATol: tol})
+					if err != nil {
+						t.Fatal(err)
+					}
+					out := make([]float64, 2*n)
+					st, err := s.Solve(p.f, p.y0(), []float64{p.t0, p.t1}, out)
+					if err != nil {
+						t.Fatal(err)
+					}
+					e := maxAbsDiff(out[n:], exact)
+					if e >= prev {
+						t.Errorf("tol %g: error %g did not fall (previous %g)", tol, e, prev)
+					}
+					if e > 1000*tol {
+						t.Errorf("tol %g: error %g far above tolerance", tol, e)
+					}
+					if st.NFE <= prevNFE {
+						t.Errorf("tol %g: nfe %d did not grow", tol, st.NFE)
+					}
+					prev, prevNFE = e, st.NFE
+				}
+			})
+		}
+	}
+}
+
+func TestDecreasingTimes(t *testing.T) {
+	p := odeProblems[1] // harmonic oscillator
+	ts := []float64{0, 0.7, 1.9, 3.2, 4}
+	n := 2
+	fwd := make([]float64, len(ts)*n)
+	s, _ := NewSolver(Options{RTol: 1e-10, ATol: 1e-10})
+	if _, err := s.Solve(p.f, p.y0(), ts, fwd); err != nil {
+		t.Fatal(err)
+	}
+	// Backward from the exact end state through the same times reversed.
+	rev := make([]float64, len(ts))
+	for i := range ts {
+		rev[i] = ts[len(ts)-1-i]
+	}
+	yEnd := make([]float64, n)
+	p.exact(4, yEnd)
+	bwd := make([]float64, len(ts)*n)
+	if _, err := s.Solve(p.f, yEnd, rev, bwd); err != nil {
+		t.Fatal(err)
+	}
+	exact := make([]float64, n)
+	for i := range ts {
+		j := len(ts) - 1 - i
+		p.exact(ts[i], exact)
+		if d := maxAbsDiff(fwd[i*n:(i+1)*n], exact); d > 1e-8 {
+			t.Errorf("forward at t=%v: error %g", ts[i], d)
+		}
+		if d := maxAbsDiff(bwd[j*n:(j+1)*n], fwd[i*n:(i+1)*n]); d > 1e-8 {
+			t.Errorf("backward and forward differ at t=%v by %g", ts[i], d)
+		}
+	}
+}
+
+func TestOvershootMode(t *testing.T) {
+	p := odeProblems[0]
+	calls := 0
+	maxT := 0.0
+	f := func(t float64, y, dy []float64) {
+		calls++
+		maxT = math.Max(maxT, t)
+		p.f(t, y, dy)
+	}
+	for _, over := range []bool{false, true} {
+		maxT = 0
+		s, _ := NewSolver(Options{RTol: 1e-6, ATol: 1e-6, Overshoot: over})
+		out := make([]float64, 2)
+		if _, err := s.Solve(f, p.y0(), []float64{0, 3}, out); err != nil {
+			t.Fatal(err)
+		}
+		exact := []float64{0}
+		p.exact(3, exact)
+		if d := math.Abs(out[1] - exact[0]); d > 1e-5 {
+			t.Errorf("overshoot=%v: error %g", over, d)
+		}
+		if !over && maxT > 3 {
+			t.Errorf("default mode evaluated f at t=%v beyond the final time", maxT)
+		}
+		if over && maxT <= 3 {
+			t.Errorf("overshoot mode never stepped past the final time (max t %v)", maxT)
+		}
+	}
+}
+
+func TestDenseSolution(t *testing.T) {
+	p := odeProblems[1]
+	s, _ := NewSolver(Options{RTol: 1e-9, ATol: 1e-9})
+	out := make([]float64, 4)
+	d, _, err := s.SolveDense(p.f, p.y0(), []float64{0, 4}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, exact := make([]float64, 2), make([]float64, 2)
+	for _, tt := range []float64{0, 0.01, 0.5, 1.234, 2.5, 3.999, 4} {
+		if err := d.At(tt, got); err != nil {
+			t.Fatal(err)
+		}
+		p.exact(tt, exact)
+		if e := maxAbsDiff(got, exact); e > 1e-7 {
+			t.Errorf("At(%v): error %g", tt, e)
+		}
+	}
+	if err := d.At(4.5, got); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("At outside the span: got %v, want ErrInvalidInput", err)
+	}
+}
+
+func TestSolverBadInput(t *testing.T) {
+	f := odeProblems[0].f
+	stiff := func(t float64, y, dy []float64) { dy[0] = y[0] * y[0] } // blows up at t = 1
+	nanAt := func(t float64, y, dy []float64) {
+		dy[0] = -y[0]
+		if t > 0.5 {
+			dy[0] = math.NaN()
+		}
+	}
+	cases := []struct {
+		name string
+		opts Options
+		f    Func
+		y0   []float64
+		ts   []float64
+		out  int
+		want error
+	}{
+		{"negative rtol", Options{RTol: -1, ATol: 1e-6}, f, []float64{1}, []float64{0, 1}, 2, ErrInvalidInput},
+		{"zero atol", Options{RTol: 1e-6}, f, []float64{1}, []float64{0, 1}, 2, ErrInvalidInput},
+		{"NaN rtol", Options{RTol: math.NaN(), ATol: 1}, f, []float64{1}, []float64{0, 1}, 2, ErrInvalidInput},
+		{"fixed method without step", Options{Method: RK4}, f, []float64{1}, []float64{0, 1}, 2, ErrInvalidInput},
+		{"negative MaxStep", Options{MaxStep: -1}, f, []float64{1}, []float64{0, 1}, 2, ErrInvalidInput},
+		{"nil f", Options{}, nil, []float64{1}, []float64{0, 1}, 2, ErrInvalidInput},
+		{"no times", Options{}, f, []float64{1}, nil, 0, ErrInvalidInput},
+		{"repeated time", Options{}, f, []float64{1}, []float64{0, 1, 1}, 3, ErrInvalidInput},
+		{"non-monotone", Options{}, f, []float64{1}, []float64{0, 1, 0.5}, 3, ErrInvalidInput},
+		{"NaN time", Options{}, f, []float64{1}, []float64{0, math.NaN()}, 2, ErrNonFinite},
+		{"Inf y0", Options{}, f, []float64{math.Inf(1)}, []float64{0, 1}, 2, ErrNonFinite},
+		{"out length", Options{}, f, []float64{1}, []float64{0, 1}, 3, ErrInvalidInput},
+		{"too many steps", Options{MaxSteps: 3}, f, []float64{1}, []float64{0, 10}, 2, ErrTooManySteps},
+		{"underflow", Options{RTol: 1e-6, ATol: 1e-6}, stiff, []float64{1}, []float64{0, 2}, 2, ErrStepSizeUnderflow},
+		{"MinStep", Options{RTol: 1e-10, ATol: 1e-10, MinStep: 0.1}, f, []float64{1}, []float64{0, 10}, 2, ErrStepSizeUnderflow},
+		{"NaN mid-solve", Options{}, nanAt, []float64{1}, []float64{0, 1}, 2, ErrNonFinite},
+		{"NaN mid-solve fixed", Options{Method: RK4, Step: 0.1}, nanAt, []float64{1}, []float64{0, 1}, 2, ErrNonFinite},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y0 := append([]float64(nil), c.y0...)
+			ts := append([]float64(nil), c.ts...)
+			s, err := NewSolver(c.opts)
+			if err == nil {
+				_, err = s.Solve(c.f, y0, ts, make([]float64, c.out))
+			}
+			if !errors.Is(err, c.want) {
+				t.Fatalf("got error %v, want %v", err, c.want)
+			}
+			if fmt.Sprint(y0) != fmt.Sprint(c.y0) || fmt.Sprint(ts) != fmt.Sprint(c.ts) {
+				t.Errorf("inputs modified: y0 %v→%v, ts %v→%v", c.y0, y0, c.ts, ts)
+			}
+			var se *SolveError
+			if errors.As(err, &se) && c.name == "NaN mid-solve" && !(se.T >= 0.4 && se.T <= 0.5) {
+				t.Errorf("NaN reported at t=%v, want the step that crosses 0.5", se.T)
+			}
+		})
+	}
+}
+
+func TestSolveAllocs(t *testing.T) {
+	const n = 64
+	f := func(t float64, y, dy []float64) {
+		for i := range y {
+			dy[i] = -y[i] + math.Sin(t)
+		}
+	}
+	y0 := make([]float64, n)
+	for i := range y0 {
+		y0[i] = float64(i)
+	}
+	ts := []float64{0, 0.5, 1, 2}
+	out := make([]float64, len(ts)*n)
+	for _, tb := range []*Tableau{DormandPrince5, Tsitouras5, RK4} {
+		s, _ := NewSolver(Options{Method: tb, Step: 0.01 * float64(btoi(!tb.Adaptive())), RTol: 1e-8, ATol: 1e-8})
+		if _, err := s.Solve(f, y0, ts, out); err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(20, func() {
+			if _, err := s.Solve(f, y0, ts, out); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per solve, want 0", tb.Name, allocs)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestQuadratureTail(t *testing.T) {
+	// y' = -y, q' = y² (a pure quadrature): q(T) = (1 − e^{−2T})/2.
+	f := func(t float64, y, dy []float64) {
+		dy[0] = -y[0]
+		dy[1] = y[0] * y[0]
+	}
+	for _, tail := range []int{0, 1} {
+		s, _ := NewSolver(Options{RTol: 1e-10, ATol: 1e-10, QuadratureTail: tail})
+		out := make([]float64, 4)
+		if _, err := s.Solve(f, []float64{1, 0}, []float64{0, 2}, out); err != nil {
+			t.Fatal(err)
+		}
+		if want := (1 - math.Exp(-4)) / 2; math.Abs(out[3]-want) > 1e-9 {
+			t.Errorf("tail=%d: q(2) = %v, want %v", tail, out[3], want)
+		}
+	}
+}
+
+func TestStepCallback(t *testing.T) {
+	p := odeProblems[2]
+	var steps int
+	var last float64
+	s, _ := NewSolver(Options{RTol: 1e-8, ATol: 1e-8, OnStep: func(si *StepInfo) {
+		steps++
+		// Y1 must equal Y0 + H·Σ b_i K_i.
+		y1 := si.Y0[0]
+		for i, b := range DormandPrince5.B {
+			y1 += si.H * b * si.K[i][0]
+		}
+		if math.Abs(y1-si.Y1[0]) > 1e-14*math.Abs(y1) {
+			t.Errorf("step at %v: Y1 %v, recomputed %v", si.T, si.Y1[0], y1)
+		}
+		if si.T != last {
+			t.Errorf("step starts at %v, previous ended at %v", si.T, last)
+		}
+		last = si.T + si.H
+	}})
+	st, err := s.Solve(p.f, p.y0(), []float64{0, 3}, make([]float64, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps != st.Accepted || last != 3 {
+		t.Errorf("%d callbacks for %d steps; last step ends at %v", steps, st.Accepted, last)
+	}
+}
+
+func BenchmarkSolve(b *testing.B) {
+	// A 1000-dimensional linear system y' = A y with a banded, diagonally
+	// dominant A (a diffusion-like operator), and a small nonlinear case.
+	const n = 1000
+	lin := func(t float64, y, dy []float64) {
+		dy[0] = -2*y[0] + y[1]
+		for i := 1; i < n-1; i++ {
+			dy[i] = y[i-1] - 2*y[i] + y[i+1]
+		}
+		dy[n-1] = y[n-2] - 2*y[n-1]
+	}
+	y0 := make([]float64, n)
+	for i := range y0 {
+		y0[i] = math.Sin(float64(i) * math.Pi / n)
+	}
+	small := odeProblems[1]
+	cases := []struct {
+		name string
+		f    Func
+		y0   []float64
+		t1   float64
+	}{
+		{"linear1000", lin, y0, 1},
+		{"harmonic2", small.f, small.y0(), 4},
+	}
+	for _, c := range cases {
+		for _, tb := range []*Tableau{DormandPrince5, Tsitouras5, BogackiShampine3} {
+			b.Run(c.name+"/"+tb.Name, func(b *testing.B) {
+				s, _ := NewSolver(Options{Method: tb, RTol: 1e-6, ATol: 1e-6})
+				out := make([]float64, 2*len(c.y0))
+				var st Stats
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					st, _ = s.Solve(c.f, c.y0, []float64{0, c.t1}, out)
+				}
+				b.ReportMetric(float64(st.NFE), "nfe/op")
+			})
+		}
+	}
+}
