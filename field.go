@@ -82,3 +82,11 @@ func (ff *FuncField) Eval(t float64, z, dz []float64) { ff.F(t, z, dz) }
 func (ff *FuncField) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	ff.VJPFunc(t, z, a, f, gz, gp, gt)
 }
+
+// ParamTensors is implemented by vector fields whose parameter vector is a
+// concatenation of tensors (for an MLP: W0, b0, W1, b1, …). ParamSizes
+// returns their lengths in order; they sum to len(Params()). The full
+// adjoint norm measures each tensor separately, as torchdiffeq does.
+type ParamTensors interface {
+	ParamSizes() []int
+}

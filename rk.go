@@ -325,7 +325,10 @@ type Options struct {
 // StepInfo describes an accepted step from T to T+H, for Options.OnStep.
 // Its slices are views into the solver's workspace.
 type StepInfo struct {
-	T, H   float64
+	T, H float64
+	// T1 is the time the step ends at, exactly as the solver advances to it
+	// (the last step of a solve ends exactly at the final time).
+	T1     float64
 	Y0, Y1 []float64
 	// Stages holds the stage inputs Y_i, so that K[i] = f(T + C[i]·H, Stages[i]).
 	// Stages[0] is Y0. Under Options.QuadratureTail their tails are stale.
@@ -465,7 +468,11 @@ func (s *Solver) setOptions(opts Options) error {
 	}
 	_, isRMS := norm.(RMSNorm)
 
+	sameMethod := s.tb == tb
 	s.opts, s.tb, s.rtol, s.atol, s.norm, s.ctrl, s.isRMS = opts, tb, rtol, atol, norm, c, isRMS
+	if sameMethod {
+		return nil // keep the workspace
+	}
 	st := tb.Stages()
 	s.aIdx = make([][]int, st)
 	for i, row := range tb.A {
@@ -669,7 +676,7 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 			st.NFE++
 		}
 		if onStep != nil {
-			s.info.T, s.info.H, s.info.Y0, s.info.Y1 = t, h, s.y, s.y1
+			s.info.T, s.info.H, s.info.T1, s.info.Y0, s.info.Y1 = t, h, t1, s.y, s.y1
 			copy(s.info.Stages, s.stages)
 			s.info.Stages[0] = s.y
 			if tb.FSAL {

@@ -1,0 +1,380 @@
+package neuralode
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// tanhField is a small hand-differentiated field, independent of the MLP:
+// f(t, z)_d = Σ_j W[d][j]·tanh(z_j) + b_d·cos(t), parameters W (D×D) then b.
+func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
+	p := make([]float64, d*d+d)
+	for i := range p {
+		p[i] = rng.NormFloat64() / math.Sqrt(float64(d))
+	}
+	ff := &FuncField{D: d, P: p, Autonomous: !timeDep}
+	ct := func(t float64) (float64, float64) {
+		if !timeDep {
+			return 1, 0
+		}
+		return math.Cos(t), -math.Sin(t)
+	}
+	ff.F = func(t float64, z, dz []float64) {
+		w, b := ff.P[:d*d], ff.P[d*d:]
+		c, _ := ct(t)
+		for r := 0; r < len(z)/d; r++ {
+			zr, dr := z[r*d:(r+1)*d], dz[r*d:(r+1)*d]
+			for i := 0; i < d; i++ {
+				s := b[i] * c
+				for j := 0; j < d; j++ {
+					s += w[i*d+j] * math.Tanh(zr[j])
+				}
+				dr[i] = s
+			}
+		}
+	}
+	ff.VJPFunc = func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+		if f != nil {
+			ff.F(t, z, f)
+		}
+		w, b := ff.P[:d*d], ff.P[d*d:]
+		c, dc := ct(t)
+		tsum := 0.0
+		for r := 0; r < len(z)/d; r++ {
+			zr, ar := z[r*d:(r+1)*d], a[r*d:(r+1)*d]
+			for j := 0; j < d; j++ {
+				th := math.Tanh(zr[j])
+				if gz != nil {
+					s := 0.0
+					for i := 0; i < d; i++ {
+						s += ar[i] * w[i*d+j]
+					}
+					gz[r*d+j] = s * (1 - th*th)
+				}
+				if gp != nil {
+					for i := 0; i < d; i++ {
+						gp[i*d+j] += ar[i] * th
+					}
+				}
+			}
+			for i := 0; i < d; i++ {
+				if gp != nil {
+					gp[d*d+i] += ar[i] * c
+				}
+				tsum += ar[i] * b[i] * dc
+			}
+		}
+		if gt != nil {
+			*gt = tsum
+		}
+	}
+	return ff
+}
+
+func relErr(got, want []float64) float64 {
+	var num, den float64
+	for i := range got {
+		d := got[i] - want[i]
+		num += d * d
+		den += want[i] * want[i]
+	}
+	return math.Sqrt(num / math.Max(den, 1e-300))
+}
+
+var allGradMethods = []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint}
+
+// lossOf solves forward only and returns the MSE loss (for finite differences).
+func lossOf(t *testing.T, field VectorField, z0, ts, targets []float64, opts Options) float64 {
+	t.Helper()
+	g, err := NewGradientSolver(field, GradOptions{Method: Direct, Forward: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Loss
+}
+
+func testProblem(seed uint64, d, b, m int, timeDep bool) (*FuncField, []float64, []float64, []float64) {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	field := tanhField(d, rng, timeDep)
+	z0 := make([]float64, b*d)
+	for i := range z0 {
+		z0[i] = rng.NormFloat64()
+	}
+	ts := make([]float64, m+1)
+	for i := 1; i <= m; i++ {
+		ts[i] = ts[i-1] + 0.3 + 0.4*rng.Float64()
+	}
+	targets := make([]float64, m*b*d)
+	for i := range targets {
+		targets[i] = rng.NormFloat64()
+	}
+	return field, z0, ts, targets
+}
+
+// TestDirectMatchesFiniteDifferences: on a fixed-step solve the discrete
+// loss is a smooth function of θ and z0, and Direct is its exact gradient.
+func TestDirectMatchesFiniteDifferences(t *testing.T) {
+	for _, tb := range []*Tableau{DormandPrince5, RK4, Tsitouras5, BogackiShampine3} {
+		for _, timeDep := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/timedep=%v", tb.Name, timeDep), func(t *testing.T) {
+				field, z0, ts, targets := testProblem(1, 3, 2, 3, timeDep)
+				// A step that does not divide the intervals: observations fall
+				// inside steps and exercise the dense-output adjoint.
+				opts := Options{Method: tb, Step: 0.07}
+				g, err := NewGradientSolver(field, GradOptions{Method: Direct, Forward: opts, TimeGradients: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := g.Gradient(z0, ts, MSELoss(targets))
+				if err != nil {
+					t.Fatal(err)
+				}
+				const eps = 1e-6
+				fd := make([]float64, len(field.P))
+				for i := range field.P {
+					old := field.P[i]
+					field.P[i] = old + eps
+					lp := lossOf(t, field, z0, ts, targets, opts)
+					field.P[i] = old - eps
+					lm := lossOf(t, field, z0, ts, targets, opts)
+					field.P[i] = old
+					fd[i] = (lp - lm) / (2 * eps)
+				}
+				if e := relErr(r.Params, fd); e > 1e-8 {
+					t.Errorf("dL/dθ: relative error %g against finite differences", e)
+				}
+				fdz := make([]float64, len(z0))
+				for i := range z0 {
+					zp := append([]float64(nil), z0...)
+					zp[i] += eps
+					lp := lossOf(t, field, zp, ts, targets, opts)
+					zp[i] -= 2 * eps
+					lm := lossOf(t, field, zp, ts, targets, opts)
+					fdz[i] = (lp - lm) / (2 * eps)
+				}
+				if e := relErr(r.Z0, fdz); e > 1e-8 {
+					t.Errorf("dL/dz0: relative error %g against finite differences", e)
+				}
+			})
+		}
+	}
+}
+
+// TestMethodsAgree: at tight tolerances every method gives the same
+// gradient as Direct, for increasing and decreasing times.
+func TestMethodsAgree(t *testing.T) {
+	for _, timeDep := range []bool{false, true} {
+		for _, reverse := range []bool{false, true} {
+			field, z0, ts, targets := testProblem(2, 3, 4, 3, timeDep)
+			if reverse {
+				for i := range ts {
+					ts[i] = -ts[i]
+				}
+			}
+			opts := Options{RTol: 1e-10, ATol: 1e-10}
+			var ref *GradResult
+			for _, m := range allGradMethods {
+				name := fmt.Sprintf("%v/timedep=%v/reverse=%v", m, timeDep, reverse)
+				gopts := GradOptions{Method: m, Forward: opts, TimeGradients: true}
+				if m == GQAdjoint || m == GQInterpAdjoint {
+					gopts.GQ = GQOptions{C: 1, Cap: 64} // enough nodes for 1e-8
+				}
+				g, err := NewGradientSolver(field, gopts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := g.Gradient(z0, ts, MSELoss(targets))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if ref == nil {
+					c := *r
+					c.Params = append([]float64(nil), r.Params...)
+					c.Z0 = append([]float64(nil), r.Z0...)
+					c.Times = append([]float64(nil), r.Times...)
+					ref = &c
+					continue
+				}
+				if math.Abs(r.Loss-ref.Loss) > 1e-9*ref.Loss {
+					t.Errorf("%s: loss %v, direct %v", name, r.Loss, ref.Loss)
+				}
+				if e := relErr(r.Params, ref.Params); e > 1e-7 {
+					t.Errorf("%s: dL/dθ differs from direct by %g", name, e)
+				}
+				if e := relErr(r.Z0, ref.Z0); e > 1e-7 {
+					t.Errorf("%s: dL/dz0 differs from direct by %g", name, e)
+				}
+				if e := relErr(r.Times, ref.Times); e > 1e-7 {
+					t.Errorf("%s: dL/dt differs from direct by %g (%v vs %v)", name, e, r.Times, ref.Times)
+				}
+			}
+		}
+	}
+}
+
+// TestTimeGradientsFiniteDifferences checks dL/dt_i against finite
+// differences in the times at a tight tolerance.
+func TestTimeGradientsFiniteDifferences(t *testing.T) {
+	field, z0, ts, targets := testProblem(3, 2, 3, 3, true)
+	opts := Options{RTol: 1e-12, ATol: 1e-12}
+	for _, m := range allGradMethods {
+		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: opts, TimeGradients: true, GQ: GQOptions{C: 1}})
+		r, err := g.Gradient(z0, ts, MSELoss(targets))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const eps = 1e-5
+		for i := range ts {
+			tp := append([]float64(nil), ts...)
+			tp[i] += eps
+			lp := lossOf(t, field, z0, tp, targets, opts)
+			tp[i] -= 2 * eps
+			lm := lossOf(t, field, z0, tp, targets, opts)
+			fd := (lp - lm) / (2 * eps)
+			if math.Abs(r.Times[i]-fd) > 1e-6*math.Max(1, math.Abs(fd)) {
+				t.Errorf("%v: dL/dt[%d] = %v, finite differences %v", m, i, r.Times[i], fd)
+			}
+		}
+	}
+}
+
+// TestSeminormPays: with a tight atol, a loose rtol and many parameters,
+// the full norm rejects steps because of the parameter adjoint, which the
+// seminorm ignores; the gradients are equally accurate.
+func TestSeminormPays(t *testing.T) {
+	field, z0, ts, targets := testProblem(4, 8, 4, 1, false)
+	ref := gradFor(t, field, z0, ts, targets, GradOptions{Method: Direct, Forward: Options{RTol: 1e-12, ATol: 1e-12}})
+	opts := Options{RTol: 1e-3, ATol: 1e-8}
+	full := gradFor(t, field, z0, ts, targets, GradOptions{Method: Adjoint, Forward: opts})
+	semi := gradFor(t, field, z0, ts, targets, GradOptions{Method: SeminormAdjoint, Forward: opts})
+	t.Logf("backward nfe: full %d (rejected %d), seminorm %d (rejected %d)",
+		full.Stats.Backward.NFE, full.Stats.Backward.Rejected, semi.Stats.Backward.NFE, semi.Stats.Backward.Rejected)
+	if semi.Stats.Backward.NFE >= full.Stats.Backward.NFE {
+		t.Errorf("seminorm used %d backward evaluations, full norm %d: want strictly fewer", semi.Stats.Backward.NFE, full.Stats.Backward.NFE)
+	}
+	ef, es := relErr(full.Params, ref.Params), relErr(semi.Params, ref.Params)
+	t.Logf("gradient error: full %g, seminorm %g", ef, es)
+	if es > 10*ef+1e-6 {
+		t.Errorf("seminorm gradient error %g much worse than full norm's %g", es, ef)
+	}
+}
+
+func gradFor(t *testing.T, field VectorField, z0, ts, targets []float64, o GradOptions) *GradResult {
+	t.Helper()
+	g, err := NewGradientSolver(field, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *r
+	c.Params = append([]float64(nil), r.Params...)
+	c.Z0 = append([]float64(nil), r.Z0...)
+	return &c
+}
+
+// TestGradientDeterministicAcrossGOMAXPROCS: bit-identical results for any
+// number of threads.
+func TestGradientDeterministicAcrossGOMAXPROCS(t *testing.T) {
+	field, z0, ts, targets := testProblem(5, 6, 16, 2, true)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, m := range allGradMethods {
+		var first []float64
+		for _, procs := range []int{1, 2, 8} {
+			runtime.GOMAXPROCS(procs)
+			r := gradFor(t, field, z0, ts, targets, GradOptions{Method: m, Forward: Options{RTol: 1e-8, ATol: 1e-8}, GQ: GQOptions{C: 1}})
+			if first == nil {
+				first = r.Params
+				continue
+			}
+			for i := range first {
+				if math.Float64bits(first[i]) != math.Float64bits(r.Params[i]) {
+					t.Fatalf("%v: GOMAXPROCS=%d changes dL/dθ[%d]: %v vs %v", m, procs, i, r.Params[i], first[i])
+				}
+			}
+		}
+	}
+}
+
+func TestGradientBadInput(t *testing.T) {
+	field, z0, ts, targets := testProblem(6, 2, 2, 2, false)
+	nanParams := tanhField(2, rand.New(rand.NewPCG(1, 1)), false)
+	nanParams.P[3] = math.NaN()
+	loss := MSELoss(targets)
+	nanLoss := func(states, grad []float64) float64 { grad[len(grad)-1] = math.Inf(1); return 1 }
+	cases := []struct {
+		name  string
+		field VectorField
+		opts  GradOptions
+		z0    []float64
+		ts    []float64
+		loss  Loss
+		want  error
+	}{
+		{"NaN z0", field, GradOptions{}, []float64{1, math.NaN(), 0, 0}, ts, loss, ErrNonFinite},
+		{"NaN params", nanParams, GradOptions{}, z0, ts, loss, ErrNonFinite},
+		{"Inf loss gradient", field, GradOptions{}, z0, ts, nanLoss, ErrNonFinite},
+		{"z0 length", field, GradOptions{}, z0[:3], ts, loss, ErrInvalidInput},
+		{"empty z0", field, GradOptions{}, nil, ts, loss, ErrInvalidInput},
+		{"one time", field, GradOptions{}, z0, ts[:1], loss, ErrInvalidInput},
+		{"repeated time", field, GradOptions{}, z0, []float64{0, 1, 1}, loss, ErrInvalidInput},
+		{"non-monotone", field, GradOptions{}, z0, []float64{0, 1, 0.5}, loss, ErrInvalidInput},
+		{"C ≤ 0", field, GradOptions{Method: GQAdjoint, GQ: GQOptions{C: -1}}, z0, ts, loss, ErrInvalidInput},
+		{"cap < 1", field, GradOptions{Method: GQAdjoint, GQ: GQOptions{Cap: -2}}, z0, ts, loss, ErrInvalidInput},
+		{"nil loss", field, GradOptions{}, z0, ts, nil, ErrInvalidInput},
+		{"bad tolerance", field, GradOptions{Forward: Options{RTol: -1, ATol: 1}}, z0, ts, loss, ErrInvalidInput},
+		{"panicking loss", field, GradOptions{}, z0, ts, func(s, g []float64) float64 { panic("boom") }, ErrPanic},
+	}
+	for _, c := range cases {
+		for _, m := range allGradMethods {
+			t.Run(fmt.Sprintf("%s/%v", c.name, m), func(t *testing.T) {
+				o := c.opts
+				if o.Method == Direct {
+					o.Method = m
+				}
+				z0c := append([]float64(nil), c.z0...)
+				tsc := append([]float64(nil), c.ts...)
+				pc := append([]float64(nil), c.field.Params()...)
+				g, err := NewGradientSolver(c.field, o)
+				if err == nil {
+					_, err = g.Gradient(z0c, tsc, c.loss)
+				}
+				if !errors.Is(err, c.want) {
+					t.Fatalf("got %v, want %v", err, c.want)
+				}
+				if fmt.Sprint(z0c, tsc, c.field.Params()) != fmt.Sprint(c.z0, c.ts, pc) {
+					t.Error("inputs modified")
+				}
+			})
+		}
+	}
+}
+
+func TestGradientAllocs(t *testing.T) {
+	field, z0, ts, targets := testProblem(7, 4, 8, 3, true)
+	loss := MSELoss(targets)
+	for _, m := range allGradMethods {
+		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
+		if _, err := g.Gradient(z0, ts, loss); err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(10, func() {
+			if _, err := g.Gradient(z0, ts, loss); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 0 {
+			t.Errorf("%v: %v allocations per gradient in steady state", m, allocs)
+		}
+	}
+}

@@ -1,0 +1,359 @@
+package neuralode
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"slices"
+	"testing"
+)
+
+// eigResidualCheck verifies an eigendecomposition of the tridiagonal (d, e)
+// independently of how it was computed: ascending values, unit-norm and
+// mutually orthogonal eigenvectors, and small residuals ‖Tv − λv‖. For a
+// symmetric matrix a residual r bounds the eigenvalue error by ‖r‖ (Weyl), so
+// this proves the eigenvalues too.
+func eigResidualCheck(t *testing.T, d, e, vals, vecs []float64, tol float64) {
+	t.Helper()
+	n := len(d)
+	if len(vals) != n || len(vecs) != n*n {
+		t.Fatalf("got %d values, %d vector entries; want %d, %d", len(vals), len(vecs), n, n*n)
+	}
+	if !slices.IsSorted(vals) {
+		t.Errorf("eigenvalues not ascending: %v", vals)
+	}
+	norm := 0.0
+	for i := range d {
+		row := math.Abs(d[i])
+		if i > 0 {
+			row += math.Abs(e[i-1])
+		}
+		if i < n-1 {
+			row += math.Abs(e[i])
+		}
+		norm = math.Max(norm, row)
+	}
+	for k := 0; k < n; k++ {
+		v := vecs[k*n : (k+1)*n]
+		if v[0] < 0 {
+			t.Errorf("eigenvector %d has negative first component %g", k, v[0])
+		}
+		maxRes := 0.0
+		for i := 0; i < n; i++ {
+			tv := d[i] * v[i]
+			if i > 0 {
+				tv += e[i-1] * v[i-1]
+			}
+			if i < n-1 {
+				tv += e[i] * v[i+1]
+			}
+			maxRes = math.Max(maxRes, math.Abs(tv-vals[k]*v[i]))
+		}
+		if maxRes > tol*norm {
+			t.Errorf("eigenpair %d (λ=%g): residual %.3g > %.3g", k, vals[k], maxRes, tol*norm)
+		}
+		for j := k; j < n; j++ {
+			w := vecs[j*n : (j+1)*n]
+			dot := 0.0
+			for i := range v {
+				dot += v[i] * w[i]
+			}
+			want := 0.0
+			if j == k {
+				want = 1
+			}
+			if math.Abs(dot-want) > tol {
+				t.Errorf("⟨v%d, v%d⟩ = %.17g, want %g", k, j, dot, want)
+			}
+		}
+	}
+}
+
+func TestSymTridiagEigenSmallAnalytic(t *testing.T) {
+	// n = 1: the matrix is its own eigenvalue, eigenvector [1].
+	vals, vecs, err := SymTridiagEigen([]float64{-3.5}, nil, AllComponents)
+	if err != nil || len(vals) != 1 || vals[0] != -3.5 || len(vecs) != 1 || vecs[0] != 1 {
+		t.Fatalf("n=1: got %v %v %v", vals, vecs, err)
+	}
+
+	// 2×2 [[a, b], [b, c]]: λ = (a+c)/2 ∓ √(((a−c)/2)² + b²).
+	for _, c := range []struct{ a, b, cc float64 }{
+		{1, 2, 3}, {0, 1, 0}, {5, 1e-9, 5}, {-2, 7, 4}, {1e-200, 3e-201, -1e-200},
+	} {
+		m, r := (c.a+c.cc)/2, math.Hypot((c.a-c.cc)/2, c.b)
+		vals, vecs, err := SymTridiagEigen([]float64{c.a, c.cc}, []float64{c.b}, AllComponents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []float64{m - r, m + r}
+		for k := range want {
+			if math.Abs(vals[k]-want[k]) > 4e-16*(math.Abs(m)+r) {
+				t.Errorf("2×2 %+v: λ%d = %.17g, want %.17g", c, k, vals[k], want[k])
+			}
+		}
+		eigResidualCheck(t, []float64{c.a, c.cc}, []float64{c.b}, vals, vecs, 1e-15)
+	}
+}
+
+// TestSymTridiagEigenToeplitz checks tridiag(−1, 2, −1), whose eigenpairs are
+// known in closed form: λ_k = 2 − 2cos(kπ/(n+1)), v_k(j) = √(2/(n+1))·sin(jkπ/(n+1)).
+func TestSymTridiagEigenToeplitz(t *testing.T) {
+	for _, n := range []int{2, 3, 7, 50, 200} {
+		d := make([]float64, n)
+		e := make([]float64, n-1)
+		for i := range d {
+			d[i] = 2
+		}
+		for i := range e {
+			e[i] = -1
+		}
+		vals, first, err := SymTridiagEigen(d, e, FirstComponents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := math.Pi / float64(n+1)
+		for k := 0; k < n; k++ {
+			wantL := 2 - 2*math.Cos(float64(k+1)*h)
+			wantV := math.Sqrt(2/float64(n+1)) * math.Sin(float64(k+1)*h) // first component, positive
+			// Backward stability bounds the error by a small multiple of ε‖T‖, ‖T‖ = 4.
+			if math.Abs(vals[k]-wantL) > 6e-15 {
+				t.Errorf("n=%d λ%d = %.17g, want %.17g", n, k, vals[k], wantL)
+			}
+			if math.Abs(first[k]-wantV) > 2e-14 {
+				t.Errorf("n=%d v%d[0] = %.17g, want %.17g", n, k, first[k], wantV)
+			}
+		}
+	}
+}
+
+func TestSymTridiagEigenSplitAndRepeated(t *testing.T) {
+	cases := []struct {
+		name string
+		d, e []float64
+		want []float64
+	}{
+		{"diagonal", []float64{3, 1, 2, -1}, []float64{0, 0, 0}, []float64{-1, 1, 2, 3}},
+		{"two equal blocks", []float64{2, 2, 2, 2}, []float64{1, 0, 1}, []float64{1, 1, 3, 3}},
+		{"zero matrix", make([]float64, 5), make([]float64, 4), make([]float64, 5)},
+		{"identity", []float64{1, 1, 1}, []float64{0, 0}, []float64{1, 1, 1}},
+		{"block then scalar", []float64{0, 0, 7}, []float64{1, 0}, []float64{-1, 1, 7}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			vals, vecs, err := SymTridiagEigen(c.d, c.e, AllComponents)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k := range c.want {
+				if math.Abs(vals[k]-c.want[k]) > 1e-15 {
+					t.Errorf("λ%d = %.17g, want %g", k, vals[k], c.want[k])
+				}
+			}
+			eigResidualCheck(t, c.d, c.e, vals, vecs, 1e-15)
+		})
+	}
+}
+
+// TestSymTridiagEigenWilkinson uses Wilkinson's W⁺₂₁ (d_i = |10 − i|, e = 1),
+// whose largest eigenvalues come in pairs agreeing to 14+ digits: a hard case
+// for eigenvector orthogonality.
+func TestSymTridiagEigenWilkinson(t *testing.T) {
+	n := 21
+	d := make([]float64, n)
+	e := make([]float64, n-1)
+	for i := range d {
+		d[i] = math.Abs(float64(10 - i))
+	}
+	for i := range e {
+		e[i] = 1
+	}
+	vals, vecs, err := SymTridiagEigen(d, e, AllComponents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eigResidualCheck(t, d, e, vals, vecs, 2e-14)
+	if gap := vals[n-1] - vals[n-2]; gap <= 0 || gap > 1e-13 {
+		t.Errorf("top pair gap %g, want tiny positive", gap)
+	}
+	// Trace and Frobenius norm are preserved by similarity.
+	tr, fro, sv, s2 := 0.0, 0.0, 0.0, 0.0
+	for i := range d {
+		tr += d[i]
+		fro += d[i] * d[i]
+		sv += vals[i]
+		s2 += vals[i] * vals[i]
+	}
+	fro += 2 * float64(n-1)
+	if math.Abs(sv-tr) > 1e-12 || math.Abs(s2-fro) > 1e-11 {
+		t.Errorf("trace %g vs Σλ %g; ‖T‖²_F %g vs Σλ² %g", tr, sv, fro, s2)
+	}
+}
+
+func TestSymTridiagEigenRandom(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	for _, n := range []int{1, 2, 5, 17, 64, 150} {
+		d := make([]float64, n)
+		e := make([]float64, max(n-1, 0))
+		for i := range d {
+			d[i] = rng.NormFloat64()
+		}
+		for i := range e {
+			e[i] = rng.NormFloat64()
+			if rng.Intn(8) == 0 {
+				e[i] = 0 // pre-split blocks
+			}
+		}
+		dCopy, eCopy := slices.Clone(d), slices.Clone(e)
+		vals, vecs, err := SymTridiagEigen(d, e, AllComponents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(d, dCopy) || !slices.Equal(e, eCopy) {
+			t.Fatal("inputs modified")
+		}
+		eigResidualCheck(t, d, e, vals, vecs, 1e-14*float64(n))
+
+		// The cheaper modes reproduce the same numbers bit for bit: they run
+		// the same rotations on fewer rows.
+		v1, first, err := SymTridiagEigen(d, e, FirstComponents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v0, none, err := SymTridiagEigen(d, e, EigenvaluesOnly)
+		if err != nil || none != nil {
+			t.Fatal(err, none)
+		}
+		if !slices.Equal(v1, vals) || !slices.Equal(v0, vals) {
+			t.Errorf("n=%d: eigenvalues differ between modes", n)
+		}
+		for k := 0; k < n; k++ {
+			if first[k] != vecs[k*n] {
+				t.Errorf("n=%d: first component %d: %g vs %g", n, k, first[k], vecs[k*n])
+			}
+		}
+	}
+}
+
+// TestSymTridiagEigenScaling: scaling by a power of two is exact, so
+// eigenvalues of 2^s·T must be exactly 2^s times those of T, also where the
+// unscaled arithmetic would overflow or underflow.
+func TestSymTridiagEigenScaling(t *testing.T) {
+	d := []float64{1, -2, 0.5, 3, 0}
+	e := []float64{0.7, 1.1, -0.3, 2}
+	base, bv, err := SymTridiagEigen(d, e, FirstComponents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []int{1000, 500, -500, -1000} {
+		ds, es := make([]float64, len(d)), make([]float64, len(e))
+		for i := range d {
+			ds[i] = math.Ldexp(d[i], s)
+		}
+		for i := range e {
+			es[i] = math.Ldexp(e[i], s)
+		}
+		vals, v, err := SymTridiagEigen(ds, es, FirstComponents)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k := range vals {
+			if vals[k] != math.Ldexp(base[k], s) || v[k] != bv[k] {
+				t.Errorf("scale 2^%d: λ%d = %g, want %g; v %g vs %g", s, k, vals[k], math.Ldexp(base[k], s), v[k], bv[k])
+			}
+		}
+	}
+}
+
+func TestSymTridiagEigenErrors(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	cases := []struct {
+		name string
+		d, e []float64
+		mode EigenvectorMode
+		want error
+	}{
+		{"e too long", []float64{1, 2}, []float64{1, 2}, EigenvaluesOnly, ErrInvalidInput},
+		{"e too short", []float64{1, 2, 3}, []float64{1}, FirstComponents, ErrInvalidInput},
+		{"e for empty d", nil, []float64{1}, EigenvaluesOnly, ErrInvalidInput},
+		{"bad mode", []float64{1}, nil, EigenvectorMode(7), ErrInvalidInput},
+		{"negative mode", []float64{1}, nil, EigenvectorMode(-1), ErrInvalidInput},
+		{"NaN in d", []float64{1, nan}, []float64{1}, EigenvaluesOnly, ErrNonFinite},
+		{"Inf in e", []float64{1, 2}, []float64{inf}, AllComponents, ErrNonFinite},
+	}
+	for _, c := range cases {
+		vals, vecs, err := SymTridiagEigen(c.d, c.e, c.mode)
+		var ie *InputError
+		if !errors.Is(err, c.want) || !errors.As(err, &ie) || vals != nil || vecs != nil {
+			t.Errorf("%s: got (%v, %v, %v), want %v", c.name, vals, vecs, err, c.want)
+		}
+	}
+	// Empty input is a valid (empty) matrix.
+	vals, vecs, err := SymTridiagEigen(nil, nil, FirstComponents)
+	if err != nil || len(vals) != 0 || len(vecs) != 0 {
+		t.Errorf("n=0: got %v %v %v", vals, vecs, err)
+	}
+}
+
+// TestSymTridiagEigenNoConvergence exhausts a deliberately tiny iteration
+// budget: the solver must stop with ErrNoConvergence, not loop or panic.
+func TestSymTridiagEigenNoConvergence(t *testing.T) {
+	d := []float64{1, 2, 3, 4}
+	e := []float64{1, 1, 1}
+	for _, budget := range []int{0, 1, 2} {
+		_, _, err := symTridiagEigen(d, e, FirstComponents, budget)
+		if !errors.Is(err, ErrNoConvergence) {
+			t.Errorf("budget %d: err = %v, want ErrNoConvergence", budget, err)
+		}
+	}
+	if _, _, err := symTridiagEigen(d, e, FirstComponents, eigMaxIterPerValue*len(d)); err != nil {
+		t.Errorf("normal budget: %v", err)
+	}
+}
+
+func TestEigenvectorModeString(t *testing.T) {
+	for m, want := range map[EigenvectorMode]string{
+		EigenvaluesOnly: "EigenvaluesOnly", FirstComponents: "FirstComponents",
+		AllComponents: "AllComponents", 9: "EigenvectorMode(9)",
+	} {
+		if got := m.String(); got != want {
+			t.Errorf("%d: %q, want %q", int(m), got, want)
+		}
+	}
+}
+
+func ExampleSymTridiagEigen() {
+	// tridiag(1, 2, 1) of size 3 has eigenvalues 2 − √2, 2, 2 + √2.
+	vals, first, err := SymTridiagEigen([]float64{2, 2, 2}, []float64{1, 1}, FirstComponents)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for k := range vals {
+		fmt.Printf("λ = %.6f  v[0] = %.6f\n", vals[k], first[k])
+	}
+	// Output:
+	// λ = 0.585786  v[0] = 0.500000
+	// λ = 2.000000  v[0] = 0.707107
+	// λ = 3.414214  v[0] = 0.500000
+}
+
+func BenchmarkSymTridiagEigen(b *testing.B) {
+	for _, n := range []int{64, 256, 1024} {
+		d := make([]float64, n)
+		e := make([]float64, n-1)
+		for k := 1; k < n; k++ {
+			fk := float64(k)
+			e[k-1] = fk / math.Sqrt(4*fk*fk-1)
+		}
+		for _, mode := range []EigenvectorMode{EigenvaluesOnly, FirstComponents} {
+			b.Run(fmt.Sprintf("n=%d/%v", n, mode), func(b *testing.B) {
+				for i := 0; i < b.N; i++ {
+					if _, _, err := SymTridiagEigen(d, e, mode); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
