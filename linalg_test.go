@@ -357,3 +357,97 @@ func BenchmarkSymTridiagEigen(b *testing.B) {
 		}
 	}
 }
+
+func TestVectorKernels(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, n := range []int{0, 1, 3, 4, 5, 17, 64} {
+		x, y := make([]float64, n), make([]float64, n)
+		for i := range x {
+			x[i], y[i] = rng.NormFloat64(), rng.NormFloat64()
+		}
+		// Dot and SumSq against the documented summation order.
+		var acc [4]float64
+		for i := 0; i < n-n%4; i++ {
+			acc[i%4] += x[i] * y[i]
+		}
+		want := (acc[0] + acc[1]) + (acc[2] + acc[3])
+		for i := n - n%4; i < n; i++ {
+			want += x[i] * y[i]
+		}
+		if got := Dot(x, y); got != want {
+			t.Errorf("n=%d: Dot = %v, want %v (bit for bit)", n, got, want)
+		}
+		if got, w := SumSq(x), Dot(x, x); got != w {
+			t.Errorf("n=%d: SumSq = %v, Dot(x,x) = %v", n, got, w)
+		}
+		// LinComb against a plain loop, for every number of vectors.
+		for m := 0; m <= 7; m++ {
+			coef := make([]float64, m)
+			vecs := make([][]float64, m)
+			for j := range vecs {
+				coef[j] = rng.NormFloat64()
+				vecs[j] = make([]float64, n)
+				for i := range vecs[j] {
+					vecs[j][i] = rng.NormFloat64()
+				}
+			}
+			for _, base := range [][]float64{nil, y} {
+				dst := make([]float64, n)
+				LinComb(dst, base, coef, vecs)
+				for i := range dst {
+					w := 0.0
+					if base != nil {
+						w = base[i]
+					}
+					for j := range vecs {
+						w += coef[j] * vecs[j][i]
+					}
+					if math.Abs(dst[i]-w) > 1e-14*(1+math.Abs(w)) {
+						t.Fatalf("n=%d m=%d base=%v: LinComb[%d] = %v, want %v", n, m, base != nil, i, dst[i], w)
+					}
+				}
+			}
+		}
+		z := append([]float64(nil), y...)
+		Axpy(2, x, z)
+		Scale(0.5, z)
+		for i := range z {
+			if w := (y[i] + 2*x[i]) * 0.5; z[i] != w {
+				t.Fatalf("Axpy/Scale: %v, want %v", z[i], w)
+			}
+		}
+	}
+}
+
+func BenchmarkVectorKernels(b *testing.B) {
+	const n = 4096
+	x, y, dst := make([]float64, n), make([]float64, n), make([]float64, n)
+	for i := range x {
+		x[i], y[i] = float64(i), 1/float64(i+1)
+	}
+	vecs := [][]float64{x, y, x, y, x, y}
+	coef := []float64{1, 2, 3, 4, 5, 6}
+	report := func(b *testing.B, flops float64) {
+		b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+	}
+	b.Run("Dot", func(b *testing.B) {
+		s := 0.0
+		for i := 0; i < b.N; i++ {
+			s += Dot(x, y)
+		}
+		report(b, 2*n)
+		_ = s
+	})
+	b.Run("Axpy", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			Axpy(1e-9, x, dst)
+		}
+		report(b, 2*n)
+	})
+	b.Run("LinComb6", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			LinComb(dst, y, coef, vecs)
+		}
+		report(b, 12*n)
+	})
+}

@@ -1,0 +1,108 @@
+package neuralode
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+func TestNorms(t *testing.T) {
+	x := []float64{3, -4, 0, 12}
+	if got, want := (RMSNorm{}).Norm(x), math.Sqrt((9+16+144)/4.0); math.Abs(got-want) > 1e-15 {
+		t.Errorf("RMS = %v, want %v", got, want)
+	}
+	if got := (MaxNorm{}).Norm(x); got != 12 {
+		t.Errorf("max = %v, want 12", got)
+	}
+	if got := (MaxNorm{}).Norm([]float64{1, math.NaN(), 2}); !math.IsNaN(got) {
+		t.Errorf("max with NaN = %v, want NaN", got)
+	}
+	if got := (RMSNorm{}).Norm(nil); got != 0 {
+		t.Errorf("RMS of nothing = %v", got)
+	}
+}
+
+func TestGroupedNorm(t *testing.T) {
+	g, err := NewGroupedNorm(6,
+		Group{Name: "z", Start: 0, End: 2, Weight: 1},
+		Group{Name: "a", Start: 2, End: 4, Weight: 2},
+		Group{Name: "aθ", Start: 4, End: 6, Weight: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []float64{1, 1, 0.5, 0.5, 7, 7}
+	// max(1·RMS(1,1), 2·RMS(.5,.5), 0) = 1
+	if got := g.Norm(x); got != 1 {
+		t.Errorf("grouped norm = %v, want 1", got)
+	}
+	// The zero-weight group is ignored exactly, whatever it holds.
+	for _, v := range []float64{0, 1e300, math.Inf(1), math.NaN()} {
+		x[4], x[5] = v, -v
+		if got := g.Norm(x); got != 1 {
+			t.Errorf("zero-weight group holding %v changed the norm to %v", v, got)
+		}
+	}
+	x[0] = math.NaN()
+	if got := g.Norm(x); !math.IsNaN(got) {
+		t.Errorf("NaN in a weighted group gave %v", got)
+	}
+}
+
+func TestGroupedNormBadGroupings(t *testing.T) {
+	cases := []struct {
+		name   string
+		n      int
+		groups []Group
+	}{
+		{"gap", 4, []Group{{Start: 0, End: 1, Weight: 1}, {Start: 2, End: 4, Weight: 1}}},
+		{"overlap", 4, []Group{{Start: 0, End: 3, Weight: 1}, {Start: 2, End: 4, Weight: 1}}},
+		{"short", 4, []Group{{Start: 0, End: 3, Weight: 1}}},
+		{"long", 4, []Group{{Start: 0, End: 5, Weight: 1}}},
+		{"all dropped", 4, []Group{{Start: 0, End: 2, Weight: 0}, {Start: 2, End: 4, Weight: 0}}},
+		{"negative weight", 2, []Group{{Start: 0, End: 2, Weight: -1}}},
+		{"NaN weight", 2, []Group{{Start: 0, End: 2, Weight: math.NaN()}}},
+		{"reversed", 2, []Group{{Start: 0, End: 2, Weight: 1}, {Start: 2, End: 1, Weight: 1}}},
+		{"none", 3, nil},
+	}
+	for _, c := range cases {
+		if _, err := NewGroupedNorm(c.n, c.groups...); !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%s: got %v, want ErrInvalidInput", c.name, err)
+		}
+	}
+	// A norm of the wrong length is caught when the solve starts.
+	g, _ := NewGroupedNorm(3, Group{Start: 0, End: 3, Weight: 1})
+	s, _ := NewSolver(Options{Norm: g})
+	_, err := s.Solve(func(t float64, y, dy []float64) { copy(dy, y) }, []float64{1, 2}, []float64{0, 1}, make([]float64, 4))
+	if !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("norm of length 3 on a state of length 2: got %v", err)
+	}
+}
+
+// TestSeminormIgnoresPassiveChannel: a solve whose extra channel has zero
+// weight takes exactly the steps of the solve without that channel.
+func TestSeminormIgnoresPassiveChannel(t *testing.T) {
+	base := func(t float64, y, dy []float64) { dy[0] = -y[0] * math.Cos(3*t) }
+	withExtra := func(t float64, y, dy []float64) {
+		base(t, y[:1], dy[:1])
+		dy[1] = 1e6 * math.Sin(100*t) // a wild channel nothing reads
+	}
+	s1, _ := NewSolver(Options{RTol: 1e-6, ATol: 1e-9})
+	st1, err := s1.Solve(base, []float64{1}, []float64{0, 2}, make([]float64, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := NewGroupedNorm(2, Group{Name: "y", Start: 0, End: 1, Weight: 1}, Group{Name: "q", Start: 1, End: 2, Weight: 0})
+	s2, _ := NewSolver(Options{RTol: 1e-6, ATol: 1e-9, Norm: g})
+	st2, err := s2.Solve(withExtra, []float64{1, 0}, []float64{0, 2}, make([]float64, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st1.Accepted != st2.Accepted || st1.Rejected != st2.Rejected || st1.NFE != st2.NFE {
+		t.Errorf("seminorm solve took %+v, plain solve %+v", st2, st1)
+	}
+	s3, _ := NewSolver(Options{RTol: 1e-6, ATol: 1e-9})
+	st3, _ := s3.Solve(withExtra, []float64{1, 0}, []float64{0, 2}, make([]float64, 4))
+	if st3.NFE <= st1.NFE {
+		t.Errorf("the full norm should pay for the wild channel: %d vs %d evaluations", st3.NFE, st1.NFE)
+	}
+}
