@@ -378,3 +378,60 @@ func TestGradientAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestCaseGradients: every method at rtol = atol = 1e-10 matches the
+// PyTorch reference gradient (direct backpropagation at 1e-12) to 1e-6
+// relative, and dL/dz0 matches Direct at 1e-12.
+func TestCaseGradients(t *testing.T) {
+	for _, path := range caseFiles {
+		lc := loadCaseFixture(t, path)
+		refGrad := lc.c.RefGradFlat()
+		ref := gradFor(t, lc.m, lc.z0, lc.c.T, lc.targets, GradOptions{Method: Direct, Forward: Options{RTol: 1e-12, ATol: 1e-12}})
+		if e := relErr(ref.Params, refGrad); e > 1e-8 {
+			t.Errorf("%s: direct at 1e-12 differs from the PyTorch reference by %g", lc.c.Name, e)
+		}
+		for _, m := range allGradMethods {
+			o := GradOptions{Method: m, Forward: Options{RTol: 1e-10, ATol: 1e-10}}
+			if m == GQAdjoint || m == GQInterpAdjoint {
+				o.GQ.C = 1 // enough nodes for 1e-6 at this tolerance
+			}
+			r := gradFor(t, lc.m, lc.z0, lc.c.T, lc.targets, o)
+			if e := relErr(r.Params, refGrad); e > 1e-6 {
+				t.Errorf("%s/%v: dL/dθ relative error %g", lc.c.Name, m, e)
+			}
+			if e := relErr(r.Z0, ref.Z0); e > 1e-6 {
+				t.Errorf("%s/%v: dL/dz0 relative error %g", lc.c.Name, m, e)
+			}
+		}
+	}
+}
+
+// TestAdjointParity: at the case tolerance, in torchdiffeq's compatible
+// mode, the adjoint and seminorm adjoint take torchdiffeq's backward steps
+// and evaluations, and GQ uses torch_gq_adjoint's node counts (its backward
+// count includes one evaluation per node).
+func TestAdjointParity(t *testing.T) {
+	for _, path := range caseFiles {
+		lc := loadCaseFixture(t, path)
+		for _, m := range []GradMethod{Adjoint, SeminormAdjoint, GQAdjoint} {
+			peer := lc.peers[m.String()]
+			r := gradFor(t, lc.m, lc.z0, lc.c.T, lc.targets, GradOptions{
+				Method: m, Forward: Options{RTol: lc.c.RTol, ATol: lc.c.ATol}, CompatTorchdiffeq: true})
+			st := r.Stats
+			if st.Forward.NFE != peer.FwdNFE {
+				t.Errorf("%s/%v: forward nfe %d, peer %d", lc.c.Name, m, st.Forward.NFE, peer.FwdNFE)
+			}
+			bwd := st.Backward.NFE + st.QuadratureNodes
+			if bwd != peer.BwdNFE {
+				t.Errorf("%s/%v: backward nfe %d (+%d nodes), peer %d", lc.c.Name, m, st.Backward.NFE, st.QuadratureNodes, peer.BwdNFE)
+			}
+			if m != GQAdjoint && (st.Backward.Accepted != peer.BwdStepsAcc || st.Backward.Rejected != peer.BwdStepsRej) {
+				t.Errorf("%s/%v: backward steps %d/%d, peer %d/%d", lc.c.Name, m,
+					st.Backward.Accepted, st.Backward.Rejected, peer.BwdStepsAcc, peer.BwdStepsRej)
+			}
+			if d := math.Abs(r.Loss-peer.Loss) / peer.Loss; d > 1e-9 {
+				t.Errorf("%s/%v: loss relative difference %g", lc.c.Name, m, d)
+			}
+		}
+	}
+}

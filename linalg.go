@@ -441,3 +441,262 @@ func hypotFast(a, b float64) float64 {
 	}
 	return r
 }
+
+// Dense matrix kernels behind the MLP's forward and reverse passes.
+//
+// All matrices are row-major []float64. The three products a dense layer
+// needs are kept in the shapes where the innermost loop runs along
+// contiguous rows (DESIGN.md §5):
+//
+//	matMulABt:    C  = A·Bᵀ   forward pre-activations H·Wᵀ (row–row dot products)
+//	matMulAtBAdd: C += Aᵀ·B   weight gradient dW += δᵀ·H (row updates of dW)
+//	matMulAB:     C  = A·B    input cotangent dH = δ·W (row updates of dH)
+//
+// Each kernel is register-blocked (several independent accumulators or
+// several output rows per sweep, so every load feeds more than one multiply)
+// and written so the compiler proves every index in range: rows are resliced
+// to a common length before the inner loop, which ranges over one of them.
+//
+// The batch dimension is the leading dimension of A in matMulABt and
+// matMulAB and of both operands in matMulAtBAdd, so a caller can split the
+// batch rows into contiguous ranges handled by different goroutines: the
+// first two kernels then write disjoint rows of C, and the third produces
+// one partial weight gradient per range, to be reduced in a fixed order.
+// Every element of C in matMulABt is a plain left-to-right sum over the inner
+// index, so splitting rows never changes a forward result.
+
+// matMulABt sets c = a·bᵀ, where a is m×k, b is n×k and c is m×n.
+// Element (i, j) is the dot product of row i of a with row j of b, summed
+// left to right over the inner index.
+func matMulABt(c, a, b []float64, m, n, k int) {
+	if m == 0 || n == 0 {
+		return
+	}
+	c = c[:m*n]
+	if k == 0 {
+		clear(c)
+		return
+	}
+	a = a[:m*k]
+	b = b[:n*k]
+	i := 0
+	// 3 rows of a against 2 rows of b: 6 independent accumulators and 5
+	// loads per 6 multiply–adds. Wider blocks (4×2, 2×4) measured slower:
+	// the compiler spills their accumulators out of the 15 usable XMM
+	// registers.
+	for ; i+3 <= m; i += 3 {
+		a0 := a[i*k : i*k+k]
+		a1 := a[(i+1)*k : (i+1)*k+k]
+		a2 := a[(i+2)*k : (i+2)*k+k]
+		c0 := c[i*n : i*n+n]
+		c1 := c[(i+1)*n : (i+1)*n+n]
+		c2 := c[(i+2)*n : (i+2)*n+n]
+		j := 0
+		for ; j+2 <= n; j += 2 {
+			b0 := b[j*k : j*k+k]
+			b1 := b[(j+1)*k : (j+1)*k+k]
+			b1 = b1[:len(b0)]
+			x0, x1, x2 := a0[:len(b0)], a1[:len(b0)], a2[:len(b0)]
+			var s00, s01, s10, s11, s20, s21 float64
+			for p, w0 := range b0 {
+				w1 := b1[p]
+				u0, u1, u2 := x0[p], x1[p], x2[p]
+				s00 += u0 * w0
+				s01 += u0 * w1
+				s10 += u1 * w0
+				s11 += u1 * w1
+				s20 += u2 * w0
+				s21 += u2 * w1
+			}
+			c0[j], c0[j+1] = s00, s01
+			c1[j], c1[j+1] = s10, s11
+			c2[j], c2[j+1] = s20, s21
+		}
+		if j < n {
+			b0 := b[j*k : j*k+k]
+			x0, x1, x2 := a0[:len(b0)], a1[:len(b0)], a2[:len(b0)]
+			var s0, s1, s2 float64
+			for p, w0 := range b0 {
+				s0 += x0[p] * w0
+				s1 += x1[p] * w0
+				s2 += x2[p] * w0
+			}
+			c0[j], c1[j], c2[j] = s0, s1, s2
+		}
+	}
+	// Leftover rows: one row of a against 4 rows of b.
+	for ; i < m; i++ {
+		a0 := a[i*k : i*k+k]
+		c0 := c[i*n : i*n+n]
+		j := 0
+		for ; j+4 <= n; j += 4 {
+			b0 := b[j*k : j*k+k]
+			b1 := b[(j+1)*k : (j+1)*k+k]
+			b2 := b[(j+2)*k : (j+2)*k+k]
+			b3 := b[(j+3)*k : (j+3)*k+k]
+			x0 := a0[:len(b0)]
+			b1, b2, b3 = b1[:len(b0)], b2[:len(b0)], b3[:len(b0)]
+			var s0, s1, s2, s3 float64
+			for p, u := range x0 {
+				s0 += u * b0[p]
+				s1 += u * b1[p]
+				s2 += u * b2[p]
+				s3 += u * b3[p]
+			}
+			c0[j], c0[j+1], c0[j+2], c0[j+3] = s0, s1, s2, s3
+		}
+		for ; j < n; j++ {
+			b0 := b[j*k : j*k+k]
+			x0 := a0[:len(b0)]
+			var s float64
+			for p, u := range x0 {
+				s += u * b0[p]
+			}
+			c0[j] = s
+		}
+	}
+}
+
+// matMulAtBAdd adds aᵀ·b to c, where a is m×n, b is m×k and c is n×k.
+// Row r of c gains Σ_i a[i, r]·b[i, :]: with a = δ (batch × out) and b = H
+// (batch × in) this accumulates the weight gradient dW += δᵀH of a layer.
+func matMulAtBAdd(c, a, b []float64, m, n, k int) {
+	if m == 0 || n == 0 || k == 0 {
+		return
+	}
+	c = c[:n*k]
+	a = a[:m*n]
+	b = b[:m*k]
+	r := 0
+	// 2 rows of c updated from 4 rows of b per sweep: 8 coefficients held in
+	// registers, 4 loads of b and 2 load–stores of c per 8 multiply–adds.
+	for ; r+2 <= n; r += 2 {
+		c0 := c[r*k : r*k+k]
+		c1 := c[(r+1)*k : (r+1)*k+k]
+		i := 0
+		for ; i+4 <= m; i += 4 {
+			d00, d01 := a[i*n+r], a[i*n+r+1]
+			d10, d11 := a[(i+1)*n+r], a[(i+1)*n+r+1]
+			d20, d21 := a[(i+2)*n+r], a[(i+2)*n+r+1]
+			d30, d31 := a[(i+3)*n+r], a[(i+3)*n+r+1]
+			h0 := b[i*k : i*k+k]
+			h1 := b[(i+1)*k : (i+1)*k+k]
+			h2 := b[(i+2)*k : (i+2)*k+k]
+			h3 := b[(i+3)*k : (i+3)*k+k]
+			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
+			y0, y1 := c0[:len(h0)], c1[:len(h0)]
+			for j, x0 := range h0 {
+				x1, x2, x3 := h1[j], h2[j], h3[j]
+				y0[j] += d00*x0 + d10*x1 + d20*x2 + d30*x3
+				y1[j] += d01*x0 + d11*x1 + d21*x2 + d31*x3
+			}
+		}
+		for ; i < m; i++ {
+			d0, d1 := a[i*n+r], a[i*n+r+1]
+			h0 := b[i*k : i*k+k]
+			y0, y1 := c0[:len(h0)], c1[:len(h0)]
+			for j, x0 := range h0 {
+				y0[j] += d0 * x0
+				y1[j] += d1 * x0
+			}
+		}
+	}
+	if r < n {
+		c0 := c[r*k : r*k+k]
+		i := 0
+		for ; i+4 <= m; i += 4 {
+			d0, d1, d2, d3 := a[i*n+r], a[(i+1)*n+r], a[(i+2)*n+r], a[(i+3)*n+r]
+			h0 := b[i*k : i*k+k]
+			h1 := b[(i+1)*k : (i+1)*k+k]
+			h2 := b[(i+2)*k : (i+2)*k+k]
+			h3 := b[(i+3)*k : (i+3)*k+k]
+			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
+			y0 := c0[:len(h0)]
+			for j, x0 := range h0 {
+				y0[j] += d0*x0 + d1*h1[j] + d2*h2[j] + d3*h3[j]
+			}
+		}
+		for ; i < m; i++ {
+			d0 := a[i*n+r]
+			h0 := b[i*k : i*k+k]
+			y0 := c0[:len(h0)]
+			for j, x0 := range h0 {
+				y0[j] += d0 * x0
+			}
+		}
+	}
+}
+
+// matMulAB sets c = a·b, where a is m×n, b is n×k and c is m×k.
+// Row i of c is Σ_r a[i, r]·b[r, :]: with a = δ (batch × out) and b = W
+// (out × in) this is the input cotangent dH = δW of a layer.
+func matMulAB(c, a, b []float64, m, n, k int) {
+	if m == 0 || k == 0 {
+		return
+	}
+	c = c[:m*k]
+	clear(c)
+	if n == 0 {
+		return
+	}
+	a = a[:m*n]
+	b = b[:n*k]
+	i := 0
+	// 2 rows of c updated from 4 rows of b per sweep (see matMulAtBAdd).
+	for ; i+2 <= m; i += 2 {
+		c0 := c[i*k : i*k+k]
+		c1 := c[(i+1)*k : (i+1)*k+k]
+		e0 := a[i*n : i*n+n]
+		e1 := a[(i+1)*n : (i+1)*n+n]
+		r := 0
+		for ; r+4 <= n; r += 4 {
+			d00, d01, d02, d03 := e0[r], e0[r+1], e0[r+2], e0[r+3]
+			d10, d11, d12, d13 := e1[r], e1[r+1], e1[r+2], e1[r+3]
+			w0 := b[r*k : r*k+k]
+			w1 := b[(r+1)*k : (r+1)*k+k]
+			w2 := b[(r+2)*k : (r+2)*k+k]
+			w3 := b[(r+3)*k : (r+3)*k+k]
+			w1, w2, w3 = w1[:len(w0)], w2[:len(w0)], w3[:len(w0)]
+			y0, y1 := c0[:len(w0)], c1[:len(w0)]
+			for j, x0 := range w0 {
+				x1, x2, x3 := w1[j], w2[j], w3[j]
+				y0[j] += d00*x0 + d01*x1 + d02*x2 + d03*x3
+				y1[j] += d10*x0 + d11*x1 + d12*x2 + d13*x3
+			}
+		}
+		for ; r < n; r++ {
+			d0, d1 := e0[r], e1[r]
+			w0 := b[r*k : r*k+k]
+			y0, y1 := c0[:len(w0)], c1[:len(w0)]
+			for j, x0 := range w0 {
+				y0[j] += d0 * x0
+				y1[j] += d1 * x0
+			}
+		}
+	}
+	if i < m {
+		c0 := c[i*k : i*k+k]
+		e0 := a[i*n : i*n+n]
+		r := 0
+		for ; r+4 <= n; r += 4 {
+			d0, d1, d2, d3 := e0[r], e0[r+1], e0[r+2], e0[r+3]
+			w0 := b[r*k : r*k+k]
+			w1 := b[(r+1)*k : (r+1)*k+k]
+			w2 := b[(r+2)*k : (r+2)*k+k]
+			w3 := b[(r+3)*k : (r+3)*k+k]
+			w1, w2, w3 = w1[:len(w0)], w2[:len(w0)], w3[:len(w0)]
+			y0 := c0[:len(w0)]
+			for j, x0 := range w0 {
+				y0[j] += d0*x0 + d1*w1[j] + d2*w2[j] + d3*w3[j]
+			}
+		}
+		for ; r < n; r++ {
+			d0 := e0[r]
+			w0 := b[r*k : r*k+k]
+			y0 := c0[:len(w0)]
+			for j, x0 := range w0 {
+				y0[j] += d0 * x0
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
+	randv2 "math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -450,4 +451,162 @@ func BenchmarkVectorKernels(b *testing.B) {
 		}
 		report(b, 12*n)
 	})
+}
+
+func randSlice(rng *randv2.Rand, n int) []float64 {
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = 2*rng.Float64() - 1
+	}
+	return x
+}
+
+// maxRelDiff returns max_i |x_i − y_i| / max(max_i |y_i|, tiny): an error
+// relative to the scale of the reference y.
+func maxRelDiff(x, y []float64) float64 {
+	scale := 0.0
+	for _, v := range y {
+		scale = math.Max(scale, math.Abs(v))
+	}
+	if scale == 0 {
+		scale = math.SmallestNonzeroFloat64
+	}
+	d := 0.0
+	for i := range x {
+		d = math.Max(d, math.Abs(x[i]-y[i]))
+	}
+	return d / scale
+}
+
+// kernelShapes covers every remainder path of the blocked loops (sizes not
+// multiples of 2 or 4, ones, zeros).
+var kernelShapes = [][3]int{
+	{0, 3, 2}, {3, 0, 2}, {3, 2, 0}, {1, 1, 1}, {1, 5, 3}, {2, 3, 7}, {3, 2, 1},
+	{4, 2, 5}, {5, 3, 4}, {7, 7, 7}, {8, 9, 10}, {13, 6, 11}, {16, 16, 16}, {9, 17, 33},
+}
+
+func TestMatMulKernels(t *testing.T) {
+	rng := randv2.New(randv2.NewPCG(1, 2))
+	for _, s := range kernelShapes {
+		m, n, k := s[0], s[1], s[2]
+		t.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(t *testing.T) {
+			// matMulABt: c (m×n) = a (m×k) · b(n×k)ᵀ.
+			a := randSlice(rng, m*k)
+			b := randSlice(rng, n*k)
+			c := randSlice(rng, m*n) // garbage must be overwritten
+			want := make([]float64, m*n)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					for p := 0; p < k; p++ {
+						want[i*n+j] += a[i*k+p] * b[j*k+p]
+					}
+				}
+			}
+			matMulABt(c, a, b, m, n, k)
+			if d := maxRelDiff(c, want); d > 1e-14 {
+				t.Errorf("matMulABt: rel diff %g", d)
+			}
+
+			// matMulAtBAdd: c (n×k) += a(m×n)ᵀ · b (m×k).
+			a = randSlice(rng, m*n)
+			b = randSlice(rng, m*k)
+			c = randSlice(rng, n*k)
+			want = append([]float64(nil), c...)
+			for r := 0; r < n; r++ {
+				for j := 0; j < k; j++ {
+					for i := 0; i < m; i++ {
+						want[r*k+j] += a[i*n+r] * b[i*k+j]
+					}
+				}
+			}
+			matMulAtBAdd(c, a, b, m, n, k)
+			if d := maxRelDiff(c, want); d > 1e-14 {
+				t.Errorf("matMulAtBAdd: rel diff %g", d)
+			}
+
+			// matMulAB: c (m×k) = a (m×n) · b (n×k).
+			a = randSlice(rng, m*n)
+			b = randSlice(rng, n*k)
+			c = randSlice(rng, m*k)
+			want = make([]float64, m*k)
+			for i := 0; i < m; i++ {
+				for j := 0; j < k; j++ {
+					for r := 0; r < n; r++ {
+						want[i*k+j] += a[i*n+r] * b[r*k+j]
+					}
+				}
+			}
+			matMulAB(c, a, b, m, n, k)
+			if d := maxRelDiff(c, want); d > 1e-14 {
+				t.Errorf("matMulAB: rel diff %g", d)
+			}
+		})
+	}
+}
+
+// TestMatMulABtRowSplit checks that computing the rows of a·bᵀ in two
+// contiguous ranges (as a two-worker split would) gives bit-identical output.
+func TestMatMulABtRowSplit(t *testing.T) {
+	rng := randv2.New(randv2.NewPCG(3, 4))
+	m, n, k := 13, 10, 17
+	a := randSlice(rng, m*k)
+	b := randSlice(rng, n*k)
+	whole := make([]float64, m*n)
+	matMulABt(whole, a, b, m, n, k)
+	for split := 1; split < m; split++ {
+		parts := make([]float64, m*n)
+		matMulABt(parts[:split*n], a[:split*k], b, split, n, k)
+		matMulABt(parts[split*n:], a[split*k:], b, m-split, n, k)
+		for i := range whole {
+			if parts[i] != whole[i] {
+				t.Fatalf("split %d: element %d differs: %v vs %v", split, i, parts[i], whole[i])
+			}
+		}
+	}
+}
+
+// benchmarkLayer sizes: a 256×256 layer with batch 128.
+const benchBatch, benchIn, benchOut = 128, 256, 256
+
+func reportGFLOPS(b *testing.B, flopsPerOp float64) {
+	b.ReportMetric(flopsPerOp*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func BenchmarkMatMulABt(b *testing.B) {
+	rng := randv2.New(randv2.NewPCG(1, 1))
+	h := randSlice(rng, benchBatch*benchIn)
+	w := randSlice(rng, benchOut*benchIn)
+	c := make([]float64, benchBatch*benchOut)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		matMulABt(c, h, w, benchBatch, benchOut, benchIn)
+	}
+	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
+}
+
+func BenchmarkMatMulAtBAdd(b *testing.B) {
+	rng := randv2.New(randv2.NewPCG(1, 1))
+	d := randSlice(rng, benchBatch*benchOut)
+	h := randSlice(rng, benchBatch*benchIn)
+	dw := make([]float64, benchOut*benchIn)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		matMulAtBAdd(dw, d, h, benchBatch, benchOut, benchIn)
+	}
+	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
+}
+
+func BenchmarkMatMulAB(b *testing.B) {
+	rng := randv2.New(randv2.NewPCG(1, 1))
+	d := randSlice(rng, benchBatch*benchOut)
+	w := randSlice(rng, benchOut*benchIn)
+	dh := make([]float64, benchBatch*benchIn)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		matMulAB(dh, d, w, benchBatch, benchOut, benchIn)
+	}
+	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
 }

@@ -948,3 +948,10 @@ func (d *DenseSolution) At(t float64, dst []float64) error {
 	LinComb(dst, d.y0[i], d.coef[:m], d.vecs[:m])
 	return nil
 }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -401,12 +401,6 @@ func TestSolveAllocs(t *testing.T) {
 	}
 }
 
-func btoi(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
-}
 
 func TestQuadratureTail(t *testing.T) {
 	// y' = -y, q' = y² (a pure quadrature): q(T) = (1 − e^{−2T})/2.
@@ -491,6 +485,93 @@ func BenchmarkSolve(b *testing.B) {
 				}
 				b.ReportMetric(float64(st.NFE), "nfe/op")
 			})
+		}
+	}
+}
+
+// caseFiles are the PyTorch-exported cases (spec/case-format.md).
+var caseFiles = []string{
+	"testdata/cases/case1_d2_h16_b4.json",
+	"testdata/cases/case2_d3_h32_b8_nobs4.json",
+	"testdata/cases/case3_d8_h64_b16.json",
+	"testdata/cases/case4_softplus_concat_d2_h32_b8_nobs3.json",
+}
+
+type loadedCase struct {
+	c       *Case
+	m       *MLP
+	z0      []float64
+	targets []float64
+	peers   map[string]PeerResult
+}
+
+func loadCaseFixture(t testing.TB, path string) *loadedCase {
+	t.Helper()
+	c, err := LoadCase(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.MLP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peers, err := c.Peers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := &loadedCase{c: c, m: m, z0: c.Z0Flat(), peers: peers}
+	for _, tr := range c.TargetsFlat() {
+		lc.targets = append(lc.targets, tr...)
+	}
+	return lc
+}
+
+// caseLoss solves a case and returns its MSE loss and the solver's statistics.
+func caseLoss(t testing.TB, lc *loadedCase, opts Options) (float64, Stats) {
+	t.Helper()
+	s, err := NewSolver(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := lc.m.NewEvaluator()
+	out := make([]float64, len(lc.c.T)*len(lc.z0))
+	st, err := s.Solve(func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }, lc.z0, lc.c.T, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return MSELoss(lc.targets)(out, make([]float64, len(out))), st
+}
+
+// TestTorchdiffeqParity: in the torchdiffeq-compatible mode, Dormand–Prince
+// takes exactly torchdiffeq's steps and evaluations on the PyTorch cases,
+// and its loss agrees to 1e-9 relative.
+func TestTorchdiffeqParity(t *testing.T) {
+	for _, path := range caseFiles {
+		lc := loadCaseFixture(t, path)
+		t.Run(lc.c.Name, func(t *testing.T) {
+			peer := lc.peers["direct"]
+			loss, st := caseLoss(t, lc, Options{RTol: lc.c.RTol, ATol: lc.c.ATol, Overshoot: true})
+			if st.NFE != peer.FwdNFE || st.Accepted != peer.FwdStepsAcc || st.Rejected != peer.FwdStepsRej {
+				t.Errorf("nfe/accepted/rejected = %d/%d/%d, torchdiffeq %d/%d/%d",
+					st.NFE, st.Accepted, st.Rejected, peer.FwdNFE, peer.FwdStepsAcc, peer.FwdStepsRej)
+			}
+			if d := math.Abs(loss-peer.Loss) / peer.Loss; d > 1e-9 {
+				t.Errorf("loss %.17g, torchdiffeq %.17g (relative %g)", loss, peer.Loss, d)
+			}
+		})
+	}
+}
+
+// TestCaseLossAgainstReference: at rtol = atol = 1e-10 the loss matches the
+// 1e-12 reference to 1e-9 relative.
+func TestCaseLossAgainstReference(t *testing.T) {
+	for _, path := range caseFiles {
+		lc := loadCaseFixture(t, path)
+		for _, tb := range []*Tableau{DormandPrince5, Tsitouras5} {
+			loss, _ := caseLoss(t, lc, Options{Method: tb, RTol: 1e-10, ATol: 1e-10})
+			if d := math.Abs(loss-lc.c.Ref.Loss) / lc.c.Ref.Loss; d > 1e-9 {
+				t.Errorf("%s/%s: loss %.17g, reference %.17g (relative %g)", lc.c.Name, tb.Name, loss, lc.c.Ref.Loss, d)
+			}
 		}
 	}
 }

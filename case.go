@@ -1,0 +1,659 @@
+package neuralode
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+)
+
+// Case is one neural-ODE gradient problem in the JSON interchange format of
+// spec/case-format.md (version 1): an MLP's weights, a batch of initial
+// states, observation times, targets, tolerances and optional reference
+// results. Nested slices mirror the JSON arrays; Z0Flat, TargetsFlat and
+// MLP convert to the library's flat layouts.
+type Case struct {
+	Name       string
+	Activation string // "tanh" (default), "softplus", "relu", "sigmoid", "identity"
+	TimeInput  string // "none" (default) or "concat"
+	// HiddenLayers, D, H and B describe the shapes: number of hidden layers
+	// (len(Layers) − 1), state dimension, hidden width (0 if the widths
+	// differ) and batch size. ReadCase sets them from the data (after
+	// checking them against the file's own fields); Write recomputes them.
+	HiddenLayers int
+	D, H, B      int
+
+	Layers []CaseLayer    // first layer first
+	Z0     [][]float64    // B × D
+	T      []float64      // t_0 < t_1 < … < t_M
+	Target [][][]float64  // M × B × D; Target[i−1] is compared with z(t_i)
+	RTol   float64        // relative tolerance of the solves being compared
+	ATol   float64        // absolute tolerance
+	Ref    *CaseReference // optional reference results ("reference")
+
+	// PeersAtCaseTol is the raw "peers_at_case_tol" object, written back
+	// verbatim; Peers parses it.
+	PeersAtCaseTol json.RawMessage
+	// Extra holds the top-level fields this reader does not interpret
+	// (mlp_convention, generation, cross_check, …), written back verbatim so
+	// a read–write round trip loses nothing.
+	Extra map[string]json.RawMessage
+}
+
+// CaseLayer is one nn.Linear layer: W is out × in, b has length out.
+type CaseLayer struct {
+	W [][]float64 `json:"W"`
+	B []float64   `json:"b"`
+}
+
+// CaseReference holds reference results: by the format's convention, direct
+// backpropagation through a Dormand–Prince 5(4) solve at rtol = atol = 1e−12.
+type CaseReference struct {
+	Method      string      `json:"method,omitempty"`
+	RTol        float64     `json:"rtol,omitempty"`
+	ATol        float64     `json:"atol,omitempty"`
+	Loss        float64     `json:"loss"`
+	ZT          [][]float64 `json:"z_T,omitempty"` // B × D at t_M
+	Grad        []CaseLayer `json:"grad,omitempty"`
+	FwdNFE      int         `json:"fwd_nfe,omitempty"`
+	FwdStepsAcc int         `json:"fwd_steps_acc,omitempty"`
+	FwdStepsRej int         `json:"fwd_steps_rej,omitempty"`
+	TimeS       float64     `json:"time_s,omitempty"`
+}
+
+// PeerResult is what a peer library produced at the case's tolerance
+// (an entry of "peers_at_case_tol"): figures to compare with.
+type PeerResult struct {
+	Loss        float64     `json:"loss"`
+	FwdNFE      int         `json:"fwd_nfe"`
+	BwdNFE      int         `json:"bwd_nfe"`
+	FwdStepsAcc int         `json:"fwd_steps_acc"`
+	FwdStepsRej int         `json:"fwd_steps_rej"`
+	BwdStepsAcc int         `json:"bwd_steps_acc"`
+	BwdStepsRej int         `json:"bwd_steps_rej"`
+	GradRelErr  float64     `json:"grad_rel_err_vs_reference"`
+	LossRelErr  float64     `json:"loss_rel_err_vs_reference"`
+	GTol        float64     `json:"gtol,omitempty"`
+	Grad        []CaseLayer `json:"grad,omitempty"` // peer's gradient, when recorded
+}
+
+// caseKnown lists the top-level keys the reader interprets, in the order
+// Write emits them.
+var caseKnown = []string{"name", "format_version", "activation", "time_input", "hidden_layers",
+	"D", "H", "B", "nobs", "layers", "z0", "t", "target", "rtol", "atol", "reference", "peers_at_case_tol"}
+
+// LoadCase reads a case file; see ReadCase.
+func LoadCase(path string) (*Case, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	c, err := ReadCase(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// caseErr reports a malformed field of a case.
+func caseErr(field, format string, args ...any) error {
+	return invalidf(field, format, args...)
+}
+
+// ReadCase decodes and validates a case. Unknown fields are kept in Extra.
+// A malformed document, a missing required field (layers, z0, t, target,
+// rtol, atol) or a mis-shaped one gives an *InputError naming the field
+// (e.g. "layers[1].W: row 3 has 31 columns, want 32") that wraps
+// ErrInvalidInput. The layer shapes define the architecture; D, H, B,
+// hidden_layers and nobs, when present, must agree with them.
+func ReadCase(r io.Reader) (*Case, error) {
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(&raw); err != nil {
+		return nil, &InputError{Field: "case", Reason: "malformed JSON: " + err.Error(), Err: ErrInvalidInput}
+	}
+	if raw == nil {
+		return nil, caseErr("case", "not a JSON object")
+	}
+	c := &Case{Activation: "tanh", TimeInput: "none"}
+	get := func(key string, dst any, required bool) (bool, error) {
+		v, ok := raw[key]
+		if !ok || string(bytes.TrimSpace(v)) == "null" {
+			if required {
+				return false, caseErr(key, "missing")
+			}
+			return false, nil
+		}
+		if err := json.Unmarshal(v, dst); err != nil {
+			return false, caseErr(key, "%s", jsonReason(err))
+		}
+		return true, nil
+	}
+	var version int
+	if ok, err := get("format_version", &version, false); err != nil {
+		return nil, err
+	} else if ok && version != 1 {
+		return nil, caseErr("format_version", "%d, want 1", version)
+	}
+	if _, err := get("name", &c.Name, false); err != nil {
+		return nil, err
+	}
+	if _, err := get("activation", &c.Activation, false); err != nil {
+		return nil, err
+	}
+	if _, err := ParseActivation(c.Activation); err != nil {
+		return nil, caseErr("activation", "unknown activation %q", c.Activation)
+	}
+	if _, err := get("time_input", &c.TimeInput, false); err != nil {
+		return nil, err
+	}
+	if c.TimeInput != "none" && c.TimeInput != "concat" {
+		return nil, caseErr("time_input", "%q, want \"none\" or \"concat\"", c.TimeInput)
+	}
+	var hl, d, h, b, nobs int
+	var hasHL, hasD, hasH, hasB, hasNobs bool
+	var err error
+	for _, x := range []struct {
+		key string
+		dst *int
+		has *bool
+	}{{"hidden_layers", &hl, &hasHL}, {"D", &d, &hasD}, {"H", &h, &hasH}, {"B", &b, &hasB}, {"nobs", &nobs, &hasNobs}} {
+		if *x.has, err = get(x.key, x.dst, false); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := get("layers", &c.Layers, true); err != nil {
+		return nil, err
+	}
+	if _, err := get("z0", &c.Z0, true); err != nil {
+		return nil, err
+	}
+	if _, err := get("t", &c.T, true); err != nil {
+		return nil, err
+	}
+	if _, err := get("target", &c.Target, true); err != nil {
+		return nil, err
+	}
+	if _, err := get("rtol", &c.RTol, true); err != nil {
+		return nil, err
+	}
+	if _, err := get("atol", &c.ATol, true); err != nil {
+		return nil, err
+	}
+	var ref CaseReference
+	if ok, err := get("reference", &ref, false); err != nil {
+		return nil, err
+	} else if ok {
+		c.Ref = &ref
+	}
+	if v, ok := raw["peers_at_case_tol"]; ok {
+		c.PeersAtCaseTol = compactJSON(v)
+	}
+	for k, v := range raw {
+		if !isKnownCaseKey(k) {
+			if c.Extra == nil {
+				c.Extra = make(map[string]json.RawMessage)
+			}
+			c.Extra[k] = compactJSON(v)
+		}
+	}
+
+	// The architecture comes from the layer shapes.
+	if err := c.inferShape(); err != nil {
+		return nil, err
+	}
+	for _, x := range []struct {
+		key      string
+		has      bool
+		got, inf int
+	}{{"hidden_layers", hasHL, hl, c.HiddenLayers}, {"D", hasD, d, c.D}, {"B", hasB, b, c.B}, {"nobs", hasNobs, nobs, len(c.Target)}} {
+		if x.has && x.got != x.inf {
+			return nil, caseErr(x.key, "%d, but the data give %d", x.got, x.inf)
+		}
+	}
+	if hasH && h != c.H {
+		if c.H == 0 {
+			return nil, caseErr("H", "%d, but the hidden layers have different widths", h)
+		}
+		return nil, caseErr("H", "%d, but the layers give %d", h, c.H)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// compactJSON returns v without insignificant white space (v is valid JSON,
+// having been decoded already), so kept raw fields read the same however
+// the file was indented.
+func compactJSON(v json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	if err := json.Compact(&b, v); err != nil {
+		return append(json.RawMessage(nil), v...)
+	}
+	return b.Bytes()
+}
+
+func isKnownCaseKey(k string) bool {
+	for _, kk := range caseKnown {
+		if k == kk {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonReason turns a decoding error into a short reason without the Go type
+// names json uses.
+func jsonReason(err error) string {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		if te.Field != "" {
+			return fmt.Sprintf("%s: got JSON %s, want %s", te.Field, te.Value, te.Type)
+		}
+		return fmt.Sprintf("got JSON %s, want %s", te.Value, te.Type)
+	}
+	return err.Error()
+}
+
+// inferShape sets D, H, B and HiddenLayers from Layers and Z0.
+func (c *Case) inferShape() error {
+	if len(c.Layers) == 0 {
+		return caseErr("layers", "empty")
+	}
+	nl := len(c.Layers)
+	out := len(c.Layers[nl-1].W)
+	if out == 0 {
+		return caseErr(fmt.Sprintf("layers[%d].W", nl-1), "no rows")
+	}
+	c.D = out
+	c.HiddenLayers = nl - 1
+	c.H = 0
+	for l := 0; l < nl-1; l++ {
+		w := len(c.Layers[l].W)
+		if l == 0 {
+			c.H = w
+		} else if w != c.H {
+			c.H = 0
+			break
+		}
+	}
+	c.B = len(c.Z0)
+	return nil
+}
+
+// Validate checks the shapes and values of a case: layer shapes chain from
+// D (or D+1 with time input) to D, z0 is B × D, t is strictly increasing
+// with at least two entries, target is M × B × D with M = len(t) − 1,
+// tolerances are positive, all numbers finite, and a reference (if any) has
+// z_T of shape B × D and grad shaped like layers. Errors name the field.
+func (c *Case) Validate() error {
+	if len(c.Layers) == 0 {
+		return caseErr("layers", "empty")
+	}
+	if _, err := ParseActivation(c.Activation); err != nil {
+		return caseErr("activation", "unknown activation %q", c.Activation)
+	}
+	if c.TimeInput != "none" && c.TimeInput != "concat" && c.TimeInput != "" {
+		return caseErr("time_input", "%q, want \"none\" or \"concat\"", c.TimeInput)
+	}
+	nl := len(c.Layers)
+	D := len(c.Layers[nl-1].W)
+	in := D
+	if c.TimeInput == "concat" {
+		in = D + 1
+	}
+	if err := checkLayers("layers", c.Layers, in, D); err != nil {
+		return err
+	}
+	if len(c.Z0) == 0 {
+		return caseErr("z0", "empty batch")
+	}
+	if err := checkMatrix("z0", c.Z0, len(c.Z0), D); err != nil {
+		return err
+	}
+	B := len(c.Z0)
+	if len(c.T) < 2 {
+		return caseErr("t", "%d times, want at least 2", len(c.T))
+	}
+	if err := checkFinite("t", c.T); err != nil {
+		return err
+	}
+	for i := 1; i < len(c.T); i++ {
+		if !(c.T[i] > c.T[i-1]) {
+			return caseErr("t", "not strictly increasing at index %d (%v after %v)", i, c.T[i], c.T[i-1])
+		}
+	}
+	M := len(c.T) - 1
+	if len(c.Target) != M {
+		return caseErr("target", "%d observations, want len(t)−1 = %d", len(c.Target), M)
+	}
+	for i, tg := range c.Target {
+		if err := checkMatrix(fmt.Sprintf("target[%d]", i), tg, B, D); err != nil {
+			return err
+		}
+	}
+	if !(c.RTol > 0) || math.IsInf(c.RTol, 0) {
+		return caseErr("rtol", "%v, want finite > 0", c.RTol)
+	}
+	if !(c.ATol > 0) || math.IsInf(c.ATol, 0) {
+		return caseErr("atol", "%v, want finite > 0", c.ATol)
+	}
+	if r := c.Ref; r != nil {
+		if math.IsNaN(r.Loss) || math.IsInf(r.Loss, 0) {
+			return &InputError{Field: "reference.loss", Reason: fmt.Sprintf("%v", r.Loss), Err: ErrNonFinite}
+		}
+		if r.ZT != nil {
+			if err := checkMatrix("reference.z_T", r.ZT, B, D); err != nil {
+				return err
+			}
+		}
+		if r.Grad != nil {
+			if len(r.Grad) != nl {
+				return caseErr("reference.grad", "%d layers, want %d", len(r.Grad), nl)
+			}
+			if err := checkLayers("reference.grad", r.Grad, in, D); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkLayers checks that layers chain from in inputs to out outputs.
+func checkLayers(field string, layers []CaseLayer, in, out int) error {
+	for l, ly := range layers {
+		name := fmt.Sprintf("%s[%d]", field, l)
+		rows := len(ly.W)
+		if rows == 0 {
+			return caseErr(name+".W", "no rows")
+		}
+		if l == len(layers)-1 && rows != out {
+			return caseErr(name+".W", "%d rows, want D = %d", rows, out)
+		}
+		if err := checkMatrix(name+".W", ly.W, rows, in); err != nil {
+			return err
+		}
+		if len(ly.B) != rows {
+			return caseErr(name+".b", "length %d, want %d", len(ly.B), rows)
+		}
+		if err := checkFinite(name+".b", ly.B); err != nil {
+			return err
+		}
+		in = rows
+	}
+	return nil
+}
+
+// checkMatrix checks that x is rows × cols and finite.
+func checkMatrix(field string, x [][]float64, rows, cols int) error {
+	if len(x) != rows {
+		return caseErr(field, "%d rows, want %d", len(x), rows)
+	}
+	for i, r := range x {
+		if len(r) != cols {
+			return caseErr(field, "row %d has %d columns, want %d", i, len(r), cols)
+		}
+		if ok, j := allFinite(r); !ok {
+			return &InputError{Field: field, Reason: fmt.Sprintf("row %d column %d is %v", i, j, r[j]), Err: ErrNonFinite}
+		}
+	}
+	return nil
+}
+
+// MLPConfig returns the architecture the case's layers describe.
+func (c *Case) MLPConfig() (MLPConfig, error) {
+	act, err := ParseActivation(c.Activation)
+	if err != nil {
+		return MLPConfig{}, caseErr("activation", "unknown activation %q", c.Activation)
+	}
+	nl := len(c.Layers)
+	if nl == 0 {
+		return MLPConfig{}, caseErr("layers", "empty")
+	}
+	cfg := MLPConfig{Dim: len(c.Layers[nl-1].W), Activation: act, TimeInput: c.TimeInput == "concat"}
+	for l := 0; l < nl-1; l++ {
+		cfg.Hidden = append(cfg.Hidden, len(c.Layers[l].W))
+	}
+	return cfg, nil
+}
+
+// MLP builds the case's network with its weights.
+func (c *Case) MLP() (*MLP, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := c.MLPConfig()
+	if err != nil {
+		return nil, err
+	}
+	m, err := NewMLP(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := FlattenLayers(m.Params(), c.Layers); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// FlattenLayers writes layers in parameter order (W_0 row-major, b_0, W_1,
+// …) into dst, whose length must equal the total number of entries.
+func FlattenLayers(dst []float64, layers []CaseLayer) error {
+	n := 0
+	for _, ly := range layers {
+		for _, row := range ly.W {
+			n += len(row)
+		}
+		n += len(ly.B)
+	}
+	if len(dst) != n {
+		return invalidf("dst", "length %d, want %d", len(dst), n)
+	}
+	off := 0
+	for _, ly := range layers {
+		for _, row := range ly.W {
+			off += copy(dst[off:], row)
+		}
+		off += copy(dst[off:], ly.B)
+	}
+	return nil
+}
+
+// UnflattenLayers splits a flat vector in m's parameter layout (the
+// parameters themselves, or a gradient with respect to them) into layers
+// shaped like the case format's "layers" and "reference.grad".
+func UnflattenLayers(m *MLP, flat []float64) ([]CaseLayer, error) {
+	if len(flat) != m.NumParams() {
+		return nil, invalidf("flat", "length %d, want %d", len(flat), m.NumParams())
+	}
+	layers := make([]CaseLayer, m.NumLayers())
+	for l := range layers {
+		out, in := m.sizes[l+1], m.sizes[l]
+		w := flat[m.wOff[l]:m.bOff[l]]
+		rows := make([][]float64, out)
+		for o := range rows {
+			rows[o] = append([]float64(nil), w[o*in:o*in+in]...)
+		}
+		layers[l] = CaseLayer{W: rows, B: append([]float64(nil), flat[m.bOff[l]:m.bOff[l]+out]...)}
+	}
+	return layers, nil
+}
+
+// SetModel stores m's architecture and current parameters in the case
+// (layers, activation, time_input, hidden_layers, D, H).
+func (c *Case) SetModel(m *MLP) error {
+	layers, err := UnflattenLayers(m, m.Params())
+	if err != nil {
+		return err
+	}
+	c.Layers = layers
+	c.Activation = m.cfg.Activation.String()
+	c.TimeInput = "none"
+	if m.cfg.TimeInput {
+		c.TimeInput = "concat"
+	}
+	return c.inferShape()
+}
+
+// Z0Flat returns z0 as one batch-major vector of length B·D.
+func (c *Case) Z0Flat() []float64 { return flattenRows(c.Z0) }
+
+// TargetsFlat returns the targets as M batch-major vectors of length B·D;
+// element i−1 is compared with z(t_i).
+func (c *Case) TargetsFlat() [][]float64 {
+	out := make([][]float64, len(c.Target))
+	for i, tg := range c.Target {
+		out[i] = flattenRows(tg)
+	}
+	return out
+}
+
+// RefGradFlat returns the reference gradient in parameter order, or nil if
+// the case has none.
+func (c *Case) RefGradFlat() []float64 {
+	if c.Ref == nil || c.Ref.Grad == nil {
+		return nil
+	}
+	n := 0
+	for _, ly := range c.Ref.Grad {
+		for _, row := range ly.W {
+			n += len(row)
+		}
+		n += len(ly.B)
+	}
+	g := make([]float64, n)
+	_ = FlattenLayers(g, c.Ref.Grad) // sizes match by construction
+	return g
+}
+
+func flattenRows(x [][]float64) []float64 {
+	n := 0
+	for _, r := range x {
+		n += len(r)
+	}
+	out := make([]float64, 0, n)
+	for _, r := range x {
+		out = append(out, r...)
+	}
+	return out
+}
+
+// Peers parses PeersAtCaseTol: one PeerResult for every entry that is a
+// JSON object (e.g. "direct", "adjoint", "seminorm", "gq"); string entries
+// such as notes are skipped. A case without peers gives an empty map.
+func (c *Case) Peers() (map[string]PeerResult, error) {
+	res := map[string]PeerResult{}
+	if len(c.PeersAtCaseTol) == 0 {
+		return res, nil
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(c.PeersAtCaseTol, &raw); err != nil {
+		return nil, caseErr("peers_at_case_tol", "%s", jsonReason(err))
+	}
+	for k, v := range raw {
+		v = bytes.TrimSpace(v)
+		if len(v) == 0 || v[0] != '{' {
+			continue
+		}
+		var p PeerResult
+		if err := json.Unmarshal(v, &p); err != nil {
+			return nil, caseErr("peers_at_case_tol."+k, "%s", jsonReason(err))
+		}
+		res[k] = p
+	}
+	return res, nil
+}
+
+// Write encodes the case as JSON: the known fields in the order of the
+// format description, then the Extra fields sorted by key. Numbers are
+// written in the shortest form that reads back to the same float64, so a
+// Write–ReadCase round trip is exact.
+func (c *Case) Write(w io.Writer) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	nobs := len(c.Target)
+	shape := *c
+	if err := shape.inferShape(); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	buf.WriteString("{")
+	first := true
+	put := func(key string, v any) error {
+		var data []byte
+		switch x := v.(type) {
+		case json.RawMessage:
+			var cb bytes.Buffer
+			if err := json.Compact(&cb, x); err != nil {
+				return invalidf(key, "raw value is not valid JSON: %v", err)
+			}
+			data = cb.Bytes()
+		default:
+			var err error
+			data, err = json.Marshal(v)
+			if err != nil {
+				return fmt.Errorf("neuralode: encoding case field %s: %w", key, err)
+			}
+		}
+		if !first {
+			buf.WriteString(",")
+		}
+		first = false
+		buf.WriteString("\n  ")
+		k, _ := json.Marshal(key)
+		buf.Write(k)
+		buf.WriteString(": ")
+		buf.Write(data)
+		return nil
+	}
+	ti := c.TimeInput
+	if ti == "" {
+		ti = "none"
+	}
+	type kv struct {
+		k string
+		v any
+	}
+	fields := []kv{
+		{"name", c.Name}, {"format_version", 1}, {"activation", c.Activation}, {"time_input", ti},
+		{"hidden_layers", shape.HiddenLayers}, {"D", shape.D},
+	}
+	if shape.H > 0 {
+		fields = append(fields, kv{"H", shape.H})
+	}
+	fields = append(fields, kv{"B", len(c.Z0)}, kv{"nobs", nobs}, kv{"layers", c.Layers}, kv{"z0", c.Z0},
+		kv{"t", c.T}, kv{"target", c.Target}, kv{"rtol", c.RTol}, kv{"atol", c.ATol})
+	if c.Ref != nil {
+		fields = append(fields, kv{"reference", c.Ref})
+	}
+	if len(c.PeersAtCaseTol) > 0 {
+		fields = append(fields, kv{"peers_at_case_tol", c.PeersAtCaseTol})
+	}
+	for _, f := range fields {
+		if err := put(f.k, f.v); err != nil {
+			return err
+		}
+	}
+	keys := make([]string, 0, len(c.Extra))
+	for k := range c.Extra {
+		if !isKnownCaseKey(k) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := put(k, c.Extra[k]); err != nil {
+			return err
+		}
+	}
+	buf.WriteString("\n}\n")
+	_, err := w.Write(buf.Bytes())
+	return err
+}

@@ -1,0 +1,591 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+func TestG1D(t *testing.T) {
+	d, err := G1D(G1DAugment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Batch != 2 || d.Dim != 4 {
+		t.Fatalf("batch %d dim %d, want 2, 4", d.Batch, d.Dim)
+	}
+	if want := []float64{-1, 0, 0, 0, 1, 0, 0, 0}; !slices.Equal(d.Z0, want) {
+		t.Errorf("Z0 = %v, want %v", d.Z0, want)
+	}
+	if want := []float64{1, -1}; !slices.Equal(d.Targets, want) {
+		t.Errorf("Targets = %v, want %v", d.Targets, want)
+	}
+	if want := []float64{0, 1}; !slices.Equal(d.Times, want) {
+		t.Errorf("Times = %v, want %v", d.Times, want)
+	}
+	// Identity flow: the readout sends −1 → −1 and 1 → 1, error 2 on each.
+	loss, err := ReadoutMSE(d.Z0, d.Batch, d.Dim, 0, d.Targets, nil)
+	if err != nil || loss != 4 {
+		t.Errorf("identity readout loss %g (%v), want 4", loss, err)
+	}
+	if _, err := G1D(-1); !errors.Is(err, ErrTaskInput) {
+		t.Errorf("negative augment: %v", err)
+	}
+}
+
+func TestNestedSpheres(t *testing.T) {
+	const per = 1000
+	d, err := NestedSpheres(newRNG(1), per, SpheresAugment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Batch != 2*per || d.Dim != 5 || len(d.X) != 2*per*5 || len(d.Labels) != 2*per {
+		t.Fatalf("shape batch %d dim %d len(X) %d len(Labels) %d", d.Batch, d.Dim, len(d.X), len(d.Labels))
+	}
+	var count [2]int
+	var inner [2]int // samples in the inner half of the area of their region
+	firstHalf := 0
+	for b := 0; b < d.Batch; b++ {
+		x := d.X[b*d.Dim : (b+1)*d.Dim]
+		for k := 2; k < d.Dim; k++ {
+			if x[k] != 0 {
+				t.Fatalf("sample %d augmented component %d = %g", b, k, x[k])
+			}
+		}
+		r := math.Hypot(x[0], x[1])
+		l := d.Labels[b]
+		count[l]++
+		switch l {
+		case 0:
+			if !(r < SpheresInnerRadius) {
+				t.Errorf("class 0 radius %g ≥ 0.4", r)
+			}
+			if r*r < SpheresInnerRadius*SpheresInnerRadius/2 {
+				inner[0]++
+			}
+		case 1:
+			if !(r > SpheresOuterLow && r < SpheresOuterHigh) {
+				t.Errorf("class 1 radius %g outside (0.7, 0.9)", r)
+			}
+			if r*r < (SpheresOuterLow*SpheresOuterLow+SpheresOuterHigh*SpheresOuterHigh)/2 {
+				inner[1]++
+			}
+		default:
+			t.Fatalf("label %d", l)
+		}
+		if b < per && l == 0 {
+			firstHalf++
+		}
+	}
+	if count != [2]int{per, per} {
+		t.Errorf("class counts %v", count)
+	}
+	// Uniform in area: half of each region's samples fall inside the radius
+	// that halves its area. Binomial sd = sqrt(1000·0.25) ≈ 16; allow 5 sd.
+	for k, n := range inner {
+		if math.Abs(float64(n)-per/2) > 80 {
+			t.Errorf("class %d: %d of %d samples in the inner half-area, want ≈ %d", k, n, per, per/2)
+		}
+	}
+	// Shuffled: the first half holds about half of class 0.
+	if math.Abs(float64(firstHalf)-per/2) > 80 {
+		t.Errorf("first half holds %d class-0 samples: not shuffled", firstHalf)
+	}
+	// Determinism and seed dependence.
+	d2, _ := NestedSpheres(newRNG(1), per, SpheresAugment)
+	if !slices.Equal(d.X, d2.X) || !slices.Equal(d.Labels, d2.Labels) {
+		t.Error("same seed gave different data")
+	}
+	d3, _ := NestedSpheres(newRNG(2), per, SpheresAugment)
+	if slices.Equal(d.X, d3.X) {
+		t.Error("different seeds gave identical data")
+	}
+	// Validation set from the same generator.
+	v, err := NestedSpheres(newRNG(1), SpheresValPerClass, 0)
+	if err != nil || v.Batch != 100 || v.Dim != 2 {
+		t.Errorf("validation set: batch %d dim %d err %v", v.Batch, v.Dim, err)
+	}
+	for _, bad := range []struct {
+		rng      *rand.Rand
+		per, aug int
+	}{{nil, 10, 3}, {newRNG(1), 0, 3}, {newRNG(1), 10, -1}} {
+		if _, err := NestedSpheres(bad.rng, bad.per, bad.aug); !errors.Is(err, ErrTaskInput) {
+			t.Errorf("NestedSpheres(%v, %d, %d): err %v", bad.rng != nil, bad.per, bad.aug, err)
+		}
+	}
+}
+
+func TestSineTimes(t *testing.T) {
+	for _, m := range []int{10, 50} {
+		reg, err := SineTimes(nil, m, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reg) != m || reg[0] != 0 || reg[m-1] != 2*math.Pi {
+			t.Errorf("regular m=%d: %v", m, reg)
+		}
+		h := 2 * math.Pi / float64(m-1)
+		for i := 1; i < m; i++ {
+			if math.Abs(reg[i]-reg[i-1]-h) > 1e-14 {
+				t.Errorf("regular spacing %g at %d, want %g", reg[i]-reg[i-1], i, h)
+			}
+		}
+		irr, err := SineTimes(newRNG(3), m, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(irr) != m || irr[0] != 0 {
+			t.Errorf("irregular m=%d: %v", m, irr)
+		}
+		for i := 1; i < m; i++ {
+			if !(irr[i] > irr[i-1]) || irr[i] > 2*math.Pi {
+				t.Errorf("irregular times not increasing in (0, 2π]: %v", irr)
+				break
+			}
+		}
+		again, _ := SineTimes(newRNG(3), m, true)
+		if !slices.Equal(irr, again) {
+			t.Error("irregular times not reproducible")
+		}
+	}
+	// Many draws: irregular times are spread over the whole interval.
+	all, _ := SineTimes(newRNG(4), 2001, true)
+	if mean := mean(all[1:]); math.Abs(mean-math.Pi) > 0.15 {
+		t.Errorf("mean irregular time %g, want ≈ π", mean)
+	}
+	if _, err := SineTimes(newRNG(1), 1, false); !errors.Is(err, ErrTaskInput) {
+		t.Errorf("m=1: %v", err)
+	}
+	if _, err := SineTimes(nil, 5, true); !errors.Is(err, ErrTaskInput) {
+		t.Errorf("nil rng irregular: %v", err)
+	}
+}
+
+func mean(x []float64) float64 {
+	s := 0.0
+	for _, v := range x {
+		s += v
+	}
+	return s / float64(len(x))
+}
+
+func TestSines(t *testing.T) {
+	rng := newRNG(5)
+	times, err := SineTimes(rng, 50, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 400
+	d, err := Sines(rng, batch, times)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := len(times)
+	if d.Batch != batch || len(d.Z0) != 2*batch || len(d.Obs) != m*batch || len(d.A) != batch || len(d.B) != batch {
+		t.Fatalf("shapes: %d %d %d %d %d", d.Batch, len(d.Z0), len(d.Obs), len(d.A), len(d.B))
+	}
+	for b := 0; b < batch; b++ {
+		a, c := d.A[b], d.B[b]
+		if a < -1 || a >= 1 || c < -1 || c >= 1 {
+			t.Fatalf("series %d: A=%g B=%g outside [−1, 1)", b, a, c)
+		}
+		// Exact initial conditions: x(0) = y(0) = B, v(0) = y'(0) = A.
+		if d.Z0[2*b] != c || d.Z0[2*b+1] != a {
+			t.Errorf("series %d: z0 = %v, want [%g %g]", b, d.Z0[2*b:2*b+2], c, a)
+		}
+		if d.Obs[b] != c {
+			t.Errorf("series %d: y(0) = %g, want B = %g", b, d.Obs[b], c)
+		}
+		// Independent check of the observations: y(t) = √(A²+B²)·sin(t + atan2(B, A)).
+		amp, ph := math.Hypot(a, c), math.Atan2(c, a)
+		for i, tt := range times {
+			if want := amp * math.Sin(tt+ph); math.Abs(d.Obs[i*batch+b]-want) > 1e-14 {
+				t.Fatalf("series %d obs %d: %g, want %g", b, i, d.Obs[i*batch+b], want)
+			}
+		}
+	}
+	// A, B ~ U(−1, 1): mean 0, variance 1/3 (sd of the mean ≈ 0.029).
+	if ma, mb := mean(d.A), mean(d.B); math.Abs(ma) > 0.15 || math.Abs(mb) > 0.15 {
+		t.Errorf("means %g %g, want ≈ 0", ma, mb)
+	}
+	varA := 0.0
+	for _, v := range d.A {
+		varA += v * v
+	}
+	if varA /= batch; math.Abs(varA-1.0/3) > 0.06 {
+		t.Errorf("var(A) = %g, want ≈ 1/3", varA)
+	}
+	// Reproducible from the seed; train and validation from one generator differ.
+	rng2 := newRNG(5)
+	times2, _ := SineTimes(rng2, 50, true)
+	d2, _ := Sines(rng2, batch, times2)
+	if !slices.Equal(d.Obs, d2.Obs) {
+		t.Error("not reproducible")
+	}
+	val, _ := Sines(rng2, SinesVal, times2)
+	if val.A[0] == d.A[0] {
+		t.Error("validation repeats the training draws")
+	}
+	for _, tc := range []struct {
+		name  string
+		rng   *rand.Rand
+		batch int
+		times []float64
+		want  error
+	}{
+		{"nil rng", nil, 3, times, ErrTaskInput},
+		{"batch 0", newRNG(1), 0, times, ErrTaskInput},
+		{"no times", newRNG(1), 3, nil, ErrTaskInput},
+		{"decreasing", newRNG(1), 3, []float64{0, 2, 1}, ErrTaskInput},
+		{"NaN time", newRNG(1), 3, []float64{0, math.NaN()}, ErrTaskNonFinite},
+	} {
+		if _, err := Sines(tc.rng, tc.batch, tc.times); !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// numGrad returns the central finite-difference gradient of f at x.
+func numGrad(f func([]float64) float64, x []float64) []float64 {
+	g := make([]float64, len(x))
+	for i := range x {
+		old := x[i]
+		h := 1e-6 * math.Max(1, math.Abs(old))
+		x[i] = old + h
+		fp := f(x)
+		x[i] = old - h
+		fm := f(x)
+		x[i] = old
+		g[i] = (fp - fm) / (2 * h)
+	}
+	return g
+}
+
+func assertClose(t *testing.T, name string, got, want []float64, tol float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: len %d, want %d", name, len(got), len(want))
+	}
+	for i := range got {
+		if math.Abs(got[i]-want[i]) > tol*math.Max(1, math.Abs(want[i])) {
+			t.Errorf("%s[%d] = %.10g, want %.10g", name, i, got[i], want[i])
+		}
+	}
+}
+
+func randSlice(rng *rand.Rand, n int, scale float64) []float64 {
+	x := make([]float64, n)
+	for i := range x {
+		x[i] = scale * rng.NormFloat64()
+	}
+	return x
+}
+
+func TestSoftmaxCrossEntropyGradients(t *testing.T) {
+	for _, tc := range []struct{ batch, dim, k int }{{4, 5, 2}, {3, 2, 3}, {7, 5, 10}, {2, 3, 40}} {
+		t.Run(fmt.Sprintf("B%d_D%d_K%d", tc.batch, tc.dim, tc.k), func(t *testing.T) {
+			rng := newRNG(uint64(tc.batch*100 + tc.k))
+			z := randSlice(rng, tc.batch*tc.dim, 1)
+			w := randSlice(rng, tc.k*tc.dim, 0.8)
+			bias := randSlice(rng, tc.k, 0.5)
+			labels := make([]int, tc.batch)
+			for i := range labels {
+				labels[i] = rng.IntN(tc.k)
+			}
+			dz := make([]float64, len(z))
+			dw := make([]float64, len(w))
+			db := make([]float64, len(bias))
+			for i := range dw {
+				dw[i] = 99 // gradients are overwritten, not accumulated
+			}
+			loss, err := SoftmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, dz, dw, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Independent loss: −log(exp(l_y)/Σexp(l)) computed directly.
+			ref := 0.0
+			for b := 0; b < tc.batch; b++ {
+				sum, ly := 0.0, 0.0
+				for k := 0; k < tc.k; k++ {
+					l := bias[k]
+					for d := 0; d < tc.dim; d++ {
+						l += w[k*tc.dim+d] * z[b*tc.dim+d]
+					}
+					sum += math.Exp(l)
+					if k == labels[b] {
+						ly = l
+					}
+				}
+				ref -= math.Log(math.Exp(ly) / sum)
+			}
+			ref /= float64(tc.batch)
+			if math.Abs(loss-ref) > 1e-12*math.Max(1, ref) {
+				t.Errorf("loss %.15g, want %.15g", loss, ref)
+			}
+			lossOf := func() float64 {
+				l, err := SoftmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, nil, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			assertClose(t, "dz", dz, numGrad(func([]float64) float64 { return lossOf() }, z), 1e-7)
+			assertClose(t, "dw", dw, numGrad(func([]float64) float64 { return lossOf() }, w), 1e-7)
+			assertClose(t, "dbias", db, numGrad(func([]float64) float64 { return lossOf() }, bias), 1e-7)
+			// Logit gradients sum to zero per sample, so Σ dbias = 0.
+			s := 0.0
+			for _, v := range db {
+				s += v
+			}
+			if math.Abs(s) > 1e-14 {
+				t.Errorf("Σ dbias = %g, want 0", s)
+			}
+		})
+	}
+}
+
+func TestSoftmaxCrossEntropyValues(t *testing.T) {
+	// Zero classifier: every class has probability 1/K, loss log K.
+	z := []float64{1, 2, 3, 4}
+	loss, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, make([]float64, 6), make([]float64, 3), nil, nil, nil)
+	if err != nil || math.Abs(loss-math.Log(3)) > 1e-15 {
+		t.Errorf("zero classifier loss %g (%v), want log 3", loss, err)
+	}
+	// Huge logits: stable, loss ≈ margin for the wrong class, 0 for the right one.
+	w := []float64{1000, -1000} // K=2, D=1
+	loss, err = SoftmaxCrossEntropy([]float64{1}, 1, 1, []int{1}, w, []float64{0, 0}, nil, nil, nil)
+	if err != nil || math.Abs(loss-2000) > 1e-9 {
+		t.Errorf("wrong-class huge logits loss %g (%v), want 2000", loss, err)
+	}
+	loss, err = SoftmaxCrossEntropy([]float64{1}, 1, 1, []int{0}, w, []float64{0, 0}, nil, nil, nil)
+	if err != nil || loss != 0 {
+		t.Errorf("right-class huge logits loss %g (%v), want 0", loss, err)
+	}
+}
+
+func TestAccuracy(t *testing.T) {
+	// Classifier on the first component: class 1 if z0 > 0.
+	w := []float64{-1, 0, 1, 0}
+	bias := []float64{0, 0}
+	z := []float64{-2, 5, 3, -1, 0.5, 0, -0.1, 9}
+	acc, err := Accuracy(z, 4, 2, []int{0, 1, 0, 1}, w, bias)
+	if err != nil || acc != 0.5 {
+		t.Errorf("accuracy %g (%v), want 0.5", acc, err)
+	}
+	// Ties go to the first class.
+	acc, _ = Accuracy([]float64{0, 0}, 1, 2, []int{0}, w, bias)
+	if acc != 1 {
+		t.Errorf("tie accuracy %g, want 1", acc)
+	}
+	// A perfect radial classifier on spheres (features r²) gets 1.
+	d, _ := NestedSpheres(newRNG(9), 100, 0)
+	feat := make([]float64, d.Batch)
+	for b := range feat {
+		feat[b] = d.X[2*b]*d.X[2*b] + d.X[2*b+1]*d.X[2*b+1]
+	}
+	acc, _ = Accuracy(feat, d.Batch, 1, d.Labels, []float64{-1, 1}, []float64{0.3, -0.3})
+	if acc != 1 {
+		t.Errorf("radial classifier accuracy %g, want 1", acc)
+	}
+}
+
+func TestMSEGradients(t *testing.T) {
+	rng := newRNG(11)
+	for _, n := range []int{1, 2, 7} {
+		pred := randSlice(rng, n, 1)
+		target := randSlice(rng, n, 1)
+		grad := make([]float64, n)
+		v, err := MSE(pred, target, grad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := 0.0
+		for i := range pred {
+			ref += (pred[i] - target[i]) * (pred[i] - target[i])
+		}
+		if ref /= float64(n); math.Abs(v-ref) > 1e-15*math.Max(1, ref) {
+			t.Errorf("n=%d: mse %g, want %g", n, v, ref)
+		}
+		f := func(p []float64) float64 { v, _ := MSE(p, target, nil); return v }
+		assertClose(t, "mse grad", grad, numGrad(f, pred), 1e-8)
+	}
+	// TrajectoryMSE on a time-major trajectory, component 0 of dim 2.
+	const m, batch, dim = 3, 4, 2
+	traj := randSlice(rng, m*batch*dim, 1)
+	obs := randSlice(rng, m*batch, 1)
+	dtraj := make([]float64, len(traj))
+	for i := range dtraj {
+		dtraj[i] = 7
+	}
+	v, err := TrajectoryMSE(traj, m, batch, dim, 0, obs, dtraj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := make([]float64, m*batch)
+	for j := range pos {
+		pos[j] = traj[j*dim]
+	}
+	ref, _ := MSE(pos, obs, nil)
+	if math.Abs(v-ref) > 1e-15 {
+		t.Errorf("trajectory mse %g, want %g", v, ref)
+	}
+	f := func(x []float64) float64 { v, _ := TrajectoryMSE(x, m, batch, dim, 0, obs, nil); return v }
+	assertClose(t, "trajectory grad", dtraj, numGrad(f, traj), 1e-8)
+	// ReadoutMSE for the g1d readout.
+	z := randSlice(rng, 2*4, 1)
+	dz := make([]float64, len(z))
+	targets := []float64{1, -1}
+	if _, err := ReadoutMSE(z, 2, 4, 0, targets, dz); err != nil {
+		t.Fatal(err)
+	}
+	g := func(x []float64) float64 { v, _ := ReadoutMSE(x, 2, 4, 0, targets, nil); return v }
+	assertClose(t, "readout grad", dz, numGrad(g, z), 1e-8)
+}
+
+func TestLossErrors(t *testing.T) {
+	z := []float64{1, 2, 3, 4}
+	w := []float64{1, 0, 0, 1}
+	bias := []float64{0, 0}
+	nan := math.NaN()
+	tests := []struct {
+		name string
+		call func(dz []float64) error
+		want error
+	}{
+		{"ce z length", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy(z[:3], 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
+			return err
+		}, ErrTaskInput},
+		{"ce label range", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 2}, w, bias, dz, nil, nil)
+			return err
+		}, ErrTaskInput},
+		{"ce negative label", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{-1, 0}, w, bias, dz, nil, nil)
+			return err
+		}, ErrTaskInput},
+		{"ce w length", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, w[:3], bias, dz, nil, nil)
+			return err
+		}, ErrTaskInput},
+		{"ce grad length", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, w, bias, dz, make([]float64, 3), nil)
+			return err
+		}, ErrTaskInput},
+		{"ce no classes", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, nil, nil, dz, nil, nil)
+			return err
+		}, ErrTaskInput},
+		{"ce NaN", func(dz []float64) error {
+			_, err := SoftmaxCrossEntropy([]float64{1, nan, 3, 4}, 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
+			return err
+		}, ErrTaskNonFinite},
+		{"accuracy labels", func([]float64) error {
+			_, err := Accuracy(z, 2, 2, []int{0}, w, bias)
+			return err
+		}, ErrTaskInput},
+		{"mse lengths", func(dz []float64) error {
+			_, err := MSE(z, z[:3], dz)
+			return err
+		}, ErrTaskInput},
+		{"mse empty", func([]float64) error {
+			_, err := MSE(nil, nil, nil)
+			return err
+		}, ErrTaskInput},
+		{"mse NaN", func(dz []float64) error {
+			_, err := MSE([]float64{1, 2, nan, 4}, z, dz)
+			return err
+		}, ErrTaskNonFinite},
+		{"trajectory comp", func(dz []float64) error {
+			_, err := TrajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz)
+			return err
+		}, ErrTaskInput},
+		{"trajectory NaN prediction", func(dz []float64) error {
+			_, err := TrajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
+			return err
+		}, ErrTaskNonFinite},
+		{"trajectory obs length", func(dz []float64) error {
+			_, err := TrajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz)
+			return err
+		}, ErrTaskInput},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dz := []float64{5, 6, 7, 8}
+			if err := tc.call(dz); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if !slices.Equal(dz, []float64{5, 6, 7, 8}) {
+				t.Errorf("gradient buffer modified on failure: %v", dz)
+			}
+			if !slices.Equal(z, []float64{1, 2, 3, 4}) {
+				t.Errorf("input modified: %v", z)
+			}
+		})
+	}
+}
+
+func TestLossAllocs(t *testing.T) {
+	d, _ := NestedSpheres(newRNG(1), 100, SpheresAugment)
+	w := randSlice(newRNG(2), 2*d.Dim, 1)
+	bias := []float64{0.1, -0.1}
+	dz := make([]float64, len(d.X))
+	dw := make([]float64, len(w))
+	db := make([]float64, 2)
+	obs := make([]float64, d.Batch)
+	allocs := testing.AllocsPerRun(20, func() {
+		_, _ = SoftmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
+		_, _ = Accuracy(d.X, d.Batch, d.Dim, d.Labels, w, bias)
+		_, _ = TrajectoryMSE(d.X, 1, d.Batch, d.Dim, 0, obs, dz)
+		_, _ = MSE(dz, d.X, dz)
+	})
+	if allocs != 0 {
+		t.Errorf("%g allocations per run, want 0", allocs)
+	}
+}
+
+func BenchmarkSoftmaxCrossEntropy(b *testing.B) {
+	d, _ := NestedSpheres(newRNG(1), SpheresTrainPerClass, SpheresAugment)
+	w := randSlice(newRNG(2), 2*d.Dim, 1)
+	bias := []float64{0.1, -0.1}
+	dz := make([]float64, len(d.X))
+	dw := make([]float64, len(w))
+	db := make([]float64, 2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		_, _ = SoftmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
+	}
+	b.ReportMetric(float64(d.Batch*b.N)/b.Elapsed().Seconds()/1e6, "Msamples/s")
+}
+
+func ExampleG1D() {
+	d, _ := G1D(G1DAugment)
+	fmt.Println(d.Z0, d.Targets, d.Times)
+	// Output: [-1 0 0 0 1 0 0 0] [1 -1] [0 1]
+}
+
+func ExampleSines() {
+	rng := rand.New(rand.NewPCG(1, 2))
+	times, _ := SineTimes(rng, 10, false)
+	d, _ := Sines(rng, SinesTrain, times)
+	// x(0) = B and v(0) = A exactly; the first observation is y(0) = B.
+	fmt.Println(len(d.Times), d.Batch, d.Z0[0] == d.B[0], d.Z0[1] == d.A[0], d.Obs[0] == d.B[0])
+	// Output: 10 15 true true true
+}
+
+func ExampleSoftmaxCrossEntropy() {
+	// Two classes, a 1-D state, logits (−z, z): the loss is log(1 + e^(−2z)) for label 1.
+	z := []float64{1}
+	w := []float64{-1, 1}
+	bias := []float64{0, 0}
+	dz := make([]float64, 1)
+	loss, _ := SoftmaxCrossEntropy(z, 1, 1, []int{1}, w, bias, dz, nil, nil)
+	fmt.Printf("%.6f %.6f\n", loss, dz[0])
+	// Output: 0.126928 -0.238406
+}

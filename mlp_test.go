@@ -1,0 +1,751 @@
+package neuralode
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"testing"
+)
+
+var allActivations = []Activation{Tanh, Softplus, ReLU, Sigmoid, Identity}
+
+// mlpArchs are the architectures the correctness tests sweep: no hidden
+// layer, one, two of different widths (odd sizes reach the kernels'
+// remainder paths).
+var mlpArchs = []struct {
+	D      int
+	Hidden []int
+	B      int
+}{
+	{2, nil, 3},
+	{2, []int{7}, 5},
+	{3, []int{5, 4}, 3},
+	{4, []int{9, 6, 5}, 7},
+}
+
+func newTestMLP(t testing.TB, D int, hidden []int, act Activation, timeIn bool, seed uint64) *MLP {
+	t.Helper()
+	m, err := NewMLP(MLPConfig{Dim: D, Hidden: hidden, Activation: act, TimeInput: timeIn}, rand.New(rand.NewPCG(seed, 99)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// naiveAct is an independent scalar implementation of each activation.
+func naiveAct(a Activation, u float64) float64 {
+	switch a {
+	case Tanh:
+		return (math.Exp(u) - math.Exp(-u)) / (math.Exp(u) + math.Exp(-u))
+	case Softplus:
+		return math.Log(1 + math.Exp(u))
+	case ReLU:
+		return math.Max(u, 0)
+	case Sigmoid:
+		return 1 / (1 + math.Exp(-u))
+	}
+	return u
+}
+
+// naiveForward evaluates the network one sample at a time with plain loops
+// over the (out, in) weight layout.
+func naiveForward(m *MLP, t float64, z []float64) []float64 {
+	D := m.Dim()
+	B := len(z) / D
+	out := make([]float64, len(z))
+	p := m.Params()
+	for b := 0; b < B; b++ {
+		h := append([]float64(nil), z[b*D:b*D+D]...)
+		if m.TimeDependent() {
+			h = append(h, t)
+		}
+		off := 0
+		nl := m.NumLayers()
+		for l := 0; l < nl; l++ {
+			in := len(h)
+			var outN int
+			if l == nl-1 {
+				outN = D
+			} else {
+				outN = m.Config().Hidden[l]
+			}
+			next := make([]float64, outN)
+			for o := 0; o < outN; o++ {
+				s := 0.0
+				for i := 0; i < in; i++ {
+					s += p[off+o*in+i] * h[i]
+				}
+				s += p[off+outN*in+o]
+				if l < nl-1 {
+					s = naiveAct(m.Activation(), s)
+				}
+				next[o] = s
+			}
+			off += outN*in + outN
+			h = next
+		}
+		copy(out[b*D:], h)
+	}
+	return out
+}
+
+func relErrInf(got, want []float64) float64 { return maxRelDiff(got, want) }
+
+func TestMLPForwardAgainstNaive(t *testing.T) {
+	for _, arch := range mlpArchs {
+		for _, act := range allActivations {
+			for _, timeIn := range []bool{false, true} {
+				name := fmt.Sprintf("D%d_H%v_%v_time%v", arch.D, arch.Hidden, act, timeIn)
+				t.Run(name, func(t *testing.T) {
+					m := newTestMLP(t, arch.D, arch.Hidden, act, timeIn, 1)
+					rng := rand.New(rand.NewPCG(5, 6))
+					z := randSlice(rng, arch.B*arch.D)
+					ev := m.NewEvaluator()
+					got := make([]float64, len(z))
+					ev.Eval(0.7, z, got)
+					want := naiveForward(m, 0.7, z)
+					if d := relErrInf(got, want); d > 1e-13 {
+						t.Errorf("forward rel diff %g\n got %v\nwant %v", d, got, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// scalarS returns S = Σ a·f(t, z) for the current parameters.
+func scalarS(m *MLP, t float64, z, a []float64) float64 {
+	f := naiveForward(m, t, z)
+	s := 0.0
+	for i := range f {
+		s += a[i] * f[i]
+	}
+	return s
+}
+
+// TestMLPVJPFiniteDifferences checks aᵀ∂f/∂z, aᵀ∂f/∂θ and aᵀ∂f/∂t against
+// central differences of S = Σ a·f for every activation, with and without
+// time input.
+func TestMLPVJPFiniteDifferences(t *testing.T) {
+	const h = 1e-5
+	for _, arch := range mlpArchs {
+		for _, act := range allActivations {
+			for _, timeIn := range []bool{false, true} {
+				name := fmt.Sprintf("D%d_H%v_%v_time%v", arch.D, arch.Hidden, act, timeIn)
+				t.Run(name, func(t *testing.T) {
+					m := newTestMLP(t, arch.D, arch.Hidden, act, timeIn, 2)
+					rng := rand.New(rand.NewPCG(7, 8))
+					z := randSlice(rng, arch.B*arch.D)
+					a := randSlice(rng, arch.B*arch.D)
+					tt := 0.3
+					ev := m.NewEvaluator()
+					gz := make([]float64, len(z))
+					gp := make([]float64, m.NumParams())
+					var gt float64
+					ev.VJP(tt, z, a, nil, gz, gp, &gt)
+
+					fdz := make([]float64, len(z))
+					for i := range z {
+						zp := append([]float64(nil), z...)
+						zm := append([]float64(nil), z...)
+						zp[i] += h
+						zm[i] -= h
+						fdz[i] = (scalarS(m, tt, zp, a) - scalarS(m, tt, zm, a)) / (2 * h)
+					}
+					if d := relErrInf(gz, fdz); d > 1e-7 {
+						t.Errorf("∂/∂z rel err %g\n got %v\n  fd %v", d, gz, fdz)
+					}
+
+					p := m.Params()
+					fdp := make([]float64, len(p))
+					for i := range p {
+						old := p[i]
+						p[i] = old + h
+						sp := scalarS(m, tt, z, a)
+						p[i] = old - h
+						sm := scalarS(m, tt, z, a)
+						p[i] = old
+						fdp[i] = (sp - sm) / (2 * h)
+					}
+					if d := relErrInf(gp, fdp); d > 1e-7 {
+						t.Errorf("∂/∂θ rel err %g", d)
+					}
+
+					fdt := (scalarS(m, tt+h, z, a) - scalarS(m, tt-h, z, a)) / (2 * h)
+					if !timeIn {
+						if gt != 0 || fdt != 0 {
+							t.Errorf("autonomous: gt = %v, fd %v, want 0", gt, fdt)
+						}
+					} else if d := math.Abs(gt-fdt) / math.Max(math.Abs(fdt), 1e-3); d > 1e-7 {
+						t.Errorf("∂/∂t = %v, fd %v (rel err %g)", gt, fdt, d)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestMLPVJPSemantics checks the output contract: f and gz are
+// overwritten, gp is added to, gt is overwritten, and every subset of
+// outputs gives bit-identical values to the full call.
+func TestMLPVJPSemantics(t *testing.T) {
+	for _, timeIn := range []bool{false, true} {
+		m := newTestMLP(t, 3, []int{8, 6}, Tanh, timeIn, 3)
+		rng := rand.New(rand.NewPCG(9, 10))
+		B := 5
+		z := randSlice(rng, B*3)
+		a := randSlice(rng, B*3)
+		ev := m.NewEvaluator()
+		P := m.NumParams()
+
+		wantF := make([]float64, len(z))
+		ev.Eval(0.4, z, wantF)
+		f := randSlice(rng, len(z))
+		gz := randSlice(rng, len(z))
+		gp := make([]float64, P)
+		gt := 123.0
+		ev.VJP(0.4, z, a, f, gz, gp, &gt)
+		for i := range f {
+			if f[i] != wantF[i] {
+				t.Fatalf("time %v: VJP f differs from Eval at %d", timeIn, i)
+			}
+		}
+
+		// gp accumulates: a second call on a non-zero buffer adds.
+		base := randSlice(rng, P)
+		gp2 := append([]float64(nil), base...)
+		ev.VJP(0.4, z, a, nil, nil, gp2, nil)
+		for i := range gp2 {
+			if d := math.Abs(gp2[i] - (base[i] + gp[i])); d > 1e-14*(1+math.Abs(gp[i])) {
+				t.Fatalf("time %v: gp not accumulated at %d: %v vs %v+%v", timeIn, i, gp2[i], base[i], gp[i])
+			}
+		}
+
+		// Subsets give identical values.
+		gzOnly := randSlice(rng, len(z))
+		ev.VJP(0.4, z, a, nil, gzOnly, nil, nil)
+		gpOnly := make([]float64, P)
+		ev.VJP(0.4, z, a, nil, nil, gpOnly, nil)
+		gtOnly := -1.0
+		ev.VJP(0.4, z, a, nil, nil, nil, &gtOnly)
+		for i := range gz {
+			if gzOnly[i] != gz[i] {
+				t.Fatalf("time %v: gz-only differs at %d", timeIn, i)
+			}
+		}
+		for i := range gp {
+			if gpOnly[i] != gp[i] {
+				t.Fatalf("time %v: gp-only differs at %d", timeIn, i)
+			}
+		}
+		if math.Abs(gtOnly-gt) > 1e-14*(1+math.Abs(gt)) {
+			t.Fatalf("time %v: gt-only %v, full %v", timeIn, gtOnly, gt)
+		}
+		// f-only VJP is a plain evaluation; all-nil does nothing.
+		fOnly := make([]float64, len(z))
+		ev.VJP(0.4, z, a, fOnly, nil, nil, nil)
+		for i := range fOnly {
+			if fOnly[i] != wantF[i] {
+				t.Fatalf("time %v: f-only differs at %d", timeIn, i)
+			}
+		}
+		ev.VJP(0.4, z, a, nil, nil, nil, nil)
+	}
+}
+
+// TestMLPBatchRowsIndependent checks that each batch row is evaluated as
+// its own sample: a batch of B rows equals B single-row evaluations, with
+// batch sizes shrinking and growing on one evaluator.
+func TestMLPBatchRowsIndependent(t *testing.T) {
+	m := newTestMLP(t, 3, []int{10, 7}, Softplus, true, 4)
+	rng := rand.New(rand.NewPCG(11, 12))
+	ev := m.NewEvaluator()
+	for _, B := range []int{1, 9, 4, 13, 2} {
+		z := randSlice(rng, B*3)
+		a := randSlice(rng, B*3)
+		f := make([]float64, len(z))
+		gz := make([]float64, len(z))
+		gp := make([]float64, m.NumParams())
+		var gt float64
+		ev.VJP(1.5, z, a, f, gz, gp, &gt)
+		sumGp := make([]float64, m.NumParams())
+		sumGt := 0.0
+		for b := 0; b < B; b++ {
+			f1 := make([]float64, 3)
+			gz1 := make([]float64, 3)
+			var gt1 float64
+			ev.VJP(1.5, z[b*3:b*3+3], a[b*3:b*3+3], f1, gz1, sumGp, &gt1)
+			sumGt += gt1
+			if d := relErrInf(f1, f[b*3:b*3+3]); d > 1e-15 {
+				t.Fatalf("B=%d row %d: f differs by %g", B, b, d)
+			}
+			if d := relErrInf(gz1, gz[b*3:b*3+3]); d > 1e-14 {
+				t.Fatalf("B=%d row %d: gz differs by %g", B, b, d)
+			}
+		}
+		if d := relErrInf(sumGp, gp); d > 1e-13 {
+			t.Fatalf("B=%d: summed gp differs by %g", B, d)
+		}
+		if math.Abs(sumGt-gt) > 1e-13*(1+math.Abs(gt)) {
+			t.Fatalf("B=%d: gt %v vs summed %v", B, gt, sumGt)
+		}
+	}
+}
+
+func TestSoftplusSigmoidExtremes(t *testing.T) {
+	for _, act := range []Activation{Softplus, Sigmoid, Tanh} {
+		m := newTestMLP(t, 1, []int{1}, act, false, 1)
+		W0, b0, _, _ := m.Layer(0)
+		W1, b1, _, _ := m.Layer(1)
+		W1[0], b1[0], b0[0] = 1, 0, 0
+		ev := m.NewEvaluator()
+		for _, u := range []float64{-1000, -40, -1, 0, 1, 40, 1000} {
+			W0[0] = u
+			f := []float64{0}
+			gz := []float64{0}
+			ev.VJP(0, []float64{1}, []float64{1}, f, gz, nil, nil)
+			var want, wantD float64
+			switch act {
+			case Softplus:
+				want = math.Max(u, 0) + math.Log1p(math.Exp(-math.Abs(u)))
+				wantD = u / (1 + math.Exp(-u)) // ∂/∂z of softplus(u·z) at z=1
+			case Sigmoid:
+				s := 1 / (1 + math.Exp(-u))
+				want, wantD = s, u*s*(1-s)
+			case Tanh:
+				want = math.Tanh(u)
+				wantD = u * (1 - want*want)
+			}
+			if math.IsNaN(f[0]) || math.IsInf(f[0], 0) || math.IsNaN(gz[0]) {
+				t.Fatalf("%v(%v): f=%v gz=%v", act, u, f[0], gz[0])
+			}
+			if math.Abs(f[0]-want) > 1e-15*math.Max(1, math.Abs(want)) {
+				t.Errorf("%v(%v) = %v, want %v", act, u, f[0], want)
+			}
+			if math.Abs(gz[0]-wantD) > 1e-15*math.Max(1, math.Abs(wantD)) {
+				t.Errorf("%v'(%v)·u = %v, want %v", act, u, gz[0], wantD)
+			}
+		}
+	}
+}
+
+// TestMLPConcurrent runs many goroutines, each with its own evaluator, on
+// the same parameters and compares with serial results bit for bit.
+func TestMLPConcurrent(t *testing.T) {
+	m := newTestMLP(t, 4, []int{16, 16}, Tanh, true, 5)
+	rng := rand.New(rand.NewPCG(13, 14))
+	const jobs = 32
+	type job struct {
+		z, a, f, gz, gp []float64
+		gt              float64
+	}
+	js := make([]job, jobs)
+	for i := range js {
+		B := 1 + i%6
+		js[i] = job{z: randSlice(rng, B*4), a: randSlice(rng, B*4)}
+	}
+	run := func(ev Evaluator, j *job, tt float64) {
+		j.f = make([]float64, len(j.z))
+		j.gz = make([]float64, len(j.z))
+		j.gp = make([]float64, m.NumParams())
+		ev.VJP(tt, j.z, j.a, j.f, j.gz, j.gp, &j.gt)
+	}
+	serial := make([]job, jobs)
+	ev := m.NewEvaluator()
+	for i := range js {
+		serial[i] = js[i]
+		run(ev, &serial[i], float64(i))
+	}
+	var wg sync.WaitGroup
+	const workers = 8
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			ev := m.NewEvaluator()
+			for rep := 0; rep < 3; rep++ {
+				for i := w; i < jobs; i += workers {
+					run(ev, &js[i], float64(i))
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	for i := range js {
+		same := js[i].gt == serial[i].gt
+		for _, pair := range [][2][]float64{{js[i].f, serial[i].f}, {js[i].gz, serial[i].gz}, {js[i].gp, serial[i].gp}} {
+			for k := range pair[0] {
+				same = same && pair[0][k] == pair[1][k]
+			}
+		}
+		if !same {
+			t.Fatalf("job %d: concurrent result differs from serial", i)
+		}
+	}
+}
+
+func TestMLPZeroAllocs(t *testing.T) {
+	for _, timeIn := range []bool{false, true} {
+		m := newTestMLP(t, 8, []int{32, 32}, Softplus, timeIn, 6)
+		rng := rand.New(rand.NewPCG(15, 16))
+		B := 16
+		z := randSlice(rng, B*8)
+		a := randSlice(rng, B*8)
+		f := make([]float64, len(z))
+		gz := make([]float64, len(z))
+		gp := make([]float64, m.NumParams())
+		var gt float64
+		ev := m.NewEvaluator()
+		ev.VJP(0, z, a, f, gz, gp, &gt) // first call sizes the scratch
+		cases := map[string]func(){
+			"Eval":       func() { ev.Eval(0.1, z, f) },
+			"VJP-all":    func() { ev.VJP(0.1, z, a, f, gz, gp, &gt) },
+			"VJP-gz":     func() { ev.VJP(0.1, z, a, nil, gz, nil, nil) },
+			"VJP-gp":     func() { ev.VJP(0.1, z, a, nil, nil, gp, nil) },
+			"VJP-gt":     func() { ev.VJP(0.1, z, a, nil, nil, nil, &gt) },
+			"Eval-small": func() { ev.Eval(0.1, z[:3*8], f[:3*8]) },
+		}
+		for name, fn := range cases {
+			if n := testing.AllocsPerRun(20, fn); n != 0 {
+				t.Errorf("time %v: %s allocates %v per call", timeIn, name, n)
+			}
+		}
+	}
+}
+
+func TestMLPInit(t *testing.T) {
+	cfg := MLPConfig{Dim: 3, Hidden: []int{4, 5}, TimeInput: true}
+	m1, err := NewMLP(cfg, rand.New(rand.NewPCG(42, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, _ := NewMLP(cfg, rand.New(rand.NewPCG(42, 1)))
+	if want := 4*4 + 4 + 5*4 + 5 + 3*5 + 3; m1.NumParams() != want {
+		t.Fatalf("NumParams %d, want %d", m1.NumParams(), want)
+	}
+	// Same seed, same parameters; draws follow parameter order.
+	ref := rand.New(rand.NewPCG(42, 1))
+	for l := 0; l < m1.NumLayers(); l++ {
+		W, b, out, in := m1.Layer(l)
+		if len(W) != out*in || len(b) != out {
+			t.Fatalf("layer %d: len(W)=%d len(b)=%d, out=%d in=%d", l, len(W), len(b), out, in)
+		}
+		bound := 1 / math.Sqrt(float64(in))
+		for _, v := range append(append([]float64(nil), W...), b...) {
+			if want := bound * (2*ref.Float64() - 1); v != want {
+				t.Fatalf("layer %d: parameter %v, want %v", l, v, want)
+			}
+		}
+	}
+	for i, v := range m1.Params() {
+		if m2.Params()[i] != v {
+			t.Fatal("same seed gave different parameters")
+		}
+	}
+	m0, _ := NewMLP(cfg, nil)
+	for _, v := range m0.Params() {
+		if v != 0 {
+			t.Fatal("nil rng: parameters not zero")
+		}
+	}
+}
+
+func TestMLPBindParams(t *testing.T) {
+	m := newTestMLP(t, 2, []int{6}, Tanh, false, 7)
+	P := m.NumParams()
+	joint := make([]float64, 2*P+1)
+	copy(joint[P:], m.Params())
+	ev := m.NewEvaluator()
+	z := []float64{0.3, -0.2}
+	before := make([]float64, 2)
+	ev.Eval(0, z, before)
+	if err := m.BindParams(joint[P : 2*P]); err != nil {
+		t.Fatal(err)
+	}
+	after := make([]float64, 2)
+	ev.Eval(0, z, after)
+	if after[0] != before[0] || after[1] != before[1] {
+		t.Fatal("rebinding to a copy changed the output")
+	}
+	joint[2*P-1] += 1 // last bias entry of the output layer
+	ev.Eval(0, z, after)
+	if math.Abs(after[1]-before[1]-1) > 1e-15 {
+		t.Fatalf("write through joint vector not seen: %v → %v", before[1], after[1])
+	}
+	if &m.Params()[0] != &joint[P] {
+		t.Fatal("Params does not alias the bound slice")
+	}
+	err := m.BindParams(joint)
+	if !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("wrong length: err %v", err)
+	}
+	if &m.Params()[0] != &joint[P] {
+		t.Fatal("failed BindParams changed the binding")
+	}
+}
+
+func TestMLPBadInput(t *testing.T) {
+	for _, cfg := range []MLPConfig{
+		{Dim: 0},
+		{Dim: 2, Hidden: []int{3, 0}},
+		{Dim: 2, Activation: Activation(17)},
+	} {
+		if _, err := NewMLP(cfg, nil); !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("NewMLP(%+v): err %v, want ErrInvalidInput", cfg, err)
+		}
+	}
+	m := newTestMLP(t, 2, []int{3}, Tanh, false, 1)
+	ev := m.NewEvaluator()
+	mustPanic := func(name string, fn func()) {
+		t.Helper()
+		defer func() {
+			r := recover()
+			err, ok := r.(error)
+			if !ok || !errors.Is(err, ErrInvalidInput) {
+				t.Errorf("%s: recovered %v, want an error wrapping ErrInvalidInput", name, r)
+			}
+		}()
+		fn()
+	}
+	mustPanic("odd z", func() { ev.Eval(0, make([]float64, 3), make([]float64, 3)) })
+	mustPanic("short dz", func() { ev.Eval(0, make([]float64, 4), make([]float64, 2)) })
+	mustPanic("short a", func() { ev.VJP(0, make([]float64, 4), make([]float64, 2), nil, make([]float64, 4), nil, nil) })
+	mustPanic("short gp", func() { ev.VJP(0, make([]float64, 4), make([]float64, 4), nil, nil, make([]float64, 2), nil) })
+}
+
+func TestActivationNames(t *testing.T) {
+	for _, a := range allActivations {
+		got, err := ParseActivation(a.String())
+		if err != nil || got != a {
+			t.Errorf("ParseActivation(%q) = %v, %v", a.String(), got, err)
+		}
+	}
+	if a, err := ParseActivation("ReLU"); err != nil || a != ReLU {
+		t.Errorf("case-insensitive parse: %v %v", a, err)
+	}
+	if _, err := ParseActivation("gelu"); !errors.Is(err, ErrInvalidInput) {
+		t.Errorf("unknown name: err %v", err)
+	}
+	if s := Activation(9).String(); s != "Activation(9)" {
+		t.Errorf("String of invalid: %q", s)
+	}
+}
+
+// TestAdamHandComputed follows two parameters through three steps computed
+// by hand from the update rule θ ← θ − lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε).
+func TestAdamHandComputed(t *testing.T) {
+	opt := NewAdam(2)
+	opt.LR = 0.1
+	params := []float64{1, -2}
+	grads := [][]float64{{0.5, -1}, {0.25, 2}, {-1, 0}}
+	// Hand computation with β₁ = 0.9, β₂ = 0.999, ε = 1e-8.
+	// Step 1: m = 0.1g, v = 0.001g²; m̂ = g, v̂ = g² → Δ = −0.1·sign(g)·|g|/(|g|+1e-8).
+	// Step 2 (param 0): m = 0.9·0.05 + 0.1·0.25 = 0.07, v = 0.999·0.00025 + 0.001·0.0625 = 0.00031225;
+	//   m̂ = 0.07/0.19, v̂ = 0.00031225/0.001999.
+	// Step 3 (param 0): m = 0.063 − 0.1 = −0.037, v = 0.999·0.00031225 + 0.001 = 0.00131193775;
+	//   m̂ = −0.037/0.271, v̂ = 0.00131193775/0.002997001.
+	// Param 1: step 2: m = −0.09 + 0.2 = 0.11, v = 0.000999 + 0.004 = 0.004999;
+	//   step 3: m = 0.099, v = 0.004994001.
+	p0 := 1 - 0.1*0.5/(0.5+1e-8)
+	p0 -= 0.1 * (0.07 / 0.19) / (math.Sqrt(0.00031225/0.001999) + 1e-8)
+	p0 -= 0.1 * (-0.037 / 0.271) / (math.Sqrt(0.00131193775/0.002997001) + 1e-8)
+	p1 := -2 + 0.1*1/(1+1e-8)
+	p1 -= 0.1 * (0.11 / 0.19) / (math.Sqrt(0.004999/0.001999) + 1e-8)
+	p1 -= 0.1 * (0.099 / 0.271) / (math.Sqrt(0.004994001/0.002997001) + 1e-8)
+	for _, g := range grads {
+		if err := opt.Step(params, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opt.T != 3 {
+		t.Fatalf("T = %d", opt.T)
+	}
+	want := []float64{p0, p1}
+	if d := relErrInf(params, want); d > 1e-13 {
+		t.Fatalf("params %v, want %v (rel %g)", params, want, d)
+	}
+	if d := relErrInf(opt.M, []float64{-0.037, 0.099}); d > 1e-14 {
+		t.Fatalf("M = %v", opt.M)
+	}
+	if d := relErrInf(opt.V, []float64{0.00131193775, 0.004994001}); d > 1e-14 {
+		t.Fatalf("V = %v", opt.V)
+	}
+}
+
+func TestAdamWeightDecayAndResume(t *testing.T) {
+	// Weight decay adds wd·θ to the gradient before the moments.
+	a := NewAdam(1)
+	a.WeightDecay = 0.5
+	b := NewAdam(1)
+	pa, pb := []float64{2}, []float64{2}
+	if err := a.Step(pa, []float64{0.3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Step(pb, []float64{0.3 + 0.5*2}); err != nil {
+		t.Fatal(err)
+	}
+	if pa[0] != pb[0] {
+		t.Fatalf("weight decay: %v vs %v", pa[0], pb[0])
+	}
+
+	// Resuming from copied state reproduces the run exactly.
+	rng := rand.New(rand.NewPCG(1, 1))
+	full := NewAdam(4)
+	pf := randSlice(rng, 4)
+	grads := make([][]float64, 6)
+	for i := range grads {
+		grads[i] = randSlice(rng, 4)
+	}
+	pr := append([]float64(nil), pf...)
+	for _, g := range grads {
+		_ = full.Step(pf, g)
+	}
+	first := NewAdam(4)
+	for _, g := range grads[:3] {
+		_ = first.Step(pr, g)
+	}
+	resumed := &Adam{LR: first.LR, Beta1: first.Beta1, Beta2: first.Beta2, Eps: first.Eps,
+		T: first.T, M: append([]float64(nil), first.M...), V: append([]float64(nil), first.V...)}
+	for _, g := range grads[3:] {
+		_ = resumed.Step(pr, g)
+	}
+	for i := range pf {
+		if pf[i] != pr[i] {
+			t.Fatalf("resumed run differs at %d", i)
+		}
+	}
+}
+
+func TestAdamBadInput(t *testing.T) {
+	p := []float64{1, 2}
+	tests := []struct {
+		name string
+		opt  *Adam
+		grad []float64
+		want error
+	}{
+		{"length", NewAdam(2), []float64{1}, ErrInvalidInput},
+		{"moments", NewAdam(3), []float64{1, 1}, ErrInvalidInput},
+		{"lr", &Adam{LR: -1, Beta1: 0.9, Beta2: 0.999}, []float64{1, 1}, ErrInvalidInput},
+		{"beta1", &Adam{LR: 1, Beta1: 1, Beta2: 0.999}, []float64{1, 1}, ErrInvalidInput},
+		{"beta2", &Adam{LR: 1, Beta1: 0.9, Beta2: math.NaN()}, []float64{1, 1}, ErrInvalidInput},
+		{"nan grad", NewAdam(2), []float64{1, math.NaN()}, ErrNonFinite},
+	}
+	for _, tc := range tests {
+		err := tc.opt.Step(p, tc.grad)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
+		}
+		if p[0] != 1 || p[1] != 2 || tc.opt.T != 0 {
+			t.Errorf("%s: state modified on error", tc.name)
+		}
+	}
+}
+
+// mlpFlops counts 2·B·in·out per matrix product of a forward pass.
+func mlpFlops(m *MLP, B int) float64 {
+	fl := 0.0
+	for l := 0; l < m.NumLayers(); l++ {
+		_, _, out, in := m.Layer(l)
+		fl += 2 * float64(B*in*out)
+	}
+	return fl
+}
+
+var benchSizes = []struct{ D, H, B int }{{2, 32, 64}, {2, 128, 256}, {16, 256, 128}, {64, 512, 64}}
+
+func BenchmarkMLPForward(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(fmt.Sprintf("D%d_H%d_B%d", s.D, s.H, s.B), func(b *testing.B) {
+			m := newTestMLP(b, s.D, []int{s.H, s.H}, Tanh, false, 1)
+			rng := rand.New(rand.NewPCG(1, 2))
+			z := randSlice(rng, s.B*s.D)
+			f := make([]float64, len(z))
+			ev := m.NewEvaluator()
+			ev.Eval(0, z, f)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ev.Eval(0, z, f)
+			}
+			reportGFLOPS(b, mlpFlops(m, s.B))
+		})
+	}
+}
+
+// BenchmarkMLPReverse times one VJP with every output (f, gz, gp): a
+// forward pass plus the two products per layer of the reverse pass.
+func BenchmarkMLPReverse(b *testing.B) {
+	for _, s := range benchSizes {
+		b.Run(fmt.Sprintf("D%d_H%d_B%d", s.D, s.H, s.B), func(b *testing.B) {
+			m := newTestMLP(b, s.D, []int{s.H, s.H}, Tanh, false, 1)
+			rng := rand.New(rand.NewPCG(1, 2))
+			z := randSlice(rng, s.B*s.D)
+			a := randSlice(rng, s.B*s.D)
+			f := make([]float64, len(z))
+			gz := make([]float64, len(z))
+			gp := make([]float64, m.NumParams())
+			ev := m.NewEvaluator()
+			ev.VJP(0, z, a, f, gz, gp, nil)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ev.VJP(0, z, a, f, gz, gp, nil)
+			}
+			reportGFLOPS(b, 3*mlpFlops(m, s.B))
+		})
+	}
+}
+
+func ExampleNewMLP() {
+	// f(z) = W_1 tanh(W_0 z + b_0) + b_1 with D = 1 and two hidden units.
+	m, err := NewMLP(MLPConfig{Dim: 1, Hidden: []int{2}, Activation: Tanh}, nil)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	copy(m.Params(), []float64{
+		1, -1, // W_0 (2×1)
+		0, 0, // b_0
+		2, 3, // W_1 (1×2)
+		0.5, // b_1
+	})
+	ev := m.NewEvaluator()
+	z := []float64{0, 1} // a batch of two samples
+	f := make([]float64, 2)
+	ev.Eval(0, z, f)
+	fmt.Printf("f = %.4f %.4f\n", f[0], f[1])
+	// Output: f = 0.5000 -0.2616
+}
+
+func ExampleEvaluator_VJP() {
+	m, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{1}, Activation: Identity}, nil)
+	copy(m.Params(), []float64{2, 0, 3, 0}) // f(z) = 3·(2z) = 6z
+	ev := m.NewEvaluator()
+	gz := make([]float64, 1)
+	gp := make([]float64, m.NumParams())
+	ev.VJP(0, []float64{1}, []float64{1}, nil, gz, gp, nil)
+	fmt.Println("df/dz:", gz[0])
+	fmt.Println("df/dθ:", gp) // W_0: 3z, b_0: 3, W_1: 2z, b_1: 1
+	// Output:
+	// df/dz: 6
+	// df/dθ: [3 3 2 1]
+}
+
+func ExampleAdam() {
+	// Minimise (θ − 3)².
+	theta := []float64{0}
+	opt := NewAdam(1)
+	opt.LR = 0.1
+	for i := 0; i < 500; i++ {
+		grad := []float64{2 * (theta[0] - 3)}
+		if err := opt.Step(theta, grad); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	fmt.Printf("θ = %.3f after %d steps\n", theta[0], opt.T)
+	// Output: θ = 3.000 after 500 steps
+}
