@@ -401,7 +401,6 @@ func TestSolveAllocs(t *testing.T) {
 	}
 }
 
-
 func TestQuadratureTail(t *testing.T) {
 	// y' = -y, q' = y² (a pure quadrature): q(T) = (1 − e^{−2T})/2.
 	f := func(t float64, y, dy []float64) {
