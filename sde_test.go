@@ -1400,3 +1400,158 @@ func TestWongZakaiBatchMismatchPanics(t *testing.T) {
 	}()
 	w.NewEvaluator().Eval(0.5, make([]float64, 6), make([]float64, 6))
 }
+
+// wzProblem is a Wong–Zakai ODE with MLP drift and diffusion (time input)
+// driven by KL noise, as the GQ paper trains its OU model.
+func wzProblem(t *testing.T, seed uint64, d, b int) (*WongZakai, *KLNoise, []float64, []float64, []float64) {
+	rng := rand.New(rand.NewPCG(seed, 11))
+	drift, err := NewMLP(MLPConfig{Dim: d, Hidden: []int{8}, Activation: Softplus, TimeInput: true}, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	diff, err := NewMLP(MLPConfig{Dim: d, Hidden: []int{8}, Activation: Tanh, TimeInput: true}, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := []float64{0, 0.5, 1, 1.5}
+	noise, err := NewKLNoise(ts[0], ts[len(ts)-1], 6, b*d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise.Resample(rng)
+	wz, err := NewWongZakai(drift, diff, noise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z0 := make([]float64, b*d)
+	targets := make([]float64, (len(ts)-1)*b*d)
+	for i := range z0 {
+		z0[i] = rng.NormFloat64()
+	}
+	for i := range targets {
+		targets[i] = rng.NormFloat64()
+	}
+	return wz, noise, z0, ts, targets
+}
+
+// TestWongZakaiGradients: gradients through the Wong–Zakai ODE from every
+// method agree with each other and with central finite differences.
+func TestWongZakaiGradients(t *testing.T) {
+	wz, _, z0, ts, targets := wzProblem(t, 1, 2, 3)
+	opts := Options{RTol: 1e-11, ATol: 1e-11}
+	loss := MSELoss(targets)
+	var ref *GradResult
+	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+		g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := g.Gradient(z0, ts, loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref == nil {
+			ref = &GradResult{Loss: r.Loss, Params: append([]float64(nil), r.Params...), Z0: append([]float64(nil), r.Z0...)}
+			// Finite differences of the loss in a few joint parameters
+			// (drift and diffusion) and in z0.
+			p := wz.Params()
+			fdLoss := func() float64 {
+				g2, _ := NewGradientSolver(wz, GradOptions{Method: Direct, Forward: opts})
+				r2, err := g2.Gradient(z0, ts, loss)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return r2.Loss
+			}
+			const eps = 1e-6
+			for _, i := range []int{0, 5, len(p)/2 - 1, len(p) / 2, len(p) - 1} {
+				old := p[i]
+				p[i] = old + eps
+				lp := fdLoss()
+				p[i] = old - eps
+				lm := fdLoss()
+				p[i] = old
+				fd := (lp - lm) / (2 * eps)
+				if math.Abs(fd-ref.Params[i]) > 1e-6*math.Max(1, math.Abs(fd)) {
+					t.Errorf("dL/dθ[%d] = %v, finite differences %v", i, ref.Params[i], fd)
+				}
+			}
+			continue
+		}
+		if e := relErr(r.Params, ref.Params); e > 1e-7 {
+			t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
+		}
+		if e := relErr(r.Z0, ref.Z0); e > 1e-7 {
+			t.Errorf("%v: dL/dz0 differs from direct by %g", m, e)
+		}
+	}
+}
+
+// BenchmarkWongZakaiGradient times one gradient through the Wong–Zakai ODE
+// of an MLP SDE (D = 1, width 32, 64 paths, as in the OU experiment) per method.
+func BenchmarkWongZakaiGradient(b *testing.B) {
+	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+		b.Run("method="+m.String(), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(3, 3))
+			drift, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
+			diff, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
+			ts := make([]float64, 11)
+			for i := range ts {
+				ts[i] = float64(i)
+			}
+			noise, _ := NewKLNoise(0, 10, 10, 64)
+			wz, err := NewWongZakai(drift, diff, noise)
+			if err != nil {
+				b.Fatal(err)
+			}
+			z0 := make([]float64, 64)
+			targets := make([]float64, 10*64)
+			for i := range z0 {
+				z0[i] = 6*rng.Float64() - 3
+			}
+			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{RTol: 1e-4, ATol: 1e-4}})
+			loss := MSELoss(targets)
+			var nfe int
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				noise.Resample(rng)
+				r, err := g.Gradient(z0, ts, loss)
+				if err != nil {
+					b.Fatal(err)
+				}
+				nfe = r.Stats.Forward.NFE + r.Stats.VJPs
+			}
+			b.ReportMetric(float64(nfe), "evals/op")
+		})
+	}
+}
+
+// BenchmarkSDESampleMLP is the sampling throughput of each scheme on a small
+// MLP SDE (D = 1, width 32, 256 paths), the OU model's test-time setting.
+func BenchmarkSDESampleMLP(b *testing.B) {
+	for _, scheme := range []SDEScheme{EulerMaruyama, Milstein, EulerHeun, Heun, ReversibleHeun} {
+		b.Run(scheme.String(), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(4, 4))
+			drift, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
+			diff, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
+			const paths = 256
+			s, err := NewSDESolver(SDE{Drift: drift, Diffusion: diff}, scheme)
+			if err != nil {
+				b.Fatal(err)
+			}
+			bm, _ := NewBrownianTree(0, 1, paths, 100, 7)
+			z0 := make([]float64, paths)
+			ts := []float64{0, 1}
+			out := make([]float64, 2*paths)
+			const dt = 0.01
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := s.Solve(z0, ts, dt, bm, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)*paths*100/b.Elapsed().Seconds(), "path-steps/s")
+		})
+	}
+}
