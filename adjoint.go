@@ -182,6 +182,20 @@ type GradientSolver struct {
 	states, lossGrad []float64
 	res              GradResult
 
+	// The time grid: the observation times merged with the field's break
+	// points (see Breakpointer). Without break points grid is ts and
+	// gridStates, gridGrad alias states, lossGrad.
+	grid               []float64
+	gridBuf            []float64
+	obsRow             []int  // grid row of each observation time
+	isBreak            []bool // grid row j is a break point
+	hasBreaks          bool
+	gridStates         []float64
+	gridGrad           []float64
+	selector           PieceSelector // g.ev's, if it has one
+	piece              int           // piece being recorded by the forward hooks
+	pieceLo, pieceHi   []float64     // bounds of each forward piece
+
 	// Direct and GQ-interp: the forward steps.
 	tape stepTape
 
@@ -213,15 +227,17 @@ type stepTape struct {
 	perStep  int
 	n        int
 	t, t1, h []float64
+	piece    []int // forward piece of each step (break points separate pieces)
 	data     []float64
 }
 
 func (tp *stepTape) reset(perStep, n int) {
 	tp.perStep, tp.n = perStep, n
-	tp.t, tp.t1, tp.h, tp.data = tp.t[:0], tp.t1[:0], tp.h[:0], tp.data[:0]
+	tp.t, tp.t1, tp.h, tp.data, tp.piece = tp.t[:0], tp.t1[:0], tp.h[:0], tp.data[:0], tp.piece[:0]
 }
 
-func (tp *stepTape) push(si *StepInfo, vecs [][]float64) {
+func (tp *stepTape) push(si *StepInfo, piece int, vecs [][]float64) {
+	tp.piece = append(tp.piece, piece)
 	tp.t = append(tp.t, si.T)
 	tp.t1 = append(tp.t1, si.T1)
 	tp.h = append(tp.h, si.H)
@@ -289,6 +305,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 		}
 	}
 	g.ev = field.NewEvaluator()
+	g.selector, _ = g.ev.(PieceSelector)
 	g.fRHS, g.fAdjoint, g.fGQ, g.fInterp = g.rhs, g.adjointRHS, g.gqRHS, g.interpRHS
 	g.hookStages, g.hookDense = g.recordStages, g.recordDense
 	g.fChunk = g.quadChunk
@@ -308,30 +325,18 @@ func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, err
 	if err := g.validate(z0, ts, loss); err != nil {
 		return nil, err
 	}
-	g.setup(len(z0), len(ts))
+	g.setup(ts, len(z0))
+	g.setupGrid(ts)
 	r := &g.res
 	r.Stats = GradStats{}
 
 	// Forward pass.
 	start := time.Now()
-	var err error
-	switch g.opts.Method {
-	case Direct:
-		g.tape.reset(g.fwd.tb.Stages()-btoi(g.fwd.tb.FSAL), g.n)
-		r.Stats.Forward, err = g.fwd.solve(g.fRHS, z0, ts, g.states, g.hookStages)
-		if err == nil {
-			g.tape.data = append(g.tape.data, g.finalState(ts)...)
-		}
-	case GQInterpAdjoint:
-		g.tape.reset(1+g.fwd.tb.denseVectors(), g.n)
-		r.Stats.Forward, err = g.fwd.solve(g.fRHS, z0, ts, g.states, g.hookDense)
-	default:
-		r.Stats.Forward, err = g.fwd.solve(g.fRHS, z0, ts, g.states, nil)
-	}
-	if err != nil {
+	if err := g.forward(z0); err != nil {
 		return nil, markPhase(err, "forward")
 	}
 	r.Stats.ForwardTime = time.Since(start)
+	var err error
 
 	// Loss.
 	clear(g.lossGrad)
@@ -344,17 +349,23 @@ func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, err
 	if err := checkFinite("loss gradient", g.lossGrad); err != nil {
 		return nil, err
 	}
+	if g.hasBreaks {
+		clear(g.gridGrad)
+		for i, row := range g.obsRow {
+			copy(g.gridGrad[row*g.n:(row+1)*g.n], g.lossGrad[i*g.n:(i+1)*g.n])
+		}
+	}
 
 	// Backward pass.
 	start = time.Now()
 	clear(r.Params)
 	switch g.opts.Method {
 	case Direct:
-		err = g.backwardDirect(ts)
+		err = g.backwardDirect()
 	case Adjoint, SeminormAdjoint:
-		err = g.backwardAdjoint(ts)
+		err = g.backwardAdjoint()
 	case GQAdjoint, GQInterpAdjoint:
-		err = g.backwardGQ(ts)
+		err = g.backwardGQ()
 	}
 	if err != nil {
 		return nil, markPhase(err, "backward")
@@ -396,7 +407,8 @@ func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
 }
 
 // setup sizes the buffers for a state of length n and m times.
-func (g *GradientSolver) setup(n, m int) {
+func (g *GradientSolver) setup(ts []float64, n int) {
+	m := len(ts)
 	p := len(g.field.Params())
 	if g.n != n || g.p != p || len(g.states) != m*n {
 		g.n, g.p = n, p
@@ -426,29 +438,164 @@ func (g *GradientSolver) setup(n, m int) {
 	}
 }
 
+// Breakpointer is implemented by vector fields that are discontinuous in t
+// at known times, such as a WongZakai field driven by piecewise-linear noise.
+// The gradient methods never step across a break point inside the solve's
+// span: every solve restarts there (re-evaluating f with the new piece), and
+// no quadrature interval straddles one. If the field's evaluators implement
+// PieceSelector, the solver selects the piece of every sub-interval first.
+type Breakpointer interface {
+	Breakpoints() []float64
+}
+
+// setupGrid merges the observation times with the break points strictly
+// inside their span.
+func (g *GradientSolver) setupGrid(ts []float64) {
+	var bps []float64
+	if bp, ok := g.field.(Breakpointer); ok {
+		bps = bp.Breakpoints()
+	}
+	lo, hi := ts[0], ts[len(ts)-1]
+	dir := 1.0
+	if hi < lo {
+		lo, hi, dir = hi, lo, -1
+	}
+	inside := 0
+	for _, b := range bps {
+		if b > lo && b < hi {
+			inside++
+		}
+	}
+	g.obsRow = g.obsRow[:0]
+	if inside == 0 {
+		g.hasBreaks = false
+		g.grid, g.gridStates, g.gridGrad = ts, g.states, g.lossGrad
+		g.isBreak = g.isBreak[:0]
+		for i := range ts {
+			g.obsRow = append(g.obsRow, i)
+			g.isBreak = append(g.isBreak, false)
+		}
+		return
+	}
+	g.hasBreaks = true
+	// Merge in the direction of integration; a break point equal to an
+	// observation time is kept once.
+	g.gridBuf, g.isBreak = g.gridBuf[:0], g.isBreak[:0]
+	j, step := 0, 1
+	if dir < 0 {
+		j, step = len(bps)-1, -1
+	}
+	for i, t := range ts {
+		for j >= 0 && j < len(bps) && (bps[j]-t)*dir <= 0 {
+			b := bps[j]
+			j += step
+			if b <= lo || b >= hi {
+				continue
+			}
+			if b == t {
+				continue // marked below
+			}
+			g.gridBuf = append(g.gridBuf, b)
+			g.isBreak = append(g.isBreak, true)
+		}
+		g.obsRow = append(g.obsRow, len(g.gridBuf))
+		g.gridBuf = append(g.gridBuf, t)
+		onBreak := false
+		if i > 0 && i < len(ts)-1 {
+			for _, b := range bps {
+				if b == t {
+					onBreak = true
+				}
+			}
+		}
+		g.isBreak = append(g.isBreak, onBreak)
+	}
+	g.grid = g.gridBuf
+	n := g.n
+	if cap(g.gridStates) < len(g.grid)*n || &g.gridStates[:1][0] == &g.states[:1][0] {
+		g.gridStates = make([]float64, len(g.grid)*n)
+		g.gridGrad = make([]float64, len(g.grid)*n)
+	}
+	g.gridStates = g.gridStates[:len(g.grid)*n]
+	g.gridGrad = g.gridGrad[:len(g.grid)*n]
+}
+
+// selectPiece tells a piecewise field which piece [a, b] lies in.
+func (g *GradientSolver) selectPiece(a, b float64) {
+	if g.selector != nil && g.hasBreaks {
+		g.selector.SelectPiece(a, b)
+	}
+}
+
+// forward solves from z0 through the grid, piece by piece between break
+// points, recording what the method needs.
+func (g *GradientSolver) forward(z0 []float64) error {
+	r := &g.res
+	var hook func(*StepInfo)
+	switch g.opts.Method {
+	case Direct:
+		g.tape.reset(g.fwd.tb.Stages()-btoi(g.fwd.tb.FSAL), g.n)
+		hook = g.hookStages
+	case GQInterpAdjoint:
+		g.tape.reset(1+g.fwd.tb.denseVectors(), g.n)
+		hook = g.hookDense
+	}
+	n := g.n
+	overshoot, first := g.fwd.opts.Overshoot, g.fwd.opts.FirstStep
+	defer func() { g.fwd.opts.Overshoot, g.fwd.opts.FirstStep = overshoot, first }()
+	g.pieceLo, g.pieceHi = g.pieceLo[:0], g.pieceHi[:0]
+	start := 0
+	g.piece = 0
+	for end := 1; end < len(g.grid); end++ {
+		if !g.isBreak[end] && end != len(g.grid)-1 {
+			continue
+		}
+		// Piece [grid[start], grid[end]]; only the last may overshoot.
+		g.fwd.opts.Overshoot = overshoot && end == len(g.grid)-1
+		g.pieceLo, g.pieceHi = append(g.pieceLo, g.grid[start]), append(g.pieceHi, g.grid[end])
+		g.selectPiece(g.grid[start], g.grid[end])
+		y0 := z0
+		if start > 0 {
+			y0 = g.gridStates[start*n : (start+1)*n]
+		}
+		st, err := g.fwd.solve(g.fRHS, y0, g.grid[start:end+1], g.gridStates[start*n:(end+1)*n], hook)
+		r.Stats.Forward.Add(st)
+		if err != nil {
+			return err
+		}
+		g.fwd.opts.FirstStep = st.LastStep
+		start = end
+		g.piece++
+	}
+	if g.opts.Method == Direct {
+		// The state at the end of the last step: past t_M in overshoot mode.
+		if g.fwd.opts.Overshoot {
+			g.tape.data = append(g.tape.data, g.fwd.y...)
+		} else {
+			g.tape.data = append(g.tape.data, g.gridStates[len(g.gridStates)-n:]...)
+		}
+	}
+	if g.hasBreaks {
+		for i, row := range g.obsRow {
+			copy(g.states[i*n:(i+1)*n], g.gridStates[row*n:(row+1)*n])
+		}
+	}
+	return nil
+}
+
 // rhs is the forward vector field.
 func (g *GradientSolver) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
 
 func (g *GradientSolver) recordStages(si *StepInfo) {
-	g.tape.push(si, si.Stages[:g.tape.perStep])
+	g.tape.push(si, g.piece, si.Stages[:g.tape.perStep])
 }
 
 func (g *GradientSolver) recordDense(si *StepInfo) {
-	g.tape.push(si, nil) // times only
+	g.tape.push(si, g.piece, nil) // times only
 	g.tape.data = append(g.tape.data, si.Y0...)
 	for _, k := range si.K {
 		g.tape.data = append(g.tape.data, k...)
 	}
-}
-
-// finalState returns the state at the end of the last accepted step.
-func (g *GradientSolver) finalState(ts []float64) []float64 {
-	if !g.fwd.opts.Overshoot {
-		return g.states[len(g.states)-g.n:]
-	}
-	// In overshoot mode the last step ends past t_M; its end state is the
-	// solver's current state.
-	return g.fwd.y
 }
 
 // locate returns the step containing time t (t_i < t ≤ t1_i in the
@@ -475,13 +622,14 @@ func (tp *stepTape) locate(t, dir float64) (step int, theta float64, exact bool)
 // The point evaluation f(t_n, y_n) is shared by the previous step (its last
 // FSAL stage, or f1) and this step (its first stage), so its cotangents are
 // summed and it costs one product.
-func (g *GradientSolver) backwardDirect(ts []float64) error {
+func (g *GradientSolver) backwardDirect() error {
 	tb := g.fwd.tb
 	tp := &g.tape
 	n := g.n
 	ns := tp.steps()
+	grid := g.grid
 	dir := 1.0
-	if ts[len(ts)-1] < ts[0] {
+	if grid[len(grid)-1] < grid[0] {
 		dir = -1
 	}
 	nst := tb.Stages()
@@ -495,36 +643,37 @@ func (g *GradientSolver) backwardDirect(ts []float64) error {
 	clear(kPoint)
 	stats := &r.Stats
 
-	// Observation i lands in step obsStep[i]; walk them from the last.
-	obs := len(ts) - 1
+	row := len(grid) - 1 // grid rows are walked from the last
 	for s := ns - 1; s >= 0; s-- {
 		t0, h, t1 := tp.t[s], tp.h[s], tp.t1[s]
+		pc := tp.piece[s]
+		g.selectPiece(g.pieceLo[pc], g.pieceHi[pc])
 		for _, kb := range g.kbar {
 			clear(kb)
 		}
 		clear(g.ydense)
-		// Observations in (t0, t0+h].
-		for obs >= 1 {
-			st, theta, exact := tp.locate(ts[obs], dir)
+		// Loss gradients at grid times in (t0, t1].
+		for row >= 1 {
+			st, theta, exact := tp.locate(grid[row], dir)
 			if st != s {
 				break
 			}
-			gi := g.lossGrad[obs*n : (obs+1)*n]
+			gi := g.gridGrad[row*n : (row+1)*n]
+			row--
 			if exact {
 				Axpy(1, gi, ybar)
-			} else {
-				tb.denseWeights(theta, g.beta)
-				for j, b := range g.beta {
-					if b != 0 {
-						Axpy(h*b, gi, g.kbar[j])
-					}
-				}
-				Axpy(1, gi, g.ydense)
+				continue
 			}
-			obs--
+			tb.denseWeights(theta, g.beta)
+			for j, b := range g.beta {
+				if b != 0 {
+					Axpy(h*b, gi, g.kbar[j])
+				}
+			}
+			Axpy(1, gi, g.ydense)
 		}
 		// The point evaluation at the step's end: this step's dense use
-		// plus the next step's first stage.
+		// plus, within a piece, the next step's first stage.
 		Axpy(1, g.kbar[lastK], kPoint)
 		yEnd := tp.vec(s+1, 0) // next step's input, or the final state
 		if s == ns-1 {
@@ -558,15 +707,19 @@ func (g *GradientSolver) backwardDirect(ts []float64) error {
 		}
 		Axpy(1, g.ydense, ybar)
 		copy(kPoint, g.kbar[0])
-	}
-	// The first point evaluation, at (t0, z0).
-	if ns > 0 && !allZero(kPoint) {
-		g.ev.VJP(ts[0], tp.vec(0, 0), kPoint, nil, g.negA, gp, nil)
-		stats.VJPs++
-		Axpy(1, g.negA, ybar)
+		// A piece starts here: f(t0, y) was evaluated afresh with this
+		// piece, not shared with the previous step.
+		if s == 0 || tp.piece[s-1] != pc {
+			if !allZero(kPoint) {
+				g.ev.VJP(t0, tp.vec(s, 0), kPoint, nil, g.negA, gp, nil)
+				stats.VJPs++
+				Axpy(1, g.negA, ybar)
+			}
+			clear(kPoint)
+		}
 	}
 	copy(r.Z0, ybar)
-	Axpy(1, g.lossGrad[:n], r.Z0)
+	Axpy(1, g.gridGrad[:n], r.Z0)
 	return nil
 }
 
@@ -690,7 +843,7 @@ func (g *GradientSolver) nextFirstStep() float64 {
 
 // backwardAdjoint backsolves [z, a, aθ, at] interval by interval, resetting z
 // to the stored forward state and adding ∂L/∂z(t_i) to a at each observation.
-func (g *GradientSolver) backwardAdjoint(ts []float64) error {
+func (g *GradientSolver) backwardAdjoint() error {
 	n, p := g.n, g.p
 	total := 2*n + p + 1
 	if err := g.configureBackward(total, p+1); err != nil {
@@ -708,14 +861,20 @@ func (g *GradientSolver) backwardAdjoint(ts []float64) error {
 	} else {
 		first = g.opts.Forward.FirstStep
 	}
-	for i := len(ts) - 1; i >= 1; i-- {
-		copy(y[:n], g.states[i*n:(i+1)*n])
-		Axpy(1, g.lossGrad[i*n:(i+1)*n], y[n:2*n])
-		if g.opts.TimeGradients {
-			r.Times[i] = g.pointTimeGrad(ts[i], i)
-			y[2*n+p] -= r.Times[i]
+	grid := g.grid
+	obs := len(g.obsRow) - 1
+	for j := len(grid) - 1; j >= 1; j-- {
+		g.selectPiece(grid[j-1], grid[j])
+		copy(y[:n], g.gridStates[j*n:(j+1)*n]) // reset z to the forward value
+		Axpy(1, g.gridGrad[j*n:(j+1)*n], y[n:2*n])
+		if g.obsRow[obs] == j {
+			if g.opts.TimeGradients {
+				r.Times[obs] = g.pointTimeGrad(grid[j], obs)
+				y[2*n+p] -= r.Times[obs]
+			}
+			obs--
 		}
-		if err := g.solveInterval(g.fAdjoint, y, ts[i], ts[i-1], nil, first); err != nil {
+		if err := g.solveInterval(g.fAdjoint, y, grid[j], grid[j-1], nil, first); err != nil {
 			return err
 		}
 		first = g.nextFirstStep()
@@ -723,7 +882,7 @@ func (g *GradientSolver) backwardAdjoint(ts []float64) error {
 	r.Stats.VJPs = r.Stats.Backward.NFE
 	copy(r.Params, y[2*n:2*n+p])
 	copy(r.Z0, y[n:2*n])
-	Axpy(1, g.lossGrad[:n], r.Z0)
+	Axpy(1, g.gridGrad[:n], r.Z0)
 	if g.opts.TimeGradients {
 		r.Times[0] = y[2*n+p]
 	}
@@ -747,8 +906,11 @@ func (g *GradientSolver) timeGradients(ts []float64) {
 	}
 	n := g.n
 	for i := 1; i < len(ts); i++ {
+		row := g.obsRow[i]
+		g.selectPiece(g.grid[row-1], g.grid[row]) // the left piece: z arrives from it
 		r.Times[i] = g.pointTimeGrad(ts[i], i)
 	}
+	g.selectPiece(g.grid[0], g.grid[1])
 	g.ev.Eval(ts[0], g.states[:n], g.tmp)
 	s := 0.0
 	for j, v := range g.tmp {
@@ -792,9 +954,10 @@ func (g *GradientSolver) forwardAt(t float64) []float64 {
 
 // gqNodes returns the node count of interval i by the published rule
 // n_i = min(ceil(C·NFE_fwd·|Δ_i|/|t_M − t_0|), Cap), at least 1.
-func (g *GradientSolver) gqNodes(ts []float64, i int) int {
-	span := math.Abs(ts[len(ts)-1] - ts[0])
-	c := g.opts.GQ.C * float64(g.res.Stats.Forward.NFE) * math.Abs(ts[i]-ts[i-1]) / span
+func (g *GradientSolver) gqNodes(i int) int {
+	grid := g.grid
+	span := math.Abs(grid[len(grid)-1] - grid[0])
+	c := g.opts.GQ.C * float64(g.res.Stats.Forward.NFE) * math.Abs(grid[i]-grid[i-1]) / span
 	k := math.Ceil(c)
 	if k > float64(g.opts.GQ.Cap) {
 		return g.opts.GQ.Cap
@@ -808,7 +971,7 @@ func (g *GradientSolver) gqNodes(ts []float64, i int) int {
 // backwardGQ solves [z, a] (GQAdjoint) or a alone (GQInterpAdjoint)
 // backward, collects z and a at the Gauss–Legendre nodes of every interval,
 // then evaluates the parameter products of all nodes together.
-func (g *GradientSolver) backwardGQ(ts []float64) error {
+func (g *GradientSolver) backwardGQ() error {
 	n := g.n
 	interp := g.opts.Method == GQInterpAdjoint
 	total := 2 * n
@@ -833,14 +996,16 @@ func (g *GradientSolver) backwardGQ(ts []float64) error {
 		first = g.opts.Backward.FirstStep
 	}
 	var extra []float64
+	ts := g.grid
 	for i := len(ts) - 1; i >= 1; i-- {
+		g.selectPiece(ts[i-1], ts[i])
 		if interp {
-			Axpy(1, g.lossGrad[i*n:(i+1)*n], y)
+			Axpy(1, g.gridGrad[i*n:(i+1)*n], y)
 		} else {
-			copy(y[:n], g.states[i*n:(i+1)*n])
-			Axpy(1, g.lossGrad[i*n:(i+1)*n], y[n:2*n])
+			copy(y[:n], g.gridStates[i*n:(i+1)*n])
+			Axpy(1, g.gridGrad[i*n:(i+1)*n], y[n:2*n])
 		}
-		k := g.gqNodes(ts, i)
+		k := g.gqNodes(i)
 		rule, err := GaussLegendre(k)
 		if err != nil {
 			return err
@@ -876,7 +1041,7 @@ func (g *GradientSolver) backwardGQ(ts []float64) error {
 	} else {
 		copy(r.Z0, y[n:])
 	}
-	Axpy(1, g.lossGrad[:n], r.Z0)
+	Axpy(1, g.gridGrad[:n], r.Z0)
 	// Cotangents W_k·a(τ_k): dL/dθ = Σ_k W_k·a(τ_k)ᵀ ∂f/∂θ(τ_k, z(τ_k)).
 	for k, w := range g.nodeW {
 		Scale(w, g.nodeA[k*n:(k+1)*n])

@@ -1555,3 +1555,145 @@ func BenchmarkSDESampleMLP(b *testing.B) {
 		})
 	}
 }
+
+// gbmFields returns the drift μz and diffusion σz of geometric Brownian
+// motion as parameter-free fields with hand-written products.
+func gbmFields(mu, sigma float64) (VectorField, VectorField) {
+	lin := func(c float64) *FuncField {
+		return &FuncField{D: 1, Autonomous: true,
+			F: func(t float64, z, dz []float64) {
+				for i, v := range z {
+					dz[i] = c * v
+				}
+			},
+			VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+				for i := range z {
+					if f != nil {
+						f[i] = c * z[i]
+					}
+					if gz != nil {
+						gz[i] = c * a[i]
+					}
+				}
+				if gt != nil {
+					*gt = 0
+				}
+			}}
+	}
+	return lin(mu), lin(sigma)
+}
+
+// TestWongZakaiPiecewiseBreakpoints: with piecewise-linear noise the
+// Wong–Zakai ODE of geometric Brownian motion has the closed form
+// z(t) = z0·exp(μt + σW(t)) on the interpolated path. Every gradient method
+// must restart at the kinks (a fixed-step solve that stepped across them
+// would be only first-order accurate there), and dL/dz0 is exact.
+func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
+	const mu, sigma = 0.3, 0.8
+	f, g := gbmFields(mu, sigma)
+	grid := []float64{0, 0.13, 0.3, 0.5, 0.77, 1, 1.21, 1.5}
+	const paths = 3
+	noise, err := NewPiecewiseLinearNoise(grid, paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noise.Resample(rand.New(rand.NewPCG(9, 9)))
+	wz, err := NewWongZakai(f, g, noise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z0 := []float64{1, 0.5, -2}
+	// Observation times: some on break points, some inside pieces.
+	ts := []float64{0, 0.3, 0.6, 1.21, 1.5}
+	targets := make([]float64, (len(ts)-1)*paths)
+	for i := range targets {
+		targets[i] = 0.1 * float64(i)
+	}
+	w := make([]float64, paths)
+	exact := func(tt float64, i int) float64 {
+		noise.Value(tt, w)
+		return z0[i] * math.Exp(mu*tt+sigma*w[i])
+	}
+	// Exact loss gradient: L = Σ mean (z − y)², z linear in z0.
+	wantZ0 := make([]float64, paths)
+	for k := 1; k < len(ts); k++ {
+		for i := 0; i < paths; i++ {
+			e := exact(ts[k], i)
+			wantZ0[i] += 2 * (e - targets[(k-1)*paths+i]) / paths * e / z0[i]
+		}
+	}
+	for _, opts := range []Options{{Method: RK4, Step: 0.01}, {RTol: 1e-10, ATol: 1e-10}} {
+		for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+			name := "dopri5/" + m.String()
+			if opts.Method != nil {
+				name = opts.Method.Name + "/" + m.String()
+			}
+			gs, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := gs.Gradient(z0, ts, MSELoss(targets))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			for k := range ts {
+				for i := 0; i < paths; i++ {
+					if d := math.Abs(r.States[k*paths+i] - exact(ts[k], i)); d > 1e-7 {
+						t.Errorf("%s: z(%v)[%d] off by %g", name, ts[k], i, d)
+					}
+				}
+			}
+			if e := relErr(r.Z0, wantZ0); e > 1e-7 {
+				t.Errorf("%s: dL/dz0 relative error %g (got %v, want %v)", name, e, r.Z0, wantZ0)
+			}
+		}
+	}
+}
+
+// TestWongZakaiPiecewiseParamGradients: with MLP drift and diffusion and
+// piecewise-linear noise, every method agrees with Direct, and Direct with
+// central finite differences of the fixed-step loss.
+func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
+	rng := rand.New(rand.NewPCG(12, 1))
+	drift, _ := NewMLP(MLPConfig{Dim: 2, Hidden: []int{6}, Activation: Softplus, TimeInput: true}, rng)
+	diff, _ := NewMLP(MLPConfig{Dim: 2, Hidden: []int{6}, Activation: Tanh, TimeInput: true}, rng)
+	grid := []float64{0, 0.2, 0.45, 0.7, 1}
+	noise, _ := NewPiecewiseLinearNoise(grid, 4)
+	noise.Resample(rng)
+	wz, err := NewWongZakai(drift, diff, noise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z0 := []float64{0.3, -0.2, 1, 0.5}
+	ts := []float64{0, 0.45, 0.8, 1}
+	targets := []float64{1, 0, 0, 1, 0.5, 0.5, -1, 0, 0, 0, 1, 1}
+	loss := MSELoss(targets)
+	fixed := Options{Method: RK4, Step: 0.03}
+	ref := gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: fixed})
+	p := wz.Params()
+	const eps = 1e-6
+	for _, i := range []int{0, 7, len(p) / 2, len(p) - 1} {
+		old := p[i]
+		p[i] = old + eps
+		lp := gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: fixed}).Loss
+		p[i] = old - eps
+		lm := gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: fixed}).Loss
+		p[i] = old
+		fd := (lp - lm) / (2 * eps)
+		if math.Abs(fd-ref.Params[i]) > 1e-8*math.Max(1, math.Abs(fd)) {
+			t.Errorf("direct dL/dθ[%d] = %v, finite differences %v", i, ref.Params[i], fd)
+		}
+	}
+	tight := Options{RTol: 1e-11, ATol: 1e-11}
+	ref = gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: tight})
+	for _, m := range []GradMethod{Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+		g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: tight, GQ: GQOptions{C: 1}})
+		r, err := g.Gradient(z0, ts, loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := relErr(r.Params, ref.Params); e > 1e-7 {
+			t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
+		}
+	}
+}
