@@ -185,16 +185,16 @@ type GradientSolver struct {
 	// The time grid: the observation times merged with the field's break
 	// points (see Breakpointer). Without break points grid is ts and
 	// gridStates, gridGrad alias states, lossGrad.
-	grid               []float64
-	gridBuf            []float64
-	obsRow             []int  // grid row of each observation time
-	isBreak            []bool // grid row j is a break point
-	hasBreaks          bool
-	gridStates         []float64
-	gridGrad           []float64
-	selector           PieceSelector // g.ev's, if it has one
-	piece              int           // piece being recorded by the forward hooks
-	pieceLo, pieceHi   []float64     // bounds of each forward piece
+	grid             []float64
+	gridBuf          []float64
+	obsRow           []int  // grid row of each observation time
+	isBreak          []bool // grid row j is a break point
+	hasBreaks        bool
+	gridStates       []float64
+	gridGrad         []float64
+	selector         PieceSelector // g.ev's, if it has one
+	piece            int           // piece being recorded by the forward hooks
+	pieceLo, pieceHi []float64     // bounds of each forward piece
 
 	// Direct and GQ-interp: the forward steps.
 	tape stepTape
