@@ -360,6 +360,54 @@ func TestGradientBadInput(t *testing.T) {
 	}
 }
 
+// FuzzGradient: small random MLPs, states, times and tolerances through
+// every method give a typed error or finite results, and never modify the
+// inputs or the parameters.
+func FuzzGradient(f *testing.F) {
+	f.Add(uint64(1), uint8(4), uint8(2), 1.0, 1e-6, uint8(0), false)
+	f.Add(uint64(2), uint8(1), uint8(1), -2.0, 1e-3, uint8(3), true)
+	f.Add(uint64(3), uint8(9), uint8(3), 1e-8, 1e-12, uint8(4), true)
+	f.Add(uint64(4), uint8(2), uint8(2), 5.0, 0.5, uint8(1), false)
+	f.Fuzz(func(t *testing.T, seed uint64, width, batch uint8, t1, tol float64, method uint8, timeInput bool) {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		m, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{int(width%12) + 1}, Activation: Activation(int(method) % 5), TimeInput: timeInput}, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params := append([]float64(nil), m.Params()...)
+		b := int(batch%4) + 1
+		z0 := make([]float64, 2*b)
+		for i := range z0 {
+			z0[i] = rng.NormFloat64() * 3
+		}
+		ts := []float64{0, t1 / 2, t1}
+		targets := make([]float64, 2*len(z0))
+		z0c, tsc := append([]float64(nil), z0...), append([]float64(nil), ts...)
+		gm := allGradMethods[int(method)%len(allGradMethods)]
+		g, err := NewGradientSolver(m, GradOptions{Method: gm, Forward: Options{RTol: tol, ATol: tol, MaxSteps: 2000}, TimeGradients: true})
+		var r *GradResult
+		if err == nil {
+			r, err = g.Gradient(z0, ts, MSELoss(targets))
+		}
+		if fmt.Sprint(z0, ts, m.Params()) != fmt.Sprint(z0c, tsc, params) {
+			t.Fatal("inputs or parameters modified")
+		}
+		if err != nil {
+			for _, e := range []error{ErrInvalidInput, ErrNonFinite, ErrStepSizeUnderflow, ErrTooManySteps} {
+				if errors.Is(err, e) {
+					return
+				}
+			}
+			t.Fatalf("untyped error: %v", err)
+		}
+		for _, v := range [][]float64{{r.Loss}, r.Params, r.Z0, r.Times, r.States} {
+			if ok, i := allFinite(v); !ok {
+				t.Fatalf("%v: non-finite result %v at %d", gm, v[i], i)
+			}
+		}
+	})
+}
+
 func TestGradientAllocs(t *testing.T) {
 	field, z0, ts, targets := testProblem(7, 4, 8, 3, true)
 	loss := MSELoss(targets)

@@ -432,3 +432,43 @@ func ExampleReadCase() {
 	fmt.Println(c.Name, c.Activation, c.D, c.H, c.B, m.NumParams())
 	// Output: case1_d2_h16_b4 tanh 2 16 4 354
 }
+
+// FuzzReadCase: any input either fails with a typed error or gives a case
+// that validates, builds its network, and survives a write/read round trip.
+func FuzzReadCase(f *testing.F) {
+	small, _ := json.Marshal(smallCaseJSON())
+	f.Add(small)
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"layers": [{"W": [[1]], "b": [0]}], "z0": [[1]], "t": [0, 1], "target": [[[0]]], "rtol": 1e-6, "atol": 1e-6}`))
+	f.Add([]byte(`{"layers": [{"W": [[1e308, 1]], "b": [NaN]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ReadCase(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, ErrInvalidInput) && !errors.Is(err, ErrNonFinite) {
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("ReadCase accepted a case that does not validate: %v", err)
+		}
+		m, err := c.MLP()
+		if err != nil {
+			t.Fatalf("accepted case does not build its network: %v", err)
+		}
+		if len(c.Z0Flat()) != c.B*c.D || m.Dim() != c.D {
+			t.Fatalf("shapes disagree: z0 %d values, B=%d D=%d, network dim %d", len(c.Z0Flat()), c.B, c.D, m.Dim())
+		}
+		var buf bytes.Buffer
+		if err := c.Write(&buf); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		c2, err := ReadCase(&buf)
+		if err != nil {
+			t.Fatalf("re-read of a written case: %v", err)
+		}
+		if !reflect.DeepEqual(c.Layers, c2.Layers) || !reflect.DeepEqual(c.T, c2.T) || !reflect.DeepEqual(c.Z0, c2.Z0) {
+			t.Fatal("round trip changed the case")
+		}
+	})
+}

@@ -713,3 +713,51 @@ func BenchmarkGaussLegendreMapTo(b *testing.B) {
 		}
 	}
 }
+
+// FuzzGaussLegendre: any n gives ErrInvalidInput or a rule that is sorted,
+// symmetric, inside (−1, 1), with weights summing to 2, and that maps onto
+// any finite interval without allocating surprises.
+func FuzzGaussLegendre(f *testing.F) {
+	for _, n := range []int{-1, 0, 1, 2, 7, 64, 65, 500, MaxGaussLegendreNodes, MaxGaussLegendreNodes + 1} {
+		f.Add(n, 0.0, 1.0)
+	}
+	f.Fuzz(func(t *testing.T, n int, a, b float64) {
+		if n > 600 && n <= MaxGaussLegendreNodes {
+			n = 600 + n%7 // keep uncached construction cheap
+		}
+		r, err := GaussLegendre(n)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("n=%d: untyped error %v", n, err)
+			}
+			return
+		}
+		if len(r.Nodes) != n || len(r.Weights) != n {
+			t.Fatalf("n=%d: %d nodes, %d weights", n, len(r.Nodes), len(r.Weights))
+		}
+		sum := 0.0
+		for i, x := range r.Nodes {
+			if !(x > -1 && x < 1) || (i > 0 && !(x > r.Nodes[i-1])) || x != -r.Nodes[n-1-i] || r.Weights[i] != r.Weights[n-1-i] || !(r.Weights[i] > 0) {
+				t.Fatalf("n=%d: node %d = %v, weight %v breaks order, symmetry or positivity", n, i, x, r.Weights[i])
+			}
+			sum += r.Weights[i]
+		}
+		if math.Abs(sum-2) > 1e-13 {
+			t.Fatalf("n=%d: weights sum to %v", n, sum)
+		}
+		nodes, weights := make([]float64, n), make([]float64, n)
+		if err := r.MapTo(a, b, nodes, weights); err != nil {
+			if !errors.Is(err, ErrInvalidInput) && !errors.Is(err, ErrNonFinite) {
+				t.Fatalf("MapTo(%v, %v): untyped error %v", a, b, err)
+			}
+			return
+		}
+		ws := 0.0
+		for _, w := range weights {
+			ws += w
+		}
+		if d := b - a; !math.IsInf(d, 0) && math.Abs(ws-d) > 1e-12*math.Max(1, math.Abs(d)) {
+			t.Fatalf("mapped weights sum to %v, interval length %v", ws, d)
+		}
+	})
+}

@@ -106,3 +106,64 @@ func TestSeminormIgnoresPassiveChannel(t *testing.T) {
 		t.Errorf("the full norm should pay for the wild channel: %d vs %d evaluations", st3.NFE, st1.NFE)
 	}
 }
+
+// FuzzGroupedNorm: a grouping is either rejected with ErrInvalidInput or
+// gives a norm that is non-negative, ignores zero-weight groups and is at
+// most the largest weight times the largest |x_i|.
+func FuzzGroupedNorm(f *testing.F) {
+	f.Add(6, []byte{2, 2, 2}, []byte{1, 2, 0}, 1.5)
+	f.Add(3, []byte{3}, []byte{0}, -1.0)
+	f.Add(0, []byte{}, []byte{}, 0.0)
+	f.Add(5, []byte{1, 0, 4}, []byte{255, 1, 1}, 1e300)
+	f.Fuzz(func(t *testing.T, n int, sizes, weights []byte, xval float64) {
+		if n > 1<<12 || n < -1 {
+			return
+		}
+		var groups []Group
+		start := 0
+		for i, sz := range sizes {
+			w := 0.0
+			if i < len(weights) {
+				w = float64(weights[i]) / 64
+			}
+			groups = append(groups, Group{Start: start, End: start + int(sz%8), Weight: w})
+			start += int(sz % 8)
+		}
+		g, err := NewGroupedNorm(n, groups...)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidInput) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		x := make([]float64, n)
+		maxW, maxX := 0.0, 0.0
+		for i := range x {
+			x[i] = xval * float64(i%3-1)
+			if math.IsNaN(x[i]) {
+				x[i] = 0
+			}
+			maxX = math.Max(maxX, math.Abs(x[i]))
+		}
+		for _, gr := range groups {
+			maxW = math.Max(maxW, gr.Weight)
+		}
+		v := g.Norm(x)
+		if math.IsInf(maxX, 0) {
+			return
+		}
+		if !(v >= 0) || (!math.IsInf(v, 0) && v > maxW*maxX*(1+1e-15)) {
+			t.Fatalf("norm %v outside [0, %v·%v]", v, maxW, maxX)
+		}
+		for _, gr := range groups {
+			if gr.Weight == 0 {
+				for i := gr.Start; i < gr.End; i++ {
+					x[i] = math.NaN()
+				}
+			}
+		}
+		if v2 := g.Norm(x); v2 != v && !(math.IsNaN(v) && math.IsNaN(v2)) {
+			t.Fatalf("zero-weight groups changed the norm: %v → %v", v, v2)
+		}
+	})
+}

@@ -574,3 +574,50 @@ func TestCaseLossAgainstReference(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSolve: random states, times, tolerances and step limits give either a
+// typed error or finite output, and never modify the inputs.
+func FuzzSolve(f *testing.F) {
+	f.Add(1.0, -0.5, 0.0, 1.0, 2.0, 1e-6, 1e-6, 0, uint8(0), 0.0)
+	f.Add(2.0, 0.0, 0.0, -1.0, -3.0, 1e-3, 1e-9, 5, uint8(1), 0.0)
+	f.Add(1e300, 1.0, 0.0, 1e-9, 1.0, 1e-12, 1e-12, 0, uint8(2), 0.1)
+	f.Add(math.NaN(), 1.0, 0.0, 1.0, 1.0, 0.0, 1e-6, 0, uint8(3), 0.0)
+	f.Fuzz(func(t *testing.T, y0a, y0b, t0, t1, t2, rtol, atol float64, maxSteps int, method uint8, step float64) {
+		if maxSteps > 2000 || maxSteps < -1 {
+			maxSteps = 2000
+		}
+		tbs := []*Tableau{DormandPrince5, Tsitouras5, BogackiShampine3, RK4, Midpoint, Euler}
+		tb := tbs[int(method)%len(tbs)]
+		if !tb.Adaptive() && step > 0 && math.Abs(t2-t0)/step > 1e4 {
+			return // fixed-step solve too long for a fuzz iteration
+		}
+		// A nonlinear, non-autonomous oscillator with a cubic term.
+		fn := func(t float64, y, dy []float64) {
+			dy[0] = y[1]
+			dy[1] = -y[0] - 0.1*y[0]*y[0]*y[0] + math.Sin(t)
+		}
+		y0 := []float64{y0a, y0b}
+		ts := []float64{t0, t1, t2}
+		y0c, tsc := append([]float64(nil), y0...), append([]float64(nil), ts...)
+		s, err := NewSolver(Options{Method: tb, RTol: rtol, ATol: atol, MaxSteps: max(maxSteps, 0) + 1, Step: step})
+		var out []float64
+		if err == nil {
+			out = make([]float64, 6)
+			_, err = s.Solve(fn, y0, ts, out)
+		}
+		if fmt.Sprint(y0, ts) != fmt.Sprint(y0c, tsc) {
+			t.Fatalf("inputs modified")
+		}
+		if err != nil {
+			for _, e := range []error{ErrInvalidInput, ErrNonFinite, ErrStepSizeUnderflow, ErrTooManySteps} {
+				if errors.Is(err, e) {
+					return
+				}
+			}
+			t.Fatalf("untyped error: %v", err)
+		}
+		if ok, i := allFinite(out); !ok {
+			t.Fatalf("successful solve returned non-finite out[%d] = %v", i, out[i])
+		}
+	})
+}
