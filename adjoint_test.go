@@ -331,6 +331,10 @@ func TestGradientBadInput(t *testing.T) {
 		{"non-monotone", field, GradOptions{}, z0, []float64{0, 1, 0.5}, loss, ErrInvalidInput},
 		{"C ≤ 0", field, GradOptions{Method: GQAdjoint, GQ: GQOptions{C: -1}}, z0, ts, loss, ErrInvalidInput},
 		{"cap < 1", field, GradOptions{Method: GQAdjoint, GQ: GQOptions{Cap: -2}}, z0, ts, loss, ErrInvalidInput},
+		{"huge cap", field, GradOptions{Method: GQAdjoint, GQ: GQOptions{Cap: 1 << 30}}, z0, ts, loss, ErrInvalidInput},
+		{"Inf time", field, GradOptions{}, z0, []float64{0, math.Inf(1)}, loss, ErrNonFinite},
+		{"zero-length interval", field, GradOptions{}, z0, []float64{0, 0}, loss, ErrInvalidInput},
+		{"too many steps", field, GradOptions{Forward: Options{MaxSteps: 2}}, z0, ts, loss, ErrTooManySteps},
 		{"nil loss", field, GradOptions{}, z0, ts, nil, ErrInvalidInput},
 		{"bad tolerance", field, GradOptions{Forward: Options{RTol: -1, ATol: 1}}, z0, ts, loss, ErrInvalidInput},
 		{"panicking loss", field, GradOptions{}, z0, ts, func(s, g []float64) float64 { panic("boom") }, ErrPanic},
@@ -357,6 +361,43 @@ func TestGradientBadInput(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestGradientFieldFailures: a field that turns NaN mid-solve fails with
+// ErrNonFinite naming the time; a field that panics in a quadrature worker
+// goroutine fails with ErrPanic instead of crashing the process.
+func TestGradientFieldFailures(t *testing.T) {
+	base, z0, ts, targets := testProblem(8, 3, 4, 2, true)
+	nanField := &FuncField{D: base.D, P: base.P,
+		F: func(t float64, z, dz []float64) {
+			base.F(t, z, dz)
+			if t > 0.5 {
+				dz[0] = math.NaN()
+			}
+		},
+		VJPFunc: base.VJPFunc}
+	for _, m := range allGradMethods {
+		g, _ := NewGradientSolver(nanField, GradOptions{Method: m})
+		_, err := g.Gradient(z0, ts, MSELoss(targets))
+		var se *SolveError
+		if !errors.Is(err, ErrNonFinite) || !errors.As(err, &se) || se.T > 0.5 || se.Phase != "forward" {
+			t.Errorf("%v: got %v, want a forward *SolveError wrapping ErrNonFinite before t=0.5", m, err)
+		}
+	}
+	// Panic only in parameter products, which GQ evaluates in workers.
+	big, z0b, tsb, targetsb := testProblem(9, 16, 64, 2, false)
+	panicky := &FuncField{D: big.D, P: big.P, F: big.F, Autonomous: true,
+		VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+			if gp != nil && f == nil && gz == nil {
+				panic("boom in a worker")
+			}
+			big.VJPFunc(t, z, a, f, gz, gp, gt)
+		}}
+	g, _ := NewGradientSolver(panicky, GradOptions{Method: GQAdjoint, Workers: 2, GQ: GQOptions{C: 2}})
+	_, err := g.Gradient(z0b, tsb, MSELoss(targetsb))
+	if !errors.Is(err, ErrPanic) {
+		t.Errorf("panicking worker: got %v, want ErrPanic", err)
 	}
 }
 

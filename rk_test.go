@@ -317,6 +317,8 @@ func TestDenseSolution(t *testing.T) {
 func TestSolverBadInput(t *testing.T) {
 	f := odeProblems[0].f
 	stiff := func(t float64, y, dy []float64) { dy[0] = y[0] * y[0] } // blows up at t = 1
+	// y' = −10⁸(y − cos t): explicit methods are stable only for h ≲ 3e-8.
+	stiffLinear := func(t float64, y, dy []float64) { dy[0] = -1e8 * (y[0] - math.Cos(t)) }
 	nanAt := func(t float64, y, dy []float64) {
 		dy[0] = -y[0]
 		if t > 0.5 {
@@ -347,6 +349,7 @@ func TestSolverBadInput(t *testing.T) {
 		{"too many steps", Options{MaxSteps: 3}, f, []float64{1}, []float64{0, 10}, 2, ErrTooManySteps},
 		{"underflow", Options{RTol: 1e-6, ATol: 1e-6}, stiff, []float64{1}, []float64{0, 2}, 2, ErrStepSizeUnderflow},
 		{"MinStep", Options{RTol: 1e-10, ATol: 1e-10, MinStep: 0.1}, f, []float64{1}, []float64{0, 10}, 2, ErrStepSizeUnderflow},
+		{"stiff with MinStep", Options{RTol: 1e-6, ATol: 1e-6, MinStep: 1e-6}, stiffLinear, []float64{1}, []float64{0, 1}, 2, ErrStepSizeUnderflow},
 		{"NaN mid-solve", Options{}, nanAt, []float64{1}, []float64{0, 1}, 2, ErrNonFinite},
 		{"NaN mid-solve fixed", Options{Method: RK4, Step: 0.1}, nanAt, []float64{1}, []float64{0, 1}, 2, ErrNonFinite},
 	}
@@ -472,6 +475,15 @@ func BenchmarkSolve(b *testing.B) {
 		{"linear1000", lin, y0, 1},
 		{"harmonic2", small.f, small.y0(), 4},
 	}
+	// A PyTorch case: the MLP field of case 2 (D=3, H=32, B=8), as a plain Func.
+	lc := loadCaseFixture(b, caseFiles[1])
+	ev := lc.m.NewEvaluator()
+	cases = append(cases, struct {
+		name string
+		f    Func
+		y0   []float64
+		t1   float64
+	}{"case2", func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }, lc.z0, 1})
 	for _, c := range cases {
 		for _, tb := range []*Tableau{DormandPrince5, Tsitouras5, BogackiShampine3} {
 			b.Run(c.name+"/"+tb.Name, func(b *testing.B) {
