@@ -836,7 +836,7 @@ func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, 
 // search in torchdiffeq's mode, otherwise the step the last interval ended with.
 func (g *GradientSolver) nextFirstStep() float64 {
 	if g.opts.CompatTorchdiffeq {
-		return g.bwd.opts.FirstStep * 0 // zero: Hairer's rule
+		return 0 // Hairer's rule
 	}
 	return g.res.Stats.Backward.LastStep
 }

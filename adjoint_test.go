@@ -364,6 +364,42 @@ func TestGradientBadInput(t *testing.T) {
 	}
 }
 
+func ExampleGradientSolver_Gradient() {
+	// A neural ODE dz/dt = MLP(z) on a batch of two 2-D states, observed at
+	// t = 1 and compared with targets; gradients by the GQ adjoint.
+	rng := rand.New(rand.NewPCG(1, 2))
+	field, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{16, 16}, Activation: Tanh}, rng)
+	if err != nil {
+		panic(err)
+	}
+	g, err := NewGradientSolver(field, GradOptions{
+		Method:  GQAdjoint,
+		Forward: Options{RTol: 1e-8, ATol: 1e-8},
+		GQ:      GQOptions{C: 1},
+	})
+	if err != nil {
+		panic(err)
+	}
+	z0 := []float64{1, 0, 0, 1}
+	ts := []float64{0, 1}
+	targets := []float64{0, 1, -1, 0}
+	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	if err != nil {
+		panic(err)
+	}
+	// The same gradient by direct backpropagation through the solver.
+	d, _ := NewGradientSolver(field, GradOptions{Method: Direct, Forward: Options{RTol: 1e-8, ATol: 1e-8}})
+	ref, err := d.Gradient(z0, ts, MSELoss(targets))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("%d parameters, loss %.4f\n", len(r.Params), r.Loss)
+	fmt.Printf("GQ and direct gradients agree to 1e-6: %v\n", relErr(r.Params, ref.Params) < 1e-6)
+	// Output:
+	// 354 parameters, loss 1.1915
+	// GQ and direct gradients agree to 1e-6: true
+}
+
 // TestGradientFieldFailures: a field that turns NaN mid-solve fails with
 // ErrNonFinite naming the time; a field that panics in a quadrature worker
 // goroutine fails with ErrPanic instead of crashing the process.

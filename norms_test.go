@@ -2,6 +2,7 @@ package neuralode
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 )
@@ -166,4 +167,19 @@ func FuzzGroupedNorm(f *testing.F) {
 			t.Fatalf("zero-weight groups changed the norm: %v → %v", v, v2)
 		}
 	})
+}
+
+func ExampleNewGroupedNorm() {
+	// The state [z (2 values), a (2 values), aθ (3 values)] of an adjoint
+	// solve; the seminorm gives the parameter adjoint aθ zero weight.
+	semi, err := NewGroupedNorm(7,
+		Group{Name: "z", Start: 0, End: 2, Weight: 1},
+		Group{Name: "a", Start: 2, End: 4, Weight: 1},
+		Group{Name: "aθ", Start: 4, End: 7, Weight: 0})
+	if err != nil {
+		panic(err)
+	}
+	scaled := []float64{0.3, 0.4, 0.1, 0.1, 50, 50, 50}
+	fmt.Printf("%.4f\n", semi.Norm(scaled))
+	// Output: 0.3536
 }

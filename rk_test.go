@@ -634,3 +634,26 @@ func FuzzSolve(f *testing.F) {
 		}
 	})
 }
+
+func ExampleSolver_Solve() {
+	// The harmonic oscillator x'' = −x from x = 1, v = 0, observed at t = π/2 and π.
+	f := func(t float64, y, dydt []float64) {
+		dydt[0] = y[1]
+		dydt[1] = -y[0]
+	}
+	s, err := NewSolver(Options{RTol: 1e-9, ATol: 1e-9}) // Dormand–Prince 5(4)
+	if err != nil {
+		panic(err)
+	}
+	ts := []float64{0, math.Pi / 2, math.Pi}
+	out := make([]float64, len(ts)*2)
+	st, err := s.Solve(f, []float64{1, 0}, ts, out)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("v(π/2) = %.6f, x(π) = %.6f\n", out[3], out[4])
+	fmt.Println("rejected steps:", st.Rejected)
+	// Output:
+	// v(π/2) = -1.000000, x(π) = -1.000000
+	// rejected steps: 0
+}
