@@ -34,10 +34,12 @@ type InputError struct {
 	Err    error  // ErrInvalidInput or ErrNonFinite
 }
 
+// Error returns "neuralode: field: reason".
 func (e *InputError) Error() string {
 	return fmt.Sprintf("neuralode: %s: %s", e.Field, e.Reason)
 }
 
+// Unwrap returns the sentinel error, for errors.Is.
 func (e *InputError) Unwrap() error { return e.Err }
 
 func invalidf(field, format string, args ...any) error {
@@ -54,6 +56,7 @@ type SolveError struct {
 	Err    error
 }
 
+// Error describes the failure with its phase, time and step size.
 func (e *SolveError) Error() string {
 	p := ""
 	if e.Phase != "" {
@@ -62,6 +65,7 @@ func (e *SolveError) Error() string {
 	return fmt.Sprintf("neuralode: %ssolve failed at t=%g (step %g): %s", p, e.T, e.Step, e.Reason)
 }
 
+// Unwrap returns the sentinel error, for errors.Is.
 func (e *SolveError) Unwrap() error { return e.Err }
 
 // allFinite reports whether every element of x is finite, and the index of
