@@ -486,6 +486,9 @@ func FuzzGradient(f *testing.F) {
 }
 
 func TestGradientAllocs(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector allocates")
+	}
 	field, z0, ts, targets := testProblem(7, 4, 8, 3, true)
 	loss := MSELoss(targets)
 	for _, m := range allGradMethods {
