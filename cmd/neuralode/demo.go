@@ -9,8 +9,8 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("demo", "Runs a short demonstration: the crossing-trajectories task (g1d) trained with\n"+
 		"the direct, seminorm adjoint and GQ adjoint methods, then prints a comparison table and\n"+
 		"writes plots into --out. 'neuralode' with no arguments runs it with the defaults.", stdout)
-	width := fs.Int("width", 32, "hidden width of the vector field")
-	epochs := fs.Int("epochs", 30, "epochs per method")
+	width := fs.Int("width", 256, "hidden width of the vector field")
+	epochs := fs.Int("epochs", 60, "epochs per method")
 	out := fs.String("out", "neuralode-out", "output directory for plots and metrics.jsonl")
 	jsonOut := fs.Bool("json", false, "print JSON lines on stdout instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")

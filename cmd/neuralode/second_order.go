@@ -36,9 +36,9 @@ func (s *secondOrder) NewEvaluator() neuralode.Evaluator {
 }
 
 type secondOrderEval struct {
-	ev     neuralode.Evaluator
-	m, c   []float64 // MLP output and its cotangent, B·2
-	mgz    []float64 // cotangent through the MLP input
+	ev   neuralode.Evaluator
+	m, c []float64 // MLP output and its cotangent, B·2
+	mgz  []float64 // cotangent through the MLP input
 }
 
 func (e *secondOrderEval) grow(n int) {

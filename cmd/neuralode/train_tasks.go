@@ -46,7 +46,7 @@ var taskDefaults = map[string]trainConfig{
 	"g1d":     {Width: 256, Epochs: 60, LR: 0.02, Batch: 2, RTol: 1e-3, ATol: 1e-3},
 	"spheres": {Width: 32, Epochs: 20, LR: 0.03, Batch: 200, RTol: 1e-3, ATol: 1e-3},
 	"sines":   {Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
-	"ou":      {Width: 32, Epochs: 60, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+	"ou":      {Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
 }
 
 // task is one experiment ready to train.
@@ -196,8 +196,8 @@ func newG1DTask(cfg trainConfig) (*g1dTask, error) {
 }
 
 func (t *g1dTask) params() []float64 { return t.mlp.Params() }
-func (t *g1dTask) steps() int         { return 1 }
-func (t *g1dTask) valName() string    { return "val_mse" }
+func (t *g1dTask) steps() int        { return 1 }
+func (t *g1dTask) valName() string   { return "val_mse" }
 
 func (t *g1dTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
 	t.lc.err = nil
@@ -346,8 +346,8 @@ func (t *spheresTask) classifier() (w, b []float64) {
 }
 
 func (t *spheresTask) params() []float64 { return t.joint }
-func (t *spheresTask) steps() int         { return numBatches(t.train.Batch, t.cfg.Batch) }
-func (t *spheresTask) valName() string    { return "val_accuracy" }
+func (t *spheresTask) steps() int        { return numBatches(t.train.Batch, t.cfg.Batch) }
+func (t *spheresTask) valName() string   { return "val_accuracy" }
 
 func (t *spheresTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
 	D := t.train.Dim
@@ -502,8 +502,8 @@ func newSinesTask(cfg trainConfig) (*sinesTask, error) {
 }
 
 func (t *sinesTask) params() []float64 { return t.mlp.Params() }
-func (t *sinesTask) steps() int         { return numBatches(t.train.Batch, t.cfg.Batch) }
-func (t *sinesTask) valName() string    { return "val_mse" }
+func (t *sinesTask) steps() int        { return numBatches(t.train.Batch, t.cfg.Batch) }
+func (t *sinesTask) valName() string   { return "val_mse" }
 
 func (t *sinesTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
 	idx := minibatch(t.cfg.Seed, epoch, k, t.train.Batch, t.cfg.Batch)
@@ -698,8 +698,8 @@ func (t *ouTask) klLoss(states, grad []float64) float64 {
 }
 
 func (t *ouTask) params() []float64 { return t.wz.Params() }
-func (t *ouTask) steps() int         { return 1 }
-func (t *ouTask) valName() string    { return "val_loglik" }
+func (t *ouTask) steps() int        { return 1 }
+func (t *ouTask) valName() string   { return "val_loglik" }
 
 func (t *ouTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
 	t.noise.Resample(epochRNG(t.cfg.Seed, epoch, k))
