@@ -111,7 +111,7 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines or ou")
 	method := fs.String("method", "gq", "gradient method(s), comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
 	width := fs.Int("width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
-	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 20, sines 400, ou 40)")
+	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
 	lr := fs.Float64("lr", 0, "Adam learning rate; default per task")
 	batch := fs.Int("batch", 0, "minibatch size (spheres 200, sines 15 series); for ou the number of training paths (64)")
 	rtol := fs.Float64("rtol", 0, "relative tolerance of both passes; default per task (1e-3, sines 1e-4)")

@@ -44,7 +44,7 @@ type trainConfig struct {
 // about a minute on two cores.
 var taskDefaults = map[string]trainConfig{
 	"g1d":     {Width: 256, Epochs: 60, LR: 0.02, Batch: 2, RTol: 1e-3, ATol: 1e-3},
-	"spheres": {Width: 32, Epochs: 20, LR: 0.03, Batch: 200, RTol: 1e-3, ATol: 1e-3},
+	"spheres": {Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
 	"sines":   {Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
 	"ou":      {Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
 }
