@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 )
 
 func main() {
@@ -72,17 +73,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// helpPrinters maps each flag set made by newFlags to its help printer. The
+// flag package calls FlagSet.Usage on every parse error as well as on -h, so
+// Usage itself stays silent and parseFlags prints the help only for -h.
+var helpPrinters sync.Map // *flag.FlagSet → func()
+
 // newFlags returns a flag set that reports errors in one line (parseFlags
 // prints it) and prints its help on -h.
 func newFlags(name, summary string, stdout io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
+	fs.Usage = func() {}
+	helpPrinters.Store(fs, func() {
 		fmt.Fprintf(stdout, "usage: neuralode %s [flags]\n\n%s\n\nFlags:\n", name, summary)
 		fs.SetOutput(stdout)
 		fs.PrintDefaults()
 		fs.SetOutput(io.Discard)
-	}
+	})
 	return fs
 }
 
@@ -91,9 +98,13 @@ func newFlags(name, summary string, stdout io.Writer) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (int, bool) {
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fs.Usage()
+		if p, ok := helpPrinters.Load(fs); ok {
+			p.(func())()
+		}
+		helpPrinters.Delete(fs)
 		return 0, false
 	}
+	helpPrinters.Delete(fs)
 	if err != nil {
 		fmt.Fprintf(stderr, "neuralode %s: %v\n", fs.Name(), err)
 		return 2, false

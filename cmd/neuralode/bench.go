@@ -1,0 +1,317 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/neuralode/neuralode"
+)
+
+// benchProblem is one gradient problem every method is timed on.
+type benchProblem struct {
+	name    string // size label ("DxHxB") or case name
+	mlp     *neuralode.MLP
+	z0, ts  []float64
+	targets []float64
+	rtol    float64
+	atol    float64
+	ref     []float64 // reference gradient
+}
+
+// benchRow is one (method, problem) result; the JSON form of bench --json.
+type benchRow struct {
+	Method        string  `json:"method"`
+	Size          string  `json:"size"`
+	Params        int     `json:"params"`
+	SecondsMedian float64 `json:"seconds_median"`
+	NFEForward    int     `json:"nfe_forward"`
+	NFEBackward   int     `json:"nfe_backward"`
+	GradRelErr    float64 `json:"grad_rel_err"`
+	SpeedupVsSemi float64 `json:"speedup_vs_seminorm,omitempty"`
+	times         []float64
+}
+
+func runBench(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("bench", "Times every gradient method on the same problems in one interleaved run (each\n"+
+		"repeat runs every method once, in turn), and prints the median time, the forward and\n"+
+		"backward evaluations and the gradient error against a tight-tolerance reference\n"+
+		"(direct backpropagation at rtol = atol = 1e-10, or the case's reference gradient).\n"+
+		"Generated problems: a Softplus MLP D → H → H → D with PyTorch's initialisation, a\n"+
+		"batch of B standard-normal states, times {0, 0.5, 1}, MSE to random targets.", stdout)
+	sizes := fs.String("sizes", "2x32x64,2x128x256,16x256x128,64x512x64", "problem sizes `DxHxB`: state dimension, hidden width, batch")
+	methods := fs.String("methods", "all", "methods to time, comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
+	repeats := fs.Int("repeats", 3, "timed repeats per method and problem (the median is reported)")
+	rtol := fs.Float64("rtol", 1e-5, "relative tolerance of the timed solves (a --case uses its own unless set)")
+	atol := fs.Float64("atol", 1e-5, "absolute tolerance of the timed solves (a --case uses its own unless set)")
+	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C")
+	seed := fs.Uint64("seed", 1, "seed of the generated problems")
+	casePath := fs.String("case", "", "benchmark this PyTorch case file instead of generated problems")
+	out := fs.String("out", "neuralode-out", "output directory for the bar chart bench.svg")
+	jsonOut := fs.Bool("json", false, "print one JSON object per (method, size) on stdout instead of the table")
+	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	ms, err := parseMethods(*methods)
+	if err != nil {
+		return usageErr(stderr, "bench", "--methods %v", err)
+	}
+	if *repeats < 1 {
+		return usageErr(stderr, "bench", "--repeats %d: must be ≥ 1", *repeats)
+	}
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"rtol", *rtol}, {"atol", *atol}, {"gq-c", *gqC}} {
+		if !(c.v > 0) || math.IsInf(c.v, 0) {
+			return usageErr(stderr, "bench", "--%s %v: must be positive and finite", c.name, c.v)
+		}
+	}
+	if *out == "" {
+		return usageErr(stderr, "bench", "--out: empty directory name")
+	}
+	var dims [][3]int
+	if *casePath == "" {
+		if dims, err = parseSizes(*sizes); err != nil {
+			return usageErr(stderr, "bench", "--sizes %v", err)
+		}
+	}
+	logf := func(format string, args ...any) {
+		if !*quiet {
+			fmt.Fprintf(stderr, format, args...)
+		}
+	}
+
+	var probs []*benchProblem
+	if *casePath != "" {
+		c, m, err := loadCaseModel(*casePath)
+		if err != nil {
+			return fail(stderr, "bench", err)
+		}
+		p := &benchProblem{name: c.Name, mlp: m, z0: c.Z0Flat(), ts: c.T, rtol: c.RTol, atol: c.ATol}
+		if p.name == "" {
+			p.name = *casePath
+		}
+		if set["rtol"] {
+			p.rtol = *rtol
+		}
+		if set["atol"] {
+			p.atol = *atol
+		}
+		for _, tr := range c.TargetsFlat() {
+			p.targets = append(p.targets, tr...)
+		}
+		p.ref = c.RefGradFlat()
+		probs = append(probs, p)
+	} else {
+		for _, d := range dims {
+			p, err := genProblem(d, *seed, *rtol, *atol)
+			if err != nil {
+				return fail(stderr, "bench", err)
+			}
+			probs = append(probs, p)
+		}
+	}
+	for _, p := range probs {
+		if p.ref == nil {
+			logf("bench %s: reference gradient (direct, rtol = atol = 1e-10)…\n", p.name)
+			if p.ref, err = referenceGrad(p); err != nil {
+				return fail(stderr, "bench", fmt.Errorf("%s: reference: %w", p.name, err))
+			}
+		}
+	}
+
+	var rows []*benchRow
+	for _, p := range probs {
+		solvers := make([]*neuralode.GradientSolver, len(ms))
+		prow := make([]*benchRow, len(ms))
+		for i, m := range ms {
+			gm, _ := neuralode.ParseGradMethod(m)
+			g, err := neuralode.NewGradientSolver(p.mlp, neuralode.GradOptions{Method: gm,
+				Forward: neuralode.Options{RTol: p.rtol, ATol: p.atol}, GQ: neuralode.GQOptions{C: *gqC}})
+			if err != nil {
+				return fail(stderr, "bench", err)
+			}
+			solvers[i] = g
+			prow[i] = &benchRow{Method: m, Size: p.name, Params: p.mlp.NumParams()}
+		}
+		loss := neuralode.MSELoss(p.targets)
+		// One untimed warm-up per method sizes the workspaces; then the
+		// repeats interleave the methods so drifts in machine speed hit all.
+		for rep := -1; rep < *repeats; rep++ {
+			for i, g := range solvers {
+				if rep >= 0 {
+					logf("bench %s: repeat %d/%d %s\n", p.name, rep+1, *repeats, ms[i])
+				}
+				start := time.Now()
+				r, err := g.Gradient(p.z0, p.ts, loss)
+				secs := time.Since(start).Seconds()
+				if err != nil {
+					return fail(stderr, "bench", fmt.Errorf("%s %s: %w", p.name, ms[i], err))
+				}
+				if rep < 0 {
+					row := prow[i]
+					row.NFEForward, row.NFEBackward = r.Stats.Forward.NFE, r.Stats.Backward.NFE
+					row.GradRelErr = relErr(r.Params, p.ref)
+					continue
+				}
+				prow[i].times = append(prow[i].times, secs)
+			}
+		}
+		var semi float64
+		for _, r := range prow {
+			r.SecondsMedian = median(r.times)
+			if r.Method == "seminorm" {
+				semi = r.SecondsMedian
+			}
+		}
+		for _, r := range prow {
+			if semi > 0 && r.SecondsMedian > 0 {
+				r.SpeedupVsSemi = semi / r.SecondsMedian
+			}
+		}
+		rows = append(rows, prow...)
+	}
+
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return fail(stderr, "bench", err)
+	}
+	chart, err := benchChart(*out, probs, ms, rows)
+	if err != nil {
+		return fail(stderr, "bench", err)
+	}
+	if *jsonOut {
+		for _, r := range rows {
+			if err := writeJSON(stdout, r); err != nil {
+				return fail(stderr, "bench", err)
+			}
+		}
+		logf("bar chart: %s\n", absPath(chart))
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "size\tparams\tmethod\tmedian s\tfwd NFE\tbwd NFE\tgrad rel err\tspeed-up vs seminorm\t\n")
+	for _, r := range rows {
+		speed := "—"
+		if r.SpeedupVsSemi > 0 {
+			speed = fmt.Sprintf("%.2f×", r.SpeedupVsSemi)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.4g\t%d\t%d\t%.2e\t%s\t\n", r.Size, r.Params, r.Method, r.SecondsMedian,
+			r.NFEForward, r.NFEBackward, r.GradRelErr, speed)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "\nbar chart: %s\n", absPath(chart))
+	return 0
+}
+
+// parseSizes reads "DxHxB,…".
+func parseSizes(s string) ([][3]int, error) {
+	var out [][3]int
+	for _, f := range strings.Split(s, ",") {
+		parts := strings.Split(strings.TrimSpace(f), "x")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("%q: want DxHxB, e.g. 2x32x64", f)
+		}
+		var d [3]int
+		for i, p := range parts {
+			v, err := strconv.Atoi(p)
+			if err != nil || v < 1 {
+				return nil, fmt.Errorf("%q: want three positive integers DxHxB", f)
+			}
+			d[i] = v
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// genProblem builds the D×H×B problem from the seed.
+func genProblem(d [3]int, seed uint64, rtol, atol float64) (*benchProblem, error) {
+	D, H, B := d[0], d[1], d[2]
+	rng := seedRNG(seed, uint64(D)<<40|uint64(H)<<20|uint64(B))
+	m, err := neuralode.NewMLP(neuralode.MLPConfig{Dim: D, Hidden: []int{H, H}, Activation: neuralode.Softplus}, rng)
+	if err != nil {
+		return nil, err
+	}
+	p := &benchProblem{name: fmt.Sprintf("%dx%dx%d", D, H, B), mlp: m, ts: []float64{0, 0.5, 1}, rtol: rtol, atol: atol,
+		z0: make([]float64, B*D), targets: make([]float64, 2*B*D)}
+	for i := range p.z0 {
+		p.z0[i] = rng.NormFloat64()
+	}
+	for i := range p.targets {
+		p.targets[i] = rng.NormFloat64()
+	}
+	return p, nil
+}
+
+func referenceGrad(p *benchProblem) ([]float64, error) {
+	g, err := neuralode.NewGradientSolver(p.mlp, neuralode.GradOptions{Method: neuralode.Direct,
+		Forward: neuralode.Options{RTol: 1e-10, ATol: 1e-10, MaxSteps: 1000000}})
+	if err != nil {
+		return nil, err
+	}
+	r, err := g.Gradient(p.z0, p.ts, neuralode.MSELoss(p.targets))
+	if err != nil {
+		return nil, err
+	}
+	return append([]float64(nil), r.Params...), nil
+}
+
+// relErr is ‖g − ref‖₂ / ‖ref‖₂.
+func relErr(g, ref []float64) float64 {
+	var num, den float64
+	for i := range ref {
+		d := g[i] - ref[i]
+		num += d * d
+		den += ref[i] * ref[i]
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
+
+func median(x []float64) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), x...)
+	sort.Float64s(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// benchChart draws the median time of every method, grouped by problem, on
+// a log axis (the sizes span orders of magnitude).
+func benchChart(dir string, probs []*benchProblem, methods []string, rows []*benchRow) (string, error) {
+	ch := &BarChart{Title: "Gradient time per method (median)", XLabel: "problem (D×H×B)", YLabel: "seconds per gradient",
+		LogY: len(probs) > 1}
+	for _, p := range probs {
+		ch.Categories = append(ch.Categories, p.name)
+	}
+	for _, m := range methods {
+		s := BarSeries{Name: m}
+		for _, p := range probs {
+			for _, r := range rows {
+				if r.Method == m && r.Size == p.name {
+					s.Values = append(s.Values, r.SecondsMedian)
+				}
+			}
+		}
+		ch.Series = append(ch.Series, s)
+	}
+	return saveSVG(dir, "bench.svg", func(f *os.File) error { return ch.WriteSVG(f, 900, 500) })
+}
