@@ -44,13 +44,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		"repeat runs every method once, in turn), and prints the median time, the forward and\n"+
 		"backward evaluations and the gradient error against a tight-tolerance reference\n"+
 		"(direct backpropagation at rtol = atol = 1e-10, or the case's reference gradient).\n"+
-		"Generated problems: a Softplus MLP D → H → H → D with PyTorch's initialisation, a\n"+
-		"batch of B standard-normal states, times {0, 0.5, 1}, MSE to random targets.", stdout)
+		"Generated problems, as PyTorch was timed: a tanh MLP D → H → H → D with PyTorch's\n"+
+		"initialisation, a batch of B standard-normal states, t ∈ [0, 1] with one observation\n"+
+		"at t = 1, MSE to standard-normal targets, Dormand–Prince at rtol = atol = 1e-6.", stdout)
 	sizes := fs.String("sizes", "2x32x64,2x128x256,16x256x128,64x512x64", "problem sizes `DxHxB`: state dimension, hidden width, batch")
 	methods := fs.String("methods", "all", "methods to time, comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
 	repeats := fs.Int("repeats", 3, "timed repeats per method and problem (the median is reported)")
-	rtol := fs.Float64("rtol", 1e-5, "relative tolerance of the timed solves (a --case uses its own unless set)")
-	atol := fs.Float64("atol", 1e-5, "absolute tolerance of the timed solves (a --case uses its own unless set)")
+	rtol := fs.Float64("rtol", 1e-6, "relative tolerance of the timed solves (a --case uses its own unless set)")
+	atol := fs.Float64("atol", 1e-6, "absolute tolerance of the timed solves (a --case uses its own unless set)")
 	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C")
 	seed := fs.Uint64("seed", 1, "seed of the generated problems")
 	casePath := fs.String("case", "", "benchmark this PyTorch case file instead of generated problems")
@@ -239,12 +240,12 @@ func parseSizes(s string) ([][3]int, error) {
 func genProblem(d [3]int, seed uint64, rtol, atol float64) (*benchProblem, error) {
 	D, H, B := d[0], d[1], d[2]
 	rng := seedRNG(seed, uint64(D)<<40|uint64(H)<<20|uint64(B))
-	m, err := neuralode.NewMLP(neuralode.MLPConfig{Dim: D, Hidden: []int{H, H}, Activation: neuralode.Softplus}, rng)
+	m, err := neuralode.NewMLP(neuralode.MLPConfig{Dim: D, Hidden: []int{H, H}, Activation: neuralode.Tanh}, rng)
 	if err != nil {
 		return nil, err
 	}
-	p := &benchProblem{name: fmt.Sprintf("%dx%dx%d", D, H, B), mlp: m, ts: []float64{0, 0.5, 1}, rtol: rtol, atol: atol,
-		z0: make([]float64, B*D), targets: make([]float64, 2*B*D)}
+	p := &benchProblem{name: fmt.Sprintf("%dx%dx%d", D, H, B), mlp: m, ts: []float64{0, 1}, rtol: rtol, atol: atol,
+		z0: make([]float64, B*D), targets: make([]float64, B*D)}
 	for i := range p.z0 {
 		p.z0[i] = rng.NormFloat64()
 	}
