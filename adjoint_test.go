@@ -516,3 +516,46 @@ func BenchmarkGradient(b *testing.B) {
 		}
 	}
 }
+
+// TestGradientDeterministicAcrossGOMAXPROCSLarge: on an MLP large enough
+// that every product is split over the cores (and the quadrature chunks are
+// too), dL/dθ is bit-identical for GOMAXPROCS 1, 2 and 8.
+func TestGradientDeterministicAcrossGOMAXPROCSLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, timeIn := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(31, 32))
+		m, err := NewMLP(MLPConfig{Dim: 8, Hidden: []int{96, 96}, Activation: Tanh, TimeInput: timeIn}, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		B := 48
+		if !m.NewEvaluator().(*mlpEvaluator).splits(B) {
+			t.Fatal("problem below the split threshold")
+		}
+		z0, targets := make([]float64, B*8), make([]float64, 2*B*8)
+		for i := range z0 {
+			z0[i] = rng.NormFloat64()
+		}
+		for i := range targets {
+			targets[i] = rng.NormFloat64()
+		}
+		ts := []float64{0, 0.5, 1}
+		for _, meth := range allGradMethods {
+			var first *GradResult
+			for _, procs := range []int{1, 2, 8} {
+				runtime.GOMAXPROCS(procs)
+				r := gradFor(t, m, z0, ts, targets, GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}, GQ: GQOptions{C: 1}, TimeGradients: true})
+				if first == nil {
+					first = r
+					continue
+				}
+				if !sameBits(r.Params, first.Params) || !sameBits(r.Z0, first.Z0) || !sameBits(r.Times, first.Times) {
+					t.Fatalf("time %v, %v: GOMAXPROCS=%d changes the gradient", timeIn, meth, procs)
+				}
+			}
+		}
+	}
+}
