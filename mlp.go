@@ -239,7 +239,7 @@ var (
 	// mlpBlockWork is the least work worth one task: below it the fork–join
 	// (waking a helper and waiting for it, a few microseconds) costs more
 	// than it saves. Chosen by BenchmarkCalibrateMLPSplit.
-	mlpBlockWork = 1 << 17
+	mlpBlockWork = 1 << 16
 	// mlpMaxBlocks bounds the tasks of one phase. Blocks beyond the number
 	// of cores only cost overhead, but the partition must not depend on the
 	// core count, so this is a fixed number that serves up to 8 cores.

@@ -2,6 +2,7 @@ package neuralode
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -905,5 +906,103 @@ func TestTaskPoolPanic(t *testing.T) {
 		if h != 1 {
 			t.Fatalf("task %d ran %d times", i, h)
 		}
+	}
+}
+
+var calibrate = flag.Bool("calibrate", false, "run the calibration of the parallel thresholds (TestCalibrate*)")
+
+// TestCalibrateMLPSplit chooses mlpBlockWork, in the style of
+// math/big/calibrate_test.go: run with
+//
+//	go test -run TestCalibrateMLPSplit -calibrate -v
+//
+// on an otherwise idle machine with GOMAXPROCS ≥ 2. For networks D → H → H → D
+// of growing forward work W = B·Σ in·out it times one full VJP serially
+// (threshold above W) and split into two row blocks (threshold W/2), and
+// reports the smallest work at which the split is faster. Half of that is
+// the work one task must carry to pay for its fork–join, which is what
+// mlpBlockWork measures.
+func TestCalibrateMLPSplit(t *testing.T) {
+	if !*calibrate {
+		t.Skip("pass -calibrate to run")
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs GOMAXPROCS ≥ 2")
+	}
+	const D, B = 4, 48
+	best := func(fn func()) time.Duration {
+		fn()
+		b := time.Duration(math.MaxInt64)
+		for rep := 0; rep < 7; rep++ {
+			n := 0
+			start := time.Now()
+			for time.Since(start) < 20*time.Millisecond {
+				fn()
+				n++
+			}
+			b = min(b, time.Since(start)/time.Duration(n))
+		}
+		return b
+	}
+	crossover := 0
+	for _, H := range []int{8, 12, 16, 24, 32, 48, 64, 96, 128} {
+		m := newTestMLP(t, D, []int{H, H}, Tanh, false, 1)
+		rng := rand.New(rand.NewPCG(1, 2))
+		z, a := randSlice(rng, B*D), randSlice(rng, B*D)
+		f, gz, gp := make([]float64, len(z)), make([]float64, len(z)), make([]float64, m.NumParams())
+		work := B * (D*H + H*H + H*D)
+		var serial, split time.Duration
+		withBlockWork(4*work, func() {
+			ev := m.NewEvaluator()
+			serial = best(func() { ev.VJP(0, z, a, f, gz, gp, nil) })
+		})
+		withBlockWork(work/2, func() {
+			ev := m.NewEvaluator()
+			split = best(func() { ev.VJP(0, z, a, f, gz, gp, nil) })
+		})
+		t.Logf("H=%4d work=%8d  serial %9v  split %9v  speed-up %.2f", H, work, serial, split, float64(serial)/float64(split))
+		if split >= serial {
+			crossover = 0 // the split must pay at every larger size too
+		} else if crossover == 0 {
+			crossover = work
+		}
+	}
+	t.Logf("split pays from forward work ≈ %d: mlpBlockWork ≈ %d (now %d)", crossover, crossover/2, mlpBlockWork)
+}
+
+// TestCalibrateQuadrature chooses quadSerialWork the same way: a GQ
+// gradient on a small autonomous network, with the quadrature chunks run
+// serially or fanned out, for growing widths.
+func TestCalibrateQuadrature(t *testing.T) {
+	if !*calibrate {
+		t.Skip("pass -calibrate to run")
+	}
+	for _, H := range []int{4, 8, 16, 32, 64} {
+		m, z0, ts, targets := gradBenchProblem(t, 2, H, 8)
+		loss := MSELoss(targets)
+		g, err := NewGradientSolver(m, GradOptions{Method: GQAdjoint, Forward: Options{RTol: 1e-6, ATol: 1e-6}, GQ: GQOptions{C: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := g.Gradient(z0, ts, loss)
+		work := r.Stats.QuadratureNodes * len(z0) * m.NumParams()
+		timeIt := func(thr int) time.Duration {
+			old := quadSerialWork
+			quadSerialWork = thr
+			defer func() { quadSerialWork = old }()
+			b := time.Duration(math.MaxInt64)
+			for rep := 0; rep < 5; rep++ {
+				start := time.Now()
+				n := 0
+				for time.Since(start) < 20*time.Millisecond {
+					g.Gradient(z0, ts, loss)
+					n++
+				}
+				b = min(b, time.Since(start)/time.Duration(n))
+			}
+			return b
+		}
+		serial, fan := timeIt(math.MaxInt), timeIt(0)
+		t.Logf("H=%3d nodes·n·P=%9d  serial %9v  fan-out %9v  speed-up %.2f", H, work, serial, fan, float64(serial)/float64(fan))
 	}
 }
