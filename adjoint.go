@@ -5,7 +5,6 @@ import (
 	"math"
 	"runtime"
 	"sort"
-	"sync"
 	"time"
 )
 
@@ -219,6 +218,7 @@ type GradientSolver struct {
 	hookStages, hookDense        func(*StepInfo)
 	fChunk                       func(int)
 	quadChunksNow                int
+	pool                         *taskPool // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
 }
 
 // stepTape stores accepted forward steps: for each, its start time, size,
@@ -309,6 +309,10 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	g.fRHS, g.fAdjoint, g.fGQ, g.fInterp = g.rhs, g.adjointRHS, g.gqRHS, g.interpRHS
 	g.hookStages, g.hookDense = g.recordStages, g.recordDense
 	g.fChunk = g.quadChunk
+	// The quadrature pool's helpers reference only the pool; stop them once
+	// the solver is unreachable.
+	g.pool = new(taskPool)
+	runtime.SetFinalizer(g, func(g *GradientSolver) { g.pool.close() })
 	return g, nil
 }
 
@@ -1065,9 +1069,10 @@ func (g *GradientSolver) gqRHS(t float64, y, dy []float64) {
 const quadChunks = 4
 
 // quadSerialWork is the amount of work (nodes · batch · parameters) below
-// which the chunks run on the calling goroutine: starting goroutines costs
-// microseconds, a node's product on a small network less.
-const quadSerialWork = 1 << 16
+// which the chunks run on the calling goroutine: waking a helper costs
+// microseconds, a node's product on a small network less. Chosen by
+// BenchmarkCalibrateQuadrature.
+var quadSerialWork = 1 << 16
 
 // quadrature evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.
 // The nodes are split into quadChunks contiguous chunks; each chunk sums into
@@ -1095,11 +1100,22 @@ func (g *GradientSolver) quadrature() error {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, chunks)
+	// When the field splits each chunk's product over the cores itself,
+	// fanning the chunks out as well would only oversubscribe them.
+	if sp, ok := g.chunkEvals[0].(interface{ splits(rows int) bool }); ok {
+		rows := g.n / g.dim
+		if !isTimeDependent(g.field) {
+			rows *= (nodes + chunks - 1) / chunks
+		}
+		if sp.splits(rows) {
+			workers = 1
+		}
+	}
 	if workers <= 1 || nodes*g.n*g.p < quadSerialWork {
 		for c := 0; c < chunks; c++ {
 			g.quadChunk(c)
 		}
-	} else if err := fanOut(workers, chunks, g.fChunk); err != nil {
+	} else if err := fanOut(g.pool, workers, chunks, g.fChunk); err != nil {
 		return err
 	}
 	gp := g.res.Params
@@ -1125,31 +1141,17 @@ func (g *GradientSolver) quadChunk(c int) {
 	}
 }
 
-// fanOut runs task(c) for c in [0, tasks) on the given number of goroutines,
-// worker w taking tasks w, w+workers, … A panic in a task is recovered and
-// returned as an error wrapping ErrPanic, never left to crash the process.
-func fanOut(workers, tasks int, task func(int)) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var first error
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			defer func() {
-				if p := recover(); p != nil {
-					mu.Lock()
-					if first == nil {
-						first = &SolveError{Reason: fmt.Sprintf("panic in a quadrature worker: %v", p), Err: ErrPanic}
-					}
-					mu.Unlock()
-				}
-			}()
-			for c := w; c < tasks; c += workers {
-				task(c)
-			}
-		}(w)
-	}
-	wg.Wait()
-	return first
+// fanOut runs task(c) for c in [0, tasks) on at most the given number of
+// goroutines (the caller's and the pool's helpers), each task once. A panic
+// in a task is recovered and returned as an error wrapping ErrPanic, never
+// left to crash the process.
+func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &SolveError{Reason: fmt.Sprintf("panic in a quadrature worker: %v", p), Err: ErrPanic}
+		}
+	}()
+	pool.limit = workers
+	pool.run(tasks, task)
+	return nil
 }

@@ -563,3 +563,127 @@ func TestAdjointParity(t *testing.T) {
 		}
 	}
 }
+
+// gradBenchSizes are the problems PyTorch was timed on (issue 8): a tanh MLP
+// D → H → H → D on a batch of B states.
+var gradBenchSizes = []struct{ D, H, B int }{{2, 32, 64}, {2, 128, 256}, {16, 256, 128}, {64, 512, 64}}
+
+// gradBenchProblem builds the benchmark problem: PyTorch-default
+// initialisation from a fixed seed, z0 ~ N(0, 1), targets ~ N(0, 1),
+// t ∈ [0, 1] with one observation at t = 1.
+func gradBenchProblem(tb testing.TB, D, H, B int) (*MLP, []float64, []float64, []float64) {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(2023, uint64(D*1000000+H*1000+B)))
+	m, err := NewMLP(MLPConfig{Dim: D, Hidden: []int{H, H}, Activation: Tanh}, rng)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	z0 := make([]float64, B*D)
+	for i := range z0 {
+		z0[i] = rng.NormFloat64()
+	}
+	targets := make([]float64, B*D)
+	for i := range targets {
+		targets[i] = rng.NormFloat64()
+	}
+	return m, z0, []float64{0, 1}, targets
+}
+
+// gradFlops estimates the floating-point work of one gradient from its
+// statistics, counting only the matrix products (2·B·in·out each): an
+// evaluation costs F (one forward pass); a VJP with gz and gp (Direct, the
+// adjoints) 3F; a VJP with gz only (GQ backward) 2F; a quadrature node's
+// parameter product 2F.
+func gradFlops(m *MLP, B int, method GradMethod, st GradStats) float64 {
+	F := mlpFlops(m, B)
+	fl := float64(st.Forward.NFE) * F
+	switch method {
+	case Direct, Adjoint, SeminormAdjoint:
+		fl += float64(st.VJPs) * 3 * F
+	default:
+		fl += float64(st.Backward.NFE)*2*F + float64(st.QuadratureNodes)*2*F
+	}
+	return fl
+}
+
+// BenchmarkGradient times one full gradient (forward + backward) of every
+// method on the problems of the PyTorch comparison table (issue 8):
+// Dormand–Prince at rtol = atol = 1e-6, MSE loss at t = 1.
+func BenchmarkGradient(b *testing.B) {
+	for _, method := range allGradMethods {
+		for _, s := range gradBenchSizes {
+			b.Run(fmt.Sprintf("method=%v/size=%dx%dx%d", method, s.D, s.H, s.B), func(b *testing.B) {
+				m, z0, ts, targets := gradBenchProblem(b, s.D, s.H, s.B)
+				g, err := NewGradientSolver(m, GradOptions{Method: method, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				loss := MSELoss(targets)
+				r, err := g.Gradient(z0, ts, loss)
+				if err != nil {
+					b.Fatal(err)
+				}
+				st := r.Stats
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := g.Gradient(z0, ts, loss); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				nb := st.Backward.NFE + st.QuadratureNodes
+				if method == Direct {
+					nb = st.VJPs
+				}
+				b.ReportMetric(float64(st.Forward.NFE+nb), "nfe/op")
+				b.ReportMetric(float64(st.Forward.NFE), "nfe_fwd/op")
+				b.ReportMetric(float64(nb), "nfe_bwd/op")
+				reportGFLOPS(b, gradFlops(m, s.B, method, st))
+			})
+		}
+	}
+}
+
+// TestGradientDeterministicAcrossGOMAXPROCSLarge: on an MLP large enough
+// that every product is split over the cores (and the quadrature chunks are
+// too), dL/dθ is bit-identical for GOMAXPROCS 1, 2 and 8.
+func TestGradientDeterministicAcrossGOMAXPROCSLarge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, timeIn := range []bool{false, true} {
+		rng := rand.New(rand.NewPCG(31, 32))
+		m, err := NewMLP(MLPConfig{Dim: 8, Hidden: []int{96, 96}, Activation: Tanh, TimeInput: timeIn}, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		B := 48
+		if !m.NewEvaluator().(*mlpEvaluator).splits(B) {
+			t.Fatal("problem below the split threshold")
+		}
+		z0, targets := make([]float64, B*8), make([]float64, 2*B*8)
+		for i := range z0 {
+			z0[i] = rng.NormFloat64()
+		}
+		for i := range targets {
+			targets[i] = rng.NormFloat64()
+		}
+		ts := []float64{0, 0.5, 1}
+		for _, meth := range allGradMethods {
+			var first *GradResult
+			for _, procs := range []int{1, 2, 8} {
+				runtime.GOMAXPROCS(procs)
+				r := gradFor(t, m, z0, ts, targets, GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}, GQ: GQOptions{C: 1}, TimeGradients: true})
+				if first == nil {
+					first = r
+					continue
+				}
+				if !sameBits(r.Params, first.Params) || !sameBits(r.Z0, first.Z0) || !sameBits(r.Times, first.Times) {
+					t.Fatalf("time %v, %v: GOMAXPROCS=%d changes the gradient", timeIn, meth, procs)
+				}
+			}
+		}
+	}
+}

@@ -561,16 +561,24 @@ func matMulABt(c, a, b []float64, m, n, k int) {
 // Row r of c gains Σ_i a[i, r]·b[i, :]: with a = δ (batch × out) and b = H
 // (batch × in) this accumulates the weight gradient dW += δᵀH of a layer.
 func matMulAtBAdd(c, a, b []float64, m, n, k int) {
-	if m == 0 || n == 0 || k == 0 {
+	matMulAtBAddRows(c, a, b, m, n, k, 0, n)
+}
+
+// matMulAtBAddRows is matMulAtBAdd restricted to rows r0…r1−1 of c (the
+// other rows are neither read nor written), so that the weight gradient can
+// be split over output rows: each element is still the same sum over i in
+// the same order, whichever range it falls in.
+func matMulAtBAddRows(c, a, b []float64, m, n, k, r0, r1 int) {
+	if m == 0 || n == 0 || k == 0 || r0 >= r1 {
 		return
 	}
 	c = c[:n*k]
 	a = a[:m*n]
 	b = b[:m*k]
-	r := 0
+	r := r0
 	// 2 rows of c updated from 4 rows of b per sweep: 8 coefficients held in
 	// registers, 4 loads of b and 2 load–stores of c per 8 multiply–adds.
-	for ; r+2 <= n; r += 2 {
+	for ; r+2 <= r1; r += 2 {
 		c0 := c[r*k : r*k+k]
 		c1 := c[(r+1)*k : (r+1)*k+k]
 		i := 0
@@ -601,7 +609,7 @@ func matMulAtBAdd(c, a, b []float64, m, n, k int) {
 			}
 		}
 	}
-	if r < n {
+	if r < r1 {
 		c0 := c[r*k : r*k+k]
 		i := 0
 		for ; i+4 <= m; i += 4 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 )
 
@@ -212,22 +213,68 @@ func (m *MLP) BindParams(p []float64) error {
 
 // NewEvaluator returns an evaluator with its own scratch space. Its scratch
 // grows to the largest batch seen; after that it allocates nothing.
-func (m *MLP) NewEvaluator() Evaluator { return &mlpEvaluator{m: m} }
+//
+// Large batches are split into row blocks processed by a pool of helper
+// goroutines owned by the evaluator (started on first need, stopped when the
+// evaluator is garbage collected). The partition depends on the problem
+// size only, never on GOMAXPROCS, so results are bit-identical for any
+// number of threads.
+func (m *MLP) NewEvaluator() Evaluator {
+	st := &mlpState{m: m}
+	st.fRows, st.fParams = st.rowTask, st.paramTask
+	e := &mlpEvaluator{st}
+	// The helpers reference only the state, so the handle can become
+	// unreachable; its finalizer then stops them.
+	runtime.SetFinalizer(e, func(e *mlpEvaluator) { e.pool.close() })
+	return e
+}
 
-// mlpEvaluator holds the per-goroutine scratch of an MLP evaluation.
-type mlpEvaluator struct {
-	m    *MLP
-	maxB int
-	in   []float64   // B×(D+1) input with the time column (TimeInput only)
-	h    [][]float64 // h[l], l = 1…L: hidden activations, B×n_l
-	d    [][]float64 // d[l]: act′ at layer l's pre-activation, B×n_l
-	dx   []float64   // cotangent ping-pong buffers, B×max n_l
-	dy   []float64
-	dh0  []float64 // B×(D+1) input cotangent (TimeInput only)
+// mlpEvaluator is the handle returned by NewEvaluator. It exists so that a
+// finalizer can stop the helper goroutines, which keep only the state alive.
+type mlpEvaluator struct{ *mlpState }
+
+// Work partition of a batched evaluation (see rowBlocks, paramChunks). The
+// unit of work is one multiply–add of a matrix product.
+var (
+	// mlpBlockWork is the least work worth one task: below it the fork–join
+	// (waking a helper and waiting for it, a few microseconds) costs more
+	// than it saves. Chosen by BenchmarkCalibrateMLPSplit.
+	mlpBlockWork = 1 << 16
+	// mlpMaxBlocks bounds the tasks of one phase. Blocks beyond the number
+	// of cores only cost overhead, but the partition must not depend on the
+	// core count, so this is a fixed number that serves up to 8 cores.
+	mlpMaxBlocks = 8
+)
+
+// mlpMinBlockRows is the least number of batch rows per block, so that the
+// 3-row register blocking of matMulABt keeps working.
+const mlpMinBlockRows = 6
+
+// mlpState holds the per-evaluator scratch of an MLP evaluation and the
+// arguments of the call in progress (read by the tasks).
+type mlpState struct {
+	m     *MLP
+	maxB  int
+	in    []float64   // B×(D+1) input with the time column (TimeInput only)
+	h     [][]float64 // h[l], l = 1…L: hidden activations, B×n_l
+	d     [][]float64 // d[l]: act′ at layer l's pre-activation, B×n_l
+	delta [][]float64 // delta[l], l = 0…L−1: cotangent of layer l's output, B×n_{l+1}
+	dh0   []float64   // B×(D+1) input cotangent (TimeInput only)
+	gtBlk []float64   // per row block partial sums of aᵀ∂f/∂t
+	chunk []int       // chunk[l]: first parameter task of layer l; chunk[L+1] = total
+
+	pool            taskPool
+	fRows, fParams  func(int)
+	blocks          int
+	t               float64
+	z, a, f, gz, gp []float64
+	B               int
+	deriv, back     bool
+	wantGt          bool
 }
 
 // ensure grows the scratch to batch size B.
-func (e *mlpEvaluator) ensure(B int) {
+func (e *mlpState) ensure(B int) {
 	if B <= e.maxB {
 		return
 	}
@@ -235,25 +282,64 @@ func (e *mlpEvaluator) ensure(B int) {
 	L := len(m.sizes) - 2
 	e.h = make([][]float64, L+1)
 	e.d = make([][]float64, L+1)
-	w := 0
+	e.delta = make([][]float64, L+1)
 	for l := 1; l <= L; l++ {
 		e.h[l] = make([]float64, B*m.sizes[l])
 		e.d[l] = make([]float64, B*m.sizes[l])
-		w = max(w, m.sizes[l])
 	}
-	e.dx = make([]float64, B*w)
-	e.dy = make([]float64, B*w)
+	for l := 0; l < L; l++ {
+		e.delta[l] = make([]float64, B*m.sizes[l+1])
+	}
 	if m.cfg.TimeInput {
 		e.in = make([]float64, B*m.sizes[0])
 		e.dh0 = make([]float64, B*m.sizes[0])
 	}
+	e.gtBlk = make([]float64, mlpMaxBlocks)
+	e.chunk = make([]int, L+2)
 	e.maxB = B
 }
+
+// rowBlocks returns the number of row blocks a batch of B rows is split
+// into: one per mlpBlockWork of forward work, at most mlpMaxBlocks, with at
+// least mlpMinBlockRows rows each. It depends on the sizes only.
+func (e *mlpState) rowBlocks(B int) int {
+	w := 0
+	for l := 0; l+1 < len(e.m.sizes); l++ {
+		w += e.m.sizes[l] * e.m.sizes[l+1]
+	}
+	nb := B * w / mlpBlockWork
+	nb = min(nb, mlpMaxBlocks, B/mlpMinBlockRows)
+	return max(nb, 1)
+}
+
+// paramChunks splits the weight-gradient products dW_l += δ_lᵀ h_l into
+// tasks by output rows of W_l (each gradient element is then computed by
+// one task, with the batch summed in its fixed order: no partial buffers,
+// no reduction) and records the first task of each layer in e.chunk. It
+// returns the number of tasks.
+func (e *mlpState) paramChunks(B int) int {
+	m := e.m
+	nt := 0
+	for l := 0; l+1 < len(m.sizes); l++ {
+		in, out := m.sizes[l], m.sizes[l+1]
+		c := B * in * out / mlpBlockWork
+		c = min(c, mlpMaxBlocks, out/2)
+		e.chunk[l] = nt
+		nt += max(c, 1)
+	}
+	e.chunk[len(m.sizes)-1] = nt
+	return nt
+}
+
+// splits reports whether a batch of B rows is split over several tasks;
+// the quadrature fan-out runs its chunks serially then, so that the two
+// levels of parallelism do not oversubscribe the cores.
+func (e *mlpEvaluator) splits(B int) bool { return e.rowBlocks(B) > 1 }
 
 // batch returns the batch size of a state of length n, panicking with an
 // *InputError (the interface has no error result; solvers check lengths
 // before calling) when n is not a multiple of D.
-func (e *mlpEvaluator) batch(n int) int {
+func (e *mlpState) batch(n int) int {
 	D := e.m.cfg.Dim
 	if n%D != 0 {
 		panic(invalidf("z", "length %d is not a multiple of the state dimension %d", n, D))
@@ -269,58 +355,247 @@ func checkLen(field string, x []float64, n int) {
 
 // Eval writes f(t, z) into dz. It panics with an *InputError if len(z) is
 // not a multiple of D or len(dz) ≠ len(z).
-func (e *mlpEvaluator) Eval(t float64, z, dz []float64) {
+func (e *mlpState) Eval(t float64, z, dz []float64) {
 	B := e.batch(len(z))
 	if len(dz) != len(z) {
 		panic(invalidf("dz", "length %d, want %d", len(dz), len(z)))
 	}
 	e.ensure(B)
-	e.forward(t, z, dz, B, false)
+	e.begin(t, z, nil, dz, nil, nil, B, false, false, false)
+	e.runRows()
+	e.end()
 }
 
-// input returns h_0 for the batch: z itself, or z with t appended to each
-// row when the network takes time as input.
-func (e *mlpEvaluator) input(t float64, z []float64, B int) []float64 {
-	if !e.m.cfg.TimeInput {
-		return z[:B*e.m.cfg.Dim]
+// begin records the arguments of a call for the tasks.
+func (e *mlpState) begin(t float64, z, a, f, gz, gp []float64, B int, deriv, back, wantGt bool) {
+	e.t, e.z, e.a, e.f, e.gz, e.gp = t, z, a, f, gz, gp
+	e.B, e.deriv, e.back, e.wantGt = B, deriv, back, wantGt
+}
+
+// end drops the references to the caller's slices.
+func (e *mlpState) end() {
+	e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, nil
+}
+
+// runRows runs the row-block tasks of the current call.
+func (e *mlpState) runRows() {
+	e.blocks = e.rowBlocks(e.B)
+	if e.blocks == 1 {
+		e.rowTask(0)
+		return
 	}
+	e.pool.run(e.blocks, e.fRows)
+}
+
+// rowTask processes row block i of the current call: the forward pass and,
+// for a VJP, the reverse sweep of the cotangents δ_l, whose rows depend on
+// the same rows only.
+func (e *mlpState) rowTask(i int) {
+	lo, hi := i*e.B/e.blocks, (i+1)*e.B/e.blocks
+	e.forwardRows(lo, hi)
+	if e.back {
+		e.backwardRows(i, lo, hi)
+	}
+}
+
+// input returns rows lo…hi−1 of h_0: z itself, or z with t appended to
+// each row when the network takes time as input (written to e.in).
+func (e *mlpState) input(lo, hi int) []float64 {
 	D := e.m.cfg.Dim
+	if !e.m.cfg.TimeInput {
+		return e.z[lo*D : hi*D]
+	}
 	n0 := D + 1
-	in := e.in[:B*n0]
-	for b := 0; b < B; b++ {
+	in := e.in[lo*n0 : hi*n0]
+	z := e.z[lo*D : hi*D]
+	for b := 0; b < hi-lo; b++ {
 		row := in[b*n0 : b*n0+n0]
 		copy(row[:D], z[b*D:b*D+D])
-		row[D] = t
+		row[D] = e.t
 	}
 	return in
 }
 
-// forward runs the network on a batch of B states. The output layer is
-// written to out unless out is nil (the reverse pass does not need it). With
-// deriv, act′ of every hidden layer is kept for the reverse pass.
-func (e *mlpEvaluator) forward(t float64, z, out []float64, B int, deriv bool) {
+// forwardRows runs the network on rows lo…hi−1. The output layer is written
+// to e.f unless it is nil (the reverse pass does not need it). With e.deriv,
+// act′ of every hidden layer is kept for the reverse pass.
+func (e *mlpState) forwardRows(lo, hi int) {
 	m := e.m
 	L := len(m.sizes) - 2
-	x := e.input(t, z, B)
+	x := e.input(lo, hi)
+	nb := hi - lo
 	for l := 0; l <= L; l++ {
 		W, bias, nout, nin := m.Layer(l)
 		if l == L {
-			if out == nil {
+			if e.f == nil {
 				return
 			}
-			y := out[:B*nout]
-			matMulABt(y, x, W, B, nout, nin)
-			addBias(y, bias, B)
+			y := e.f[lo*nout : hi*nout]
+			matMulABt(y, x, W, nb, nout, nin)
+			addBias(y, bias, nb)
 			return
 		}
-		y := e.h[l+1][:B*nout]
-		matMulABt(y, x, W, B, nout, nin)
+		y := e.h[l+1][lo*nout : hi*nout]
+		matMulABt(y, x, W, nb, nout, nin)
 		var d []float64
-		if deriv {
-			d = e.d[l+1][:B*nout]
+		if e.deriv {
+			d = e.d[l+1][lo*nout : hi*nout]
 		}
-		biasActivate(m.cfg.Activation, y, d, bias, B)
+		biasActivate(m.cfg.Activation, y, d, bias, nb)
 		x = y
+	}
+}
+
+// backwardRows runs the reverse sweep δ_{l−1} = (δ_l W_l) ⊙ act′ on rows
+// lo…hi−1 (block i), then the input cotangent δ_0 W_0 into gz and, with
+// time input, the block's partial sum of its t column.
+func (e *mlpState) backwardRows(i, lo, hi int) {
+	m := e.m
+	D := m.cfg.Dim
+	L := len(m.sizes) - 2
+	nb := hi - lo
+	delta := e.a[lo*D : hi*D]
+	for l := L; l >= 1; l-- {
+		W, _, nout, nin := m.Layer(l)
+		next := e.delta[l-1][lo*nin : hi*nin]
+		matMulAB(next, delta, W, nb, nout, nin)
+		d := e.d[l][lo*nin : hi*nin]
+		d = d[:len(next)]
+		for j, v := range d {
+			next[j] *= v
+		}
+		delta = next
+	}
+	W, _, nout, nin := m.Layer(0)
+	if !m.cfg.TimeInput {
+		if e.gz != nil {
+			matMulAB(e.gz[lo*D:hi*D], delta, W, nb, nout, nin)
+		}
+		return
+	}
+	var st float64
+	if e.gz != nil {
+		dh := e.dh0[lo*nin : hi*nin]
+		matMulAB(dh, delta, W, nb, nout, nin)
+		gz := e.gz[lo*D : hi*D]
+		for b := 0; b < nb; b++ {
+			copy(gz[b*D:b*D+D], dh[b*nin:b*nin+D])
+			st += dh[b*nin+D]
+		}
+	} else if e.wantGt {
+		// Only the t column of δ_0 W_0 is needed.
+		for b := 0; b < nb; b++ {
+			row := delta[b*nout : b*nout+nout]
+			for o, v := range row {
+				st += v * W[o*nin+D]
+			}
+		}
+	}
+	e.gtBlk[i] = st
+}
+
+// paramTask adds parameter task c's share of aᵀ∂f/∂θ to e.gp: a range of
+// output rows o of one layer, dW_l[o, :] += Σ_b δ_l[b, o]·h_l[b, :] and
+// db_l[o] += Σ_b δ_l[b, o], the batch summed in order.
+func (e *mlpState) paramTask(c int) {
+	m := e.m
+	L := len(m.sizes) - 2
+	l := 0
+	for c >= e.chunk[l+1] {
+		l++
+	}
+	chunks := e.chunk[l+1] - e.chunk[l]
+	k := c - e.chunk[l]
+	_, _, nout, nin := m.Layer(l)
+	r0, r1 := k*nout/chunks, (k+1)*nout/chunks
+	B := e.B
+	var delta, x []float64
+	if l == L {
+		delta = e.a[:B*nout]
+	} else {
+		delta = e.delta[l][:B*nout]
+	}
+	if l > 0 {
+		x = e.h[l][:B*nin]
+	} else if m.cfg.TimeInput {
+		x = e.in[:B*nin]
+	} else {
+		x = e.z[:B*nin]
+	}
+	gW := e.gp[m.wOff[l]:m.bOff[l]]
+	gb := e.gp[m.bOff[l] : m.bOff[l]+nout]
+	matMulAtBAddRows(gW, delta, x, B, nout, nin, r0, r1)
+	gb = gb[r0:r1]
+	for b := 0; b < B; b++ {
+		row := delta[b*nout+r0 : b*nout+r1]
+		row = row[:len(gb)]
+		for j, v := range row {
+			gb[j] += v
+		}
+	}
+}
+
+// VJP implements Evaluator.VJP by one forward pass that keeps the hidden
+// activations and act′, then the reverse (backpropagation) sweep
+//
+//	δ_L = a,  dW_l += δ_lᵀ h_l,  db_l += Σ_b δ_l,  δ_{l−1} = (δ_l W_l) ⊙ act′(u_{l−1}),
+//
+// ending with aᵀ∂f/∂h_0 = δ_0 W_0, whose first D columns are aᵀ∂f/∂z and
+// whose t column (with time input), summed over the batch, is aᵀ∂f/∂t.
+// Work is skipped for outputs that are nil: the output layer's forward
+// product when f is nil, the weight-gradient products when gp is nil, and
+// the first layer's δ_0 W_0 when gz and gt are nil. For an autonomous
+// network gt is set to 0.
+//
+// The work runs in two phases, each split into tasks fixed by the sizes:
+// row blocks of the batch for the forward pass and the cotangents δ_l (rows
+// are independent), then ranges of output rows of each W_l for the weight
+// gradient (each gradient element summed over the batch in order by one
+// task). Neither depends on the number of threads.
+//
+// Outputs must not overlap z or a. It panics with an *InputError on
+// inconsistent lengths (len(z) a multiple of D; a, f, gz of length len(z);
+// gp of length NumParams).
+func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	m := e.m
+	B := e.batch(len(z))
+	checkLen("a", a, len(z))
+	if a == nil && len(z) > 0 {
+		panic(invalidf("a", "nil cotangent"))
+	}
+	checkLen("f", f, len(z))
+	checkLen("gz", gz, len(z))
+	checkLen("gp", gp, m.np)
+	e.ensure(B)
+	if gz == nil && gp == nil && gt == nil {
+		if f != nil {
+			e.begin(t, z, nil, f, nil, nil, B, false, false, false)
+			e.runRows()
+			e.end()
+		}
+		return
+	}
+	e.begin(t, z, a, f, gz, gp, B, true, true, gt != nil)
+	defer e.end()
+	e.runRows()
+	if gt != nil {
+		if m.cfg.TimeInput {
+			var st float64
+			for _, v := range e.gtBlk[:e.blocks] {
+				st += v
+			}
+			*gt = st
+		} else {
+			*gt = 0
+		}
+	}
+	if gp != nil {
+		nt := e.paramChunks(B)
+		if nt == 1 {
+			e.paramTask(0)
+		} else {
+			e.pool.run(nt, e.fParams)
+		}
 	}
 }
 
@@ -351,7 +626,7 @@ func biasActivate(act Activation, y, d, bias []float64, B int) {
 		switch act {
 		case Tanh:
 			for j, v := range bias {
-				row[j] = math.Tanh(row[j] + v)
+				row[j] = tanhFast(row[j] + v)
 			}
 			if drow != nil {
 				drow = drow[:len(row)]
@@ -429,111 +704,6 @@ func sigmoid(u float64) float64 {
 	}
 	e := math.Exp(u)
 	return e / (1 + e)
-}
-
-// VJP implements Evaluator.VJP by one forward pass that keeps the hidden
-// activations and act′, then the reverse (backpropagation) sweep
-//
-//	δ_L = a,  dW_l += δ_lᵀ h_l,  db_l += Σ_b δ_l,  δ_{l−1} = (δ_l W_l) ⊙ act′(u_{l−1}),
-//
-// ending with aᵀ∂f/∂h_0 = δ_0 W_0, whose first D columns are aᵀ∂f/∂z and
-// whose t column (with time input), summed over the batch, is aᵀ∂f/∂t.
-// Work is skipped for outputs that are nil: the output layer's forward
-// product when f is nil, the weight-gradient products when gp is nil, and
-// the first layer's δ_0 W_0 when gz and gt are nil. For an autonomous
-// network gt is set to 0.
-//
-// Outputs must not overlap z or a. It panics with an *InputError on
-// inconsistent lengths (len(z) a multiple of D; a, f, gz of length len(z);
-// gp of length NumParams).
-func (e *mlpEvaluator) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
-	m := e.m
-	B := e.batch(len(z))
-	checkLen("a", a, len(z))
-	if a == nil && len(z) > 0 {
-		panic(invalidf("a", "nil cotangent"))
-	}
-	checkLen("f", f, len(z))
-	checkLen("gz", gz, len(z))
-	checkLen("gp", gp, m.np)
-	e.ensure(B)
-	if gz == nil && gp == nil && gt == nil {
-		if f != nil {
-			e.forward(t, z, f, B, false)
-		}
-		return
-	}
-	e.forward(t, z, f, B, true)
-
-	D := m.cfg.Dim
-	L := len(m.sizes) - 2
-	delta := a[:B*D]
-	buf, spare := e.dx, e.dy
-	for l := L; l >= 0; l-- {
-		W, _, nout, nin := m.Layer(l)
-		var x []float64 // layer input h_l
-		if l > 0 {
-			x = e.h[l][:B*nin]
-		} else {
-			x = e.input(t, z, B)
-		}
-		if gp != nil {
-			gW := gp[m.wOff[l]:m.bOff[l]]
-			gb := gp[m.bOff[l] : m.bOff[l]+nout]
-			matMulAtBAdd(gW, delta, x, B, nout, nin)
-			for b := 0; b < B; b++ {
-				row := delta[b*nout : b*nout+nout]
-				row = row[:len(gb)]
-				for j, v := range row {
-					gb[j] += v
-				}
-			}
-		}
-		if l > 0 {
-			next := buf[:B*nin]
-			matMulAB(next, delta, W, B, nout, nin)
-			d := e.d[l][:B*nin]
-			d = d[:len(next)]
-			for j, v := range d {
-				next[j] *= v
-			}
-			delta = next
-			buf, spare = spare, buf
-			continue
-		}
-		// Layer 0: the cotangent of the network input.
-		if m.cfg.TimeInput {
-			if gz != nil {
-				dh := e.dh0[:B*nin]
-				matMulAB(dh, delta, W, B, nout, nin)
-				var st float64
-				for b := 0; b < B; b++ {
-					copy(gz[b*D:b*D+D], dh[b*nin:b*nin+D])
-					st += dh[b*nin+D]
-				}
-				if gt != nil {
-					*gt = st
-				}
-			} else if gt != nil {
-				// Only the t column of δ_0 W_0 is needed.
-				var st float64
-				for b := 0; b < B; b++ {
-					row := delta[b*nout : b*nout+nout]
-					for o, v := range row {
-						st += v * W[o*nin+D]
-					}
-				}
-				*gt = st
-			}
-		} else {
-			if gz != nil {
-				matMulAB(gz[:B*D], delta, W, B, nout, nin)
-			}
-			if gt != nil {
-				*gt = 0
-			}
-		}
-	}
 }
 
 // Adam is the Adam optimiser (Kingma & Ba 2015, Algorithm 1) on a flat
@@ -614,4 +784,62 @@ func (o *Adam) Step(params, grad []float64) error {
 		params[i] = p - step*mi/(math.Sqrt(vi)/bc2+o.Eps)
 	}
 	return nil
+}
+
+// Constants of tanhFast.
+const (
+	tanhLog2e = 1.4426950408889634074 // 1/ln 2
+	// ln 2 split so that k·tanhLn2Hi is exact for |k| < 2¹¹ (Cody & Waite).
+	tanhLn2Hi = 6.93147180369123816490e-01
+	tanhLn2Lo = 1.90821492927058770002e-10
+	// tanhRound is 1.5·2⁵²: adding and subtracting it rounds to an integer.
+	tanhRound = 6755399441055744.0
+	// tanhSat: tanh(x) rounds to ±1 in float64 for |x| > 19.06.
+	tanhSat = 22
+)
+
+// tanhFast returns tanh(x) to within a few units in the last place. It is
+// the hidden-layer activation's hot spot: math.Tanh calls math.Exp and
+// branches on |x|, and at small widths the activations cost more than the
+// matrix products. Here one branch-free path serves every finite x:
+//
+//	tanh(x) = sign(x) · −m / (2 + m),  m = expm1(−2|x|) ∈ (−1, 0],
+//
+// which has no cancellation for small |x| because expm1 keeps full relative
+// accuracy there. expm1(y) is evaluated as 2ᵏ·expm1(r) + (2ᵏ − 1) with
+// y = k·ln 2 + r, |r| ≤ ln2/2 (Cody–Waite reduction, so r is accurate), and
+// expm1(r) by its Taylor polynomial to degree 13, whose truncation error
+// (|r|¹⁴/14! ≤ 5·10⁻¹⁸) is below half an ulp of the result. Both 2ᵏ·p and
+// 2ᵏ − 1 are exact, so m carries one rounding of the sum plus the
+// polynomial's; the quotient adds two more.
+func tanhFast(x float64) float64 {
+	a := math.Abs(x)
+	if !(a <= tanhSat) {
+		if a != a {
+			return x // NaN
+		}
+		return math.Copysign(1, x)
+	}
+	y := -2 * a
+	kf := (y*tanhLog2e + tanhRound) - tanhRound
+	r := (y - kf*tanhLn2Hi) - kf*tanhLn2Lo
+	// expm1(r) = r + r²·q(r), q(r) = Σ_{i=0..11} rⁱ/(i+2)!, by Estrin's
+	// scheme: a dependency chain of depth 5 instead of Horner's 11, so the
+	// evaluations of neighbouring elements overlap in the pipeline.
+	r2 := r * r
+	r4 := r2 * r2
+	q01 := 1.0/2 + r*(1.0/6)
+	q23 := 1.0/24 + r*(1.0/120)
+	q45 := 1.0/720 + r*(1.0/5040)
+	q67 := 1.0/40320 + r*(1.0/362880)
+	q89 := 1.0/3628800 + r*(1.0/39916800)
+	qab := 1.0/479001600 + r*(1.0/6227020800)
+	q03 := q01 + r2*q23
+	q47 := q45 + r2*q67
+	q8b := q89 + r2*qab
+	q := (q03 + r4*q47) + (r4*r4)*q8b
+	p := r + r2*q
+	s := math.Float64frombits(uint64(1023+int64(kf)) << 52) // 2ᵏ, k ∈ [−64, 0]
+	m := s*p + (s - 1)
+	return math.Copysign(-m/(2+m), x)
 }

@@ -2,11 +2,14 @@ package neuralode
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 var allActivations = []Activation{Tanh, Softplus, ReLU, Sigmoid, Identity}
@@ -748,4 +751,258 @@ func ExampleAdam() {
 	}
 	fmt.Printf("θ = %.3f after %d steps\n", theta[0], opt.T)
 	// Output: θ = 3.000 after 500 steps
+}
+
+// withBlockWork runs fn with the MLP's split threshold set to w, so that
+// small networks exercise the parallel paths.
+func withBlockWork(w int, fn func()) {
+	old := mlpBlockWork
+	mlpBlockWork = w
+	defer func() { mlpBlockWork = old }()
+	fn()
+}
+
+type vjpOut struct {
+	f, gz, gp []float64
+	gt        float64
+}
+
+func vjpAll(m *MLP, ev Evaluator, z, a []float64) vjpOut {
+	o := vjpOut{f: make([]float64, len(z)), gz: make([]float64, len(z)), gp: make([]float64, m.NumParams())}
+	ev.VJP(0.3, z, a, o.f, o.gz, o.gp, &o.gt)
+	return o
+}
+
+func sameBits(x, y []float64) bool {
+	for i := range x {
+		if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
+			return false
+		}
+	}
+	return len(x) == len(y)
+}
+
+// TestMLPSplitDeterministic: with the work split into row blocks and
+// output-row chunks, every output is bit-identical for GOMAXPROCS 1, 2 and
+// 8, and agrees with the unsplit evaluation (f, gz and gp exactly, gt to
+// rounding: it is summed per block).
+func TestMLPSplitDeterministic(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, timeIn := range []bool{false, true} {
+		m := newTestMLP(t, 5, []int{24, 17}, Tanh, timeIn, 11)
+		rng := rand.New(rand.NewPCG(21, 22))
+		B := 61
+		z, a := randSlice(rng, B*5), randSlice(rng, B*5)
+		runtime.GOMAXPROCS(1)
+		ref := vjpAll(m, m.NewEvaluator(), z, a)
+		withBlockWork(64, func() {
+			ev := m.NewEvaluator()
+			if !ev.(*mlpEvaluator).splits(B) {
+				t.Fatal("threshold too high: no split")
+			}
+			var first vjpOut
+			for i, procs := range []int{1, 2, 8, 2} {
+				runtime.GOMAXPROCS(procs)
+				got := vjpAll(m, ev, z, a)
+				if i == 0 {
+					first = got
+					if !sameBits(got.f, ref.f) || !sameBits(got.gz, ref.gz) || !sameBits(got.gp, ref.gp) {
+						t.Errorf("time %v: split result differs from unsplit", timeIn)
+					}
+					if math.Abs(got.gt-ref.gt) > 1e-13*math.Max(1, math.Abs(ref.gt)) {
+						t.Errorf("time %v: gt %v, unsplit %v", timeIn, got.gt, ref.gt)
+					}
+					continue
+				}
+				if !sameBits(got.f, first.f) || !sameBits(got.gz, first.gz) || !sameBits(got.gp, first.gp) ||
+					math.Float64bits(got.gt) != math.Float64bits(first.gt) {
+					t.Errorf("time %v: GOMAXPROCS=%d changes the result", timeIn, procs)
+				}
+				f := make([]float64, len(z))
+				ev.Eval(0.3, z, f)
+				if !sameBits(f, first.f) {
+					t.Errorf("time %v: Eval at GOMAXPROCS=%d differs from VJP's f", timeIn, procs)
+				}
+			}
+		})
+	}
+}
+
+// TestMLPSplitZeroAllocs: the parallel paths allocate nothing once the
+// helpers run.
+func TestMLPSplitZeroAllocs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	withBlockWork(64, func() {
+		m := newTestMLP(t, 4, []int{32, 32}, Tanh, true, 6)
+		rng := rand.New(rand.NewPCG(15, 16))
+		B := 48
+		z, a := randSlice(rng, B*4), randSlice(rng, B*4)
+		f, gz, gp := make([]float64, len(z)), make([]float64, len(z)), make([]float64, m.NumParams())
+		var gt float64
+		ev := m.NewEvaluator()
+		ev.VJP(0, z, a, f, gz, gp, &gt)
+		for name, fn := range map[string]func(){
+			"Eval":    func() { ev.Eval(0.1, z, f) },
+			"VJP-all": func() { ev.VJP(0.1, z, a, f, gz, gp, &gt) },
+			"VJP-gp":  func() { ev.VJP(0.1, z, a, nil, nil, gp, nil) },
+		} {
+			if n := testing.AllocsPerRun(50, fn); n != 0 {
+				t.Errorf("%s allocates %v per call", name, n)
+			}
+		}
+	})
+}
+
+// TestMLPHelpersStop: an evaluator's helper goroutines end once it is
+// unreachable.
+func TestMLPHelpersStop(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	base := runtime.NumGoroutine()
+	withBlockWork(64, func() {
+		m := newTestMLP(t, 4, []int{32, 32}, Tanh, false, 6)
+		rng := rand.New(rand.NewPCG(15, 16))
+		z := randSlice(rng, 48*4)
+		for i := 0; i < 3; i++ {
+			ev := m.NewEvaluator()
+			vjpAll(m, ev, z, z)
+		}
+	})
+	if runtime.NumGoroutine() <= base {
+		t.Fatal("no helpers were started")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Errorf("%d goroutines left, %d before", n, base)
+	}
+}
+
+// TestTaskPoolPanic: a panic in a task, on any goroutine, reaches the
+// caller after every task has stopped, and the pool stays usable.
+func TestTaskPoolPanic(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	p := new(taskPool)
+	defer p.close()
+	for _, bad := range []int{0, 5, 15} {
+		func() {
+			defer func() {
+				if v := recover(); v != fmt.Sprint("task ", bad) {
+					t.Errorf("recovered %v, want task %d", v, bad)
+				}
+			}()
+			p.run(16, func(i int) {
+				if i == bad {
+					panic(fmt.Sprint("task ", i))
+				}
+			})
+		}()
+	}
+	var hits [64]int
+	p.run(64, func(i int) { hits[i]++ })
+	for i, h := range hits {
+		if h != 1 {
+			t.Fatalf("task %d ran %d times", i, h)
+		}
+	}
+}
+
+var calibrate = flag.Bool("calibrate", false, "run the calibration of the parallel thresholds (TestCalibrate*)")
+
+// TestCalibrateMLPSplit chooses mlpBlockWork, in the style of
+// math/big/calibrate_test.go: run with
+//
+//	go test -run TestCalibrateMLPSplit -calibrate -v
+//
+// on an otherwise idle machine with GOMAXPROCS ≥ 2. For networks D → H → H → D
+// of growing forward work W = B·Σ in·out it times one full VJP serially
+// (threshold above W) and split into two row blocks (threshold W/2), and
+// reports the smallest work at which the split is faster. Half of that is
+// the work one task must carry to pay for its fork–join, which is what
+// mlpBlockWork measures.
+func TestCalibrateMLPSplit(t *testing.T) {
+	if !*calibrate {
+		t.Skip("pass -calibrate to run")
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs GOMAXPROCS ≥ 2")
+	}
+	const D, B = 4, 48
+	best := func(fn func()) time.Duration {
+		fn()
+		b := time.Duration(math.MaxInt64)
+		for rep := 0; rep < 7; rep++ {
+			n := 0
+			start := time.Now()
+			for time.Since(start) < 20*time.Millisecond {
+				fn()
+				n++
+			}
+			b = min(b, time.Since(start)/time.Duration(n))
+		}
+		return b
+	}
+	crossover := 0
+	for _, H := range []int{8, 12, 16, 24, 32, 48, 64, 96, 128} {
+		m := newTestMLP(t, D, []int{H, H}, Tanh, false, 1)
+		rng := rand.New(rand.NewPCG(1, 2))
+		z, a := randSlice(rng, B*D), randSlice(rng, B*D)
+		f, gz, gp := make([]float64, len(z)), make([]float64, len(z)), make([]float64, m.NumParams())
+		work := B * (D*H + H*H + H*D)
+		var serial, split time.Duration
+		withBlockWork(4*work, func() {
+			ev := m.NewEvaluator()
+			serial = best(func() { ev.VJP(0, z, a, f, gz, gp, nil) })
+		})
+		withBlockWork(work/2, func() {
+			ev := m.NewEvaluator()
+			split = best(func() { ev.VJP(0, z, a, f, gz, gp, nil) })
+		})
+		t.Logf("H=%4d work=%8d  serial %9v  split %9v  speed-up %.2f", H, work, serial, split, float64(serial)/float64(split))
+		if split >= serial {
+			crossover = 0 // the split must pay at every larger size too
+		} else if crossover == 0 {
+			crossover = work
+		}
+	}
+	t.Logf("split pays from forward work ≈ %d: mlpBlockWork ≈ %d (now %d)", crossover, crossover/2, mlpBlockWork)
+}
+
+// TestCalibrateQuadrature chooses quadSerialWork the same way: a GQ
+// gradient on a small autonomous network, with the quadrature chunks run
+// serially or fanned out, for growing widths.
+func TestCalibrateQuadrature(t *testing.T) {
+	if !*calibrate {
+		t.Skip("pass -calibrate to run")
+	}
+	for _, H := range []int{4, 8, 16, 32, 64} {
+		m, z0, ts, targets := gradBenchProblem(t, 2, H, 8)
+		loss := MSELoss(targets)
+		g, err := NewGradientSolver(m, GradOptions{Method: GQAdjoint, Forward: Options{RTol: 1e-6, ATol: 1e-6}, GQ: GQOptions{C: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := g.Gradient(z0, ts, loss)
+		work := r.Stats.QuadratureNodes * len(z0) * m.NumParams()
+		timeIt := func(thr int) time.Duration {
+			old := quadSerialWork
+			quadSerialWork = thr
+			defer func() { quadSerialWork = old }()
+			b := time.Duration(math.MaxInt64)
+			for rep := 0; rep < 5; rep++ {
+				start := time.Now()
+				n := 0
+				for time.Since(start) < 20*time.Millisecond {
+					g.Gradient(z0, ts, loss)
+					n++
+				}
+				b = min(b, time.Since(start)/time.Duration(n))
+			}
+			return b
+		}
+		serial, fan := timeIt(math.MaxInt), timeIt(0)
+		t.Logf("H=%3d nodes·n·P=%9d  serial %9v  fan-out %9v  speed-up %.2f", H, work, serial, fan, float64(serial)/float64(fan))
+	}
 }
