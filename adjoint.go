@@ -210,6 +210,7 @@ type GradientSolver struct {
 	chunkGrads   [][]float64
 	chunkEvals   []Evaluator
 	outTimes     []float64
+	extraBuf     []float64 // node times of the current interval
 	normCache    map[int]*GroupedNorm
 	fwdDense     []float64
 
@@ -803,16 +804,25 @@ func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
 }
 
 // configureBackward points the backward solver at the method's norm and
-// quadrature tail, keeping its workspace.
-func (g *GradientSolver) configureBackward(total, tail int) error {
+// quadrature tail, keeping its workspace, and returns the zeroed backward
+// state of length total and the first step of the first interval.
+func (g *GradientSolver) configureBackward(total, tail int) ([]float64, float64, error) {
 	norm, err := g.backwardNorm(total)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	g.bwd.norm, g.bwd.isRMS = norm, false
 	g.bwd.opts.Norm = norm
 	g.bwd.opts.QuadratureTail = tail
-	return nil
+	if len(g.aug) != total {
+		g.aug = make([]float64, total)
+	}
+	clear(g.aug)
+	first := g.opts.Forward.FirstStep
+	if g.opts.Backward != nil {
+		first = g.opts.Backward.FirstStep
+	}
+	return g.aug, first, nil
 }
 
 // solveInterval integrates the backward state y from ts[i] to ts[i−1] in
@@ -849,22 +859,11 @@ func (g *GradientSolver) nextFirstStep() float64 {
 // to the stored forward state and adding ∂L/∂z(t_i) to a at each observation.
 func (g *GradientSolver) backwardAdjoint() error {
 	n, p := g.n, g.p
-	total := 2*n + p + 1
-	if err := g.configureBackward(total, p+1); err != nil {
+	y, first, err := g.configureBackward(2*n+p+1, p+1)
+	if err != nil {
 		return err
 	}
-	if len(g.aug) != total {
-		g.aug = make([]float64, total)
-	}
-	y := g.aug
-	clear(y)
 	r := &g.res
-	first := 0.0
-	if g.opts.Backward != nil {
-		first = g.opts.Backward.FirstStep
-	} else {
-		first = g.opts.Forward.FirstStep
-	}
 	grid := g.grid
 	obs := len(g.obsRow) - 1
 	for j := len(grid) - 1; j >= 1; j-- {
@@ -984,22 +983,14 @@ func (g *GradientSolver) backwardGQ() error {
 		total = n
 		f = g.fInterp
 	}
-	if err := g.configureBackward(total, 0); err != nil {
+	y, first, err := g.configureBackward(total, 0)
+	if err != nil {
 		return err
 	}
-	if len(g.aug) != total {
-		g.aug = make([]float64, total)
-	}
-	y := g.aug
-	clear(y)
 	r := &g.res
 	g.nodeT, g.nodeW = g.nodeT[:0], g.nodeW[:0]
 	g.nodeZ, g.nodeA = g.nodeZ[:0], g.nodeA[:0]
-	first := g.opts.Forward.FirstStep
-	if g.opts.Backward != nil {
-		first = g.opts.Backward.FirstStep
-	}
-	var extra []float64
+	extra := g.extraBuf
 	ts := g.grid
 	for i := len(ts) - 1; i >= 1; i-- {
 		g.selectPiece(ts[i-1], ts[i])
@@ -1023,6 +1014,7 @@ func (g *GradientSolver) backwardGQ() error {
 			g.nodeT = append(g.nodeT, tau)
 			g.nodeW = append(g.nodeW, half*rule.Weights[j])
 		}
+		g.extraBuf = extra
 		if err := g.solveInterval(f, y, ts[i], ts[i-1], extra, first); err != nil {
 			return err
 		}
