@@ -137,6 +137,7 @@ func TestConvergenceOrder(t *testing.T) {
 					hs = append(hs, h)
 				}
 				want := float64(m.tb.Order)
+				t.Logf("slopes: end point %.3f, dense output %.3f", slope(hs, errs), slope(hs, denseErrs))
 				if got := slope(hs, errs); math.Abs(got-want) > 0.3 {
 					t.Errorf("end-point error slope %.3f, want %v±0.3 (errors %v)", got, want, errs)
 				}
