@@ -692,6 +692,11 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 				copy(dst, s.y1)
 			} else {
 				s.denseAt((ts[next]-t)/h, h, dst)
+				// A finite step can still have an infinite derivative at its
+				// end (fixed-step methods have no error estimate to see it).
+				if ok, _ := allFinite(dst); !ok {
+					return st, &SolveError{T: ts[next], Step: h, Reason: "non-finite dense output", Err: ErrNonFinite}
+				}
 			}
 			next++
 		}
