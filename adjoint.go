@@ -378,6 +378,13 @@ func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, err
 	if g.opts.TimeGradients {
 		g.timeGradients(ts)
 	}
+	// A last guard: the parameter products of the quadrature, or channels a
+	// seminorm ignores, can overflow without any step seeing it.
+	for _, v := range [][]float64{r.Params, r.Z0, r.Times} {
+		if ok, i := allFinite(v); !ok {
+			return nil, &SolveError{T: ts[0], Phase: "backward", Reason: fmt.Sprintf("non-finite gradient component %d (%v)", i, v[i]), Err: ErrNonFinite}
+		}
+	}
 	r.Stats.BackwardTime = time.Since(start)
 	return r, nil
 }

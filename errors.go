@@ -62,6 +62,9 @@ func (e *SolveError) Error() string {
 	if e.Phase != "" {
 		p = e.Phase + " "
 	}
+	if e.Step == 0 {
+		return fmt.Sprintf("neuralode: %ssolve failed at t=%g: %s", p, e.T, e.Reason)
+	}
 	return fmt.Sprintf("neuralode: %ssolve failed at t=%g (step %g): %s", p, e.T, e.Step, e.Reason)
 }
 

@@ -692,11 +692,13 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 				copy(dst, s.y1)
 			} else {
 				s.denseAt((ts[next]-t)/h, h, dst)
-				// A finite step can still have an infinite derivative at its
-				// end (fixed-step methods have no error estimate to see it).
-				if ok, _ := allFinite(dst); !ok {
-					return st, &SolveError{T: ts[next], Step: h, Reason: "non-finite dense output", Err: ErrNonFinite}
-				}
+			}
+			// Every output is checked: a finite step can still have an
+			// infinite derivative at its end (fixed-step methods have no
+			// error estimate to see it), and a seminorm does not look at
+			// its zero-weight channels at all.
+			if ok, i := allFinite(dst); !ok {
+				return st, &SolveError{T: ts[next], Step: h, Reason: fmt.Sprintf("non-finite output (component %d)", i), Err: ErrNonFinite}
 			}
 			next++
 		}
