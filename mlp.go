@@ -690,16 +690,7 @@ func biasActivate(act Activation, y, d, bias []float64, B int) {
 				}
 			}
 		case Softplus:
-			if drow != nil {
-				drow = drow[:len(row)]
-				for j, u := range row {
-					row[j], drow[j] = softplus(u + bias[j])
-				}
-			} else {
-				for j, v := range bias {
-					row[j], _ = softplus(row[j] + v)
-				}
-			}
+			softplusRow(row, drow, bias)
 		case ReLU:
 			for j, v := range bias {
 				u := row[j] + v
@@ -720,7 +711,7 @@ func biasActivate(act Activation, y, d, bias []float64, B int) {
 			}
 		case Sigmoid:
 			for j, v := range bias {
-				row[j] = sigmoid(row[j] + v)
+				row[j] = sigmoidFast(row[j] + v)
 			}
 			if drow != nil {
 				drow = drow[:len(row)]
@@ -739,26 +730,6 @@ func biasActivate(act Activation, y, d, bias []float64, B int) {
 			}
 		}
 	}
-}
-
-// softplus returns log(1+eᵘ), evaluated as max(u, 0) + log1p(e^−|u|), and
-// its derivative σ(u), both without overflow for either sign of u.
-func softplus(u float64) (sp, sig float64) {
-	e := math.Exp(-math.Abs(u))
-	sp = math.Max(u, 0) + math.Log1p(e)
-	if u < 0 {
-		return sp, e / (1 + e)
-	}
-	return sp, 1 / (1 + e)
-}
-
-// sigmoid is 1/(1+e^−u), computed without overflow for either sign of u.
-func sigmoid(u float64) float64 {
-	if u >= 0 {
-		return 1 / (1 + math.Exp(-u))
-	}
-	e := math.Exp(u)
-	return e / (1 + e)
 }
 
 // Adam is the Adam optimiser (Kingma & Ba 2015, Algorithm 1) on a flat
@@ -897,4 +868,150 @@ func tanhFast(x float64) float64 {
 	s := math.Float64frombits(uint64(1023+int64(kf)) << 52) // 2ᵏ, k ∈ [−64, 0]
 	m := s*p + (s - 1)
 	return math.Copysign(-m/(2+m), x)
+}
+
+// Coefficients of expNegAbs and softplusFromE: near-minimax polynomials
+// (Chebyshev economisation, mpmath.chebyfit at 50 digits, computed for
+// this code), each with 10 terms evaluated by Estrin's scheme.
+const (
+	// exp(r) = 1 + r + r²·P(r) on |r| ≤ ln2/2. The fit's absolute error in
+	// P is 1.05·10⁻¹⁶, at most 1.3·10⁻¹⁷ (0.12 ulp of exp(r) ≥ 0.7) after
+	// the factor r² ≤ 0.121.
+	spP0 = 0.5000000000000001
+	spP1 = 0.16666666666666669
+	spP2 = 0.04166666666662413
+	spP3 = 0.008333333333330062
+	spP4 = 0.0013888888917213717
+	spP5 = 0.00019841269863053618
+	spP6 = 2.4801521295954376e-05
+	spP7 = 2.7557268459997064e-06
+	spP8 = 2.7620088445409746e-07
+	spP9 = 2.510038549551032e-08
+	// atanh(s)/s = 1 + x·Q(x) for x = s² ∈ [0, 1/9]. The fit's absolute
+	// error in Q is 4.5·10⁻¹⁷, a relative error of at most 5·10⁻¹⁸ in
+	// log1p.
+	spQ0 = 0.3333333333333333
+	spQ1 = 0.20000000000007292
+	spQ2 = 0.1428571428355438
+	spQ3 = 0.11111111358713932
+	spQ4 = 0.09090894718066429
+	spQ5 = 0.07692785032479312
+	spQ6 = 0.06657072104827468
+	spQ7 = 0.06000536404795356
+	spQ8 = 0.04400369243072337
+	spQ9 = 0.08082022805971766
+	// spMaxArg clamps |u|: e^−750 underflows to 0 (it is below 2^−1075),
+	// and the clamp keeps ±Inf out of the range reduction.
+	spMaxArg = 750
+)
+
+// expNegAbs returns e^−|u| ∈ [0, 1] without branches: −|u| = k·ln2 + r,
+// |r| ≤ ln2/2 (Cody–Waite reduction with tanhFast's constants, so r is
+// accurate), exp(r) by the polynomial P above, and 2ᵏ applied as two
+// factors 2^⌊k/2⌋·2^(k−⌊k/2⌋), each a normal number, so that the result
+// is rounded once even when it is subnormal (|u| > 708). NaN gives NaN.
+// Measured error (TestSoftplusFastAccuracy): ≤ 2 ulp from math.Exp.
+func expNegAbs(u float64) float64 {
+	a := min(math.Abs(u), spMaxArg)
+	y := -a
+	kf := (y*tanhLog2e + tanhRound) - tanhRound
+	r := (y - kf*tanhLn2Hi) - kf*tanhLn2Lo
+	r2 := r * r
+	r4 := r2 * r2
+	p01 := spP0 + r*spP1
+	p23 := spP2 + r*spP3
+	p45 := spP4 + r*spP5
+	p67 := spP6 + r*spP7
+	p89 := spP8 + r*spP9
+	p03 := p01 + r2*p23
+	p47 := p45 + r2*p67
+	p := 1 + (r + r2*((p03+r4*p47)+(r4*r4)*p89))
+	k := int64(kf) // k ∈ [−1082, 0]
+	k1 := k >> 1
+	s1 := math.Float64frombits(uint64(1023+k1) << 52)
+	s2 := math.Float64frombits(uint64(1023+k-k1) << 52)
+	return (p * s1) * s2
+}
+
+// softplusFromE returns softplus(u) = max(u, 0) + log1p(e) and its
+// derivative σ(u) = (u < 0 ? e : 1)/(1 + e), given e = e^−|u| (from
+// expNegAbs): the same formulas as the math-library version
+// max(u,0) + math.Log1p(math.Exp(−|u|)), which never overflows.
+//
+// log1p(e) = 2·atanh(s) with s = e/(2+e) ∈ [0, 1/3] has no cancellation:
+// with t = 2s, computed as (e+e)/(2+e) so that t = e exactly when e is
+// subnormal, and x = s², log1p(e) = t + t·x·Q(x). The sign of u selects
+// max(u, 0) and the numerator of σ by bit masks, not branches, so inputs of
+// mixed signs cost no mispredictions.
+func softplusFromE(u, e float64) (sp, sig float64) {
+	ub := math.Float64bits(u)
+	neg := uint64(int64(ub) >> 63) // all ones when the sign bit is set
+	t := (e + e) / (2 + e)
+	x := 0.25 * (t * t)
+	x2 := x * x
+	x4 := x2 * x2
+	q01 := spQ0 + x*spQ1
+	q23 := spQ2 + x*spQ3
+	q45 := spQ4 + x*spQ5
+	q67 := spQ6 + x*spQ7
+	q89 := spQ8 + x*spQ9
+	q03 := q01 + x2*q23
+	q47 := q45 + x2*q67
+	q := (q03 + x4*q47) + (x4*x4)*q89
+	lp := t + t*(x*q)
+	pos := math.Float64frombits(ub &^ neg) // max(u, 0); +0 for u = −0
+	num := math.Float64frombits(neg&math.Float64bits(e) | ^neg&math.Float64bits(1))
+	return pos + lp, num / (1 + e)
+}
+
+// softplusFast returns softplus(u) and σ(u) (see softplusFromE).
+func softplusFast(u float64) (sp, sig float64) {
+	return softplusFromE(u, expNegAbs(u))
+}
+
+// sigmoidFast is σ(u) = 1/(1+e^−u), computed as softplusFromE computes it,
+// without overflow for either sign of u.
+func sigmoidFast(u float64) float64 {
+	e := expNegAbs(u)
+	neg := uint64(int64(math.Float64bits(u)) >> 63)
+	num := math.Float64frombits(neg&math.Float64bits(e) | ^neg&math.Float64bits(1))
+	return num / (1 + e)
+}
+
+// softplusRow replaces u = row[j] + bias[j] by softplus(u) and, when drow is
+// non-nil, writes σ(u) to drow[j]. It runs in two passes over chunks of
+// the row, e^−|u| first (into drow, or a stack buffer), then the rest: each
+// pass has a loop body about half as long as the fused evaluation's, so the
+// processor overlaps the dependency chains of several elements, which
+// measured about 20% faster than evaluating softplusFast element by element.
+func softplusRow(row, drow, bias []float64) {
+	var buf [64]float64
+	bias = bias[:len(row)]
+	for len(row) > 0 {
+		n := min(len(row), len(buf))
+		r, bs := row[:n], bias[:n]
+		e := buf[:n]
+		if drow != nil {
+			e = drow[:n]
+		}
+		for j, v := range bs {
+			u := r[j] + v
+			r[j] = u
+			e[j] = expNegAbs(u)
+		}
+		e = e[:len(r)]
+		if drow != nil {
+			for j, u := range r {
+				r[j], e[j] = softplusFromE(u, e[j])
+			}
+		} else {
+			for j, u := range r {
+				r[j], _ = softplusFromE(u, e[j])
+			}
+		}
+		row, bias = row[n:], bias[n:]
+		if drow != nil {
+			drow = drow[n:]
+		}
+	}
 }
