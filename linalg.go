@@ -708,3 +708,40 @@ func matMulAB(c, a, b []float64, m, n, k int) {
 		}
 	}
 }
+
+// transposeRows writes rows r0…r1−1 of src (rows×cols, row-major)
+// transposed into dst (cols×rows): dst[c·rows + r] = src[r·cols + c]. Eight
+// rows of src are read together so that each write covers a whole 64-byte
+// line of dst, which keeps the strided side of the copy from evicting lines
+// before they are complete.
+func transposeRows(dst, src []float64, rows, cols, r0, r1 int) {
+	if r0 >= r1 || cols == 0 {
+		return
+	}
+	src = src[:rows*cols]
+	dst = dst[:rows*cols]
+	r := r0
+	for ; r+8 <= r1; r += 8 {
+		s0 := src[r*cols : r*cols+cols]
+		s1 := src[(r+1)*cols : (r+1)*cols+cols]
+		s2 := src[(r+2)*cols : (r+2)*cols+cols]
+		s3 := src[(r+3)*cols : (r+3)*cols+cols]
+		s4 := src[(r+4)*cols : (r+4)*cols+cols]
+		s5 := src[(r+5)*cols : (r+5)*cols+cols]
+		s6 := src[(r+6)*cols : (r+6)*cols+cols]
+		s7 := src[(r+7)*cols : (r+7)*cols+cols]
+		s1, s2, s3, s4 = s1[:len(s0)], s2[:len(s0)], s3[:len(s0)], s4[:len(s0)]
+		s5, s6, s7 = s5[:len(s0)], s6[:len(s0)], s7[:len(s0)]
+		for c, v := range s0 {
+			d := dst[c*rows+r : c*rows+r+8 : c*rows+r+8]
+			d[0], d[1], d[2], d[3] = v, s1[c], s2[c], s3[c]
+			d[4], d[5], d[6], d[7] = s4[c], s5[c], s6[c], s7[c]
+		}
+	}
+	for ; r < r1; r++ {
+		s0 := src[r*cols : r*cols+cols]
+		for c, v := range s0 {
+			dst[c*rows+r] = v
+		}
+	}
+}

@@ -610,3 +610,94 @@ func BenchmarkMatMulAB(b *testing.B) {
 	}
 	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
 }
+
+// TestTransposeRows checks the blocked transpose against the definition,
+// for whole matrices and for row ranges (as the MLP splits it over tasks):
+// the rows in range are transposed, every other element of dst is untouched.
+func TestTransposeRows(t *testing.T) {
+	rng := randv2.New(randv2.NewPCG(7, 8))
+	for _, s := range []struct{ rows, cols int }{{1, 1}, {3, 5}, {8, 8}, {17, 9}, {16, 2}, {35, 64}} {
+		src := randSlice(rng, s.rows*s.cols)
+		for _, rg := range [][2]int{{0, s.rows}, {0, s.rows / 2}, {s.rows / 3, s.rows}, {1, 1}} {
+			r0, r1 := rg[0], min(rg[1], s.rows)
+			dst := make([]float64, s.rows*s.cols)
+			for i := range dst {
+				dst[i] = -1000
+			}
+			transposeRows(dst, src, s.rows, s.cols, r0, r1)
+			for r := 0; r < s.rows; r++ {
+				for c := 0; c < s.cols; c++ {
+					want := -1000.0
+					if r >= r0 && r < r1 {
+						want = src[r*s.cols+c]
+					}
+					if got := dst[c*s.rows+r]; got != want {
+						t.Fatalf("%dx%d rows [%d,%d): dst[%d,%d] = %v, want %v", s.rows, s.cols, r0, r1, c, r, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestMatMulABRowSplit checks that computing the rows of a·b in two
+// contiguous ranges (as the MLP's row blocks do, now that the forward
+// product also runs through matMulAB) gives bit-identical output: the
+// paired-row and single-row paths sum each element in the same order.
+func TestMatMulABRowSplit(t *testing.T) {
+	rng := randv2.New(randv2.NewPCG(5, 6))
+	m, n, k := 13, 11, 17
+	a := randSlice(rng, m*n)
+	b := randSlice(rng, n*k)
+	whole := make([]float64, m*k)
+	matMulAB(whole, a, b, m, n, k)
+	for split := 1; split < m; split++ {
+		parts := make([]float64, m*k)
+		matMulAB(parts[:split*k], a[:split*n], b, split, n, k)
+		matMulAB(parts[split*k:], a[split*n:], b, m-split, n, k)
+		for i := range whole {
+			if parts[i] != whole[i] {
+				t.Fatalf("split %d: element %d differs: %v vs %v", split, i, parts[i], whole[i])
+			}
+		}
+	}
+}
+
+// BenchmarkMatMulForward compares the two ways of computing a layer's
+// forward product H·Wᵀ (H: B×in, W: out×in) on the row-block shapes the MLP
+// benchmarks produce: matMulABt directly ("abt"), and matMulAB on a
+// transposed copy of W ("ab", the copy made once outside the loop;
+// "transpose" times the copy alone). It is the measurement behind
+// mlpMinTransposedOut.
+func BenchmarkMatMulForward(b *testing.B) {
+	for _, s := range []struct{ rows, out, in int }{
+		{64, 32, 2}, {64, 2, 32}, {64, 32, 32}, {32, 128, 128},
+		{16, 256, 16}, {16, 16, 256}, {16, 256, 256}, {8, 512, 64}, {8, 512, 512}, {8, 64, 512},
+	} {
+		rng := randv2.New(randv2.NewPCG(1, 1))
+		h := randSlice(rng, s.rows*s.in)
+		w := randSlice(rng, s.out*s.in)
+		wt := make([]float64, s.out*s.in)
+		c := make([]float64, s.rows*s.out)
+		fl := 2 * float64(s.rows*s.out*s.in)
+		name := fmt.Sprintf("B%d_out%d_in%d", s.rows, s.out, s.in)
+		b.Run("abt/"+name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				matMulABt(c, h, w, s.rows, s.out, s.in)
+			}
+			reportGFLOPS(b, fl)
+		})
+		b.Run("ab/"+name, func(b *testing.B) {
+			transposeRows(wt, w, s.out, s.in, 0, s.out)
+			for i := 0; i < b.N; i++ {
+				matMulAB(c, h, wt, s.rows, s.in, s.out)
+			}
+			reportGFLOPS(b, fl)
+		})
+		b.Run("transpose/"+name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				transposeRows(wt, w, s.out, s.in, 0, s.out)
+			}
+		})
+	}
+}
