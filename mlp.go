@@ -212,7 +212,9 @@ func (m *MLP) BindParams(p []float64) error {
 }
 
 // NewEvaluator returns an evaluator with its own scratch space. Its scratch
-// grows to the largest batch seen; after that it allocates nothing.
+// grows to the largest batch seen; after that it allocates nothing. It
+// also holds a transposed copy of the wider layers' weights (up to
+// NumParams values), refreshed at every call, for the forward products.
 //
 // Large batches are split into row blocks processed by a pool of helper
 // goroutines owned by the evaluator (started on first need, stopped when the
