@@ -1512,6 +1512,10 @@ func BenchmarkWongZakaiGradient(b *testing.B) {
 			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{RTol: 1e-4, ATol: 1e-4}})
 			loss := MSELoss(targets)
 			var nfe int
+			noise.Resample(rng)
+			if _, err := g.Gradient(z0, ts, loss); err != nil { // size the workspace
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -1545,7 +1549,11 @@ func BenchmarkSDESampleMLP(b *testing.B) {
 			ts := []float64{0, 1}
 			out := make([]float64, 2*paths)
 			const dt = 0.01
+			if err := s.Solve(z0, ts, dt, bm, out); err != nil { // size the workspace
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
+			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if err := s.Solve(z0, ts, dt, bm, out); err != nil {
 					b.Fatal(err)
