@@ -847,7 +847,9 @@ func tanhExpm1(x float64) float64 {
 	kf := (y*tanhLog2e + tanhRound) - tanhRound
 	r := (y - kf*tanhLn2Hi) - kf*tanhLn2Lo
 	// Estrin's scheme: a dependency chain of depth 5 instead of Horner's
-	// 10, so the evaluations of neighbouring elements overlap.
+	// 10, so the evaluations of neighbouring elements overlap. (expNegAbs
+	// repeats these lines on purpose: as a function they exceed the
+	// inliner's budget, and a call per element costs more than the copy.)
 	r2 := r * r
 	r4 := r2 * r2
 	p01 := spP0 + r*spP1
