@@ -191,20 +191,6 @@ func sdeTanhField(d int, scale float64, seed uint64) *FuncField {
 // ---------------------------------------------------------------------------
 // Helpers
 
-// sdeSlope fits log(err) = p·log(h) + c by least squares and returns p.
-func sdeSlope(hs, errs []float64) float64 {
-	var sx, sy, sxx, sxy float64
-	n := float64(len(hs))
-	for i := range hs {
-		x, y := math.Log(hs[i]), math.Log(errs[i])
-		sx += x
-		sy += y
-		sxx += x * x
-		sxy += x * y
-	}
-	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
-}
-
 func sdeMeanVar(x []float64) (m, v float64) {
 	for _, v := range x {
 		m += v
@@ -495,7 +481,7 @@ func TestSDEStrongOrderGBM(t *testing.T) {
 			sde.Ito = true
 		}
 		errs := sdeGBMErrors(t, sde, tc.scheme, bm, z0, mu, sigma, T, hs)
-		p := sdeSlope(hs, errs)
+		p := slope(hs, errs)
 		t.Logf("%-20v ito=%-5v order %.3f  errors %.2e … %.2e", tc.scheme, tc.ito, p, errs[0], errs[len(errs)-1])
 		if math.Abs(p-tc.order) > 0.15 {
 			t.Errorf("%v (ito=%v): strong order %.3f, want %.2g ± 0.15 (errors %v)", tc.scheme, tc.ito, p, tc.order, errs)
@@ -518,7 +504,7 @@ func TestSDEStrongOrderPureTree(t *testing.T) {
 		order  float64
 	}{{EulerMaruyama, 0.5}, {Milstein, 1}} {
 		errs := sdeGBMErrors(t, sdeGBM(mu, sigma), tc.scheme, bm, 1, mu, sigma, T, hs)
-		if p := sdeSlope(hs, errs); math.Abs(p-tc.order) > 0.2 {
+		if p := slope(hs, errs); math.Abs(p-tc.order) > 0.2 {
 			t.Errorf("%v on a pure tree: order %.3f, want %.2g ± 0.2 (errors %v)", tc.scheme, p, tc.order, errs)
 		}
 	}
@@ -626,7 +612,7 @@ func TestEulerMaruyamaWeakOrderOU(t *testing.T) {
 		errMean[k] = math.Abs(mean - exactMean)
 		errVar[k] = math.Abs(vr - exactVar)
 	}
-	pm, pv := sdeSlope(hs, errMean), sdeSlope(hs, errVar)
+	pm, pv := slope(hs, errMean), slope(hs, errVar)
 	t.Logf("weak order: mean %.3f (errors %v), variance %.3f (errors %v)", pm, errMean, pv, errVar)
 	if math.Abs(pm-1) > 0.2 || math.Abs(pv-1) > 0.2 {
 		t.Errorf("weak orders %.3f (mean), %.3f (variance), want 1 ± 0.2", pm, pv)
