@@ -1644,6 +1644,39 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 	}
 }
 
+// TestWongZakaiPiecewiseBackwardInTime: the same closed form integrated
+// from t = 1.5 down to 0 through break points and observation times.
+func TestWongZakaiPiecewiseBackwardInTime(t *testing.T) {
+	const mu, sigma = 0.3, 0.8
+	f, g := gbmFields(mu, sigma)
+	noise, _ := NewPiecewiseLinearNoise([]float64{0, 0.13, 0.3, 0.5, 0.77, 1, 1.21, 1.5}, 2)
+	noise.Resample(rand.New(rand.NewPCG(10, 10)))
+	wz, err := NewWongZakai(f, g, noise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z0 := []float64{1, -0.5}
+	ts := []float64{1.5, 1.21, 0.9, 0.3, 0}
+	w0, w := make([]float64, 2), make([]float64, 2)
+	noise.Value(ts[0], w0)
+	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+		gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
+		r, err := gs.Gradient(z0, ts, MSELoss(make([]float64, 8)))
+		if err != nil {
+			t.Fatalf("%v: %v", m, err)
+		}
+		for k, tk := range ts {
+			noise.Value(tk, w)
+			for i := range z0 {
+				want := z0[i] * math.Exp(mu*(tk-ts[0])+sigma*(w[i]-w0[i]))
+				if d := math.Abs(r.States[k*2+i] - want); d > 1e-7 {
+					t.Errorf("%v: z(%v)[%d] off by %g", m, tk, i, d)
+				}
+			}
+		}
+	}
+}
+
 // TestWongZakaiPiecewiseParamGradients: with MLP drift and diffusion and
 // piecewise-linear noise, every method agrees with Direct, and Direct with
 // central finite differences of the fixed-step loss.
