@@ -69,6 +69,17 @@ func (ff *FuncField) Dim() int { return ff.D }
 // Params returns ff.P.
 func (ff *FuncField) Params() []float64 { return ff.P }
 
+// BindParams makes ff.P alias p (len(p) must equal len(ff.P)), so that a
+// FuncField can share a joint parameter vector, as in NewWongZakai. It only
+// takes effect if F and VJPFunc read the parameters through ff.P when called.
+func (ff *FuncField) BindParams(p []float64) error {
+	if len(p) != len(ff.P) {
+		return invalidf("FuncField.BindParams", "got %d parameters, the field has %d", len(p), len(ff.P))
+	}
+	ff.P = p
+	return nil
+}
+
 // NewEvaluator returns ff itself.
 func (ff *FuncField) NewEvaluator() Evaluator { return ff }
 
