@@ -872,7 +872,8 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 	if w.SDE().Drift != VectorField(f) || !w.TimeDependent() || w.Breakpoints() != nil {
 		t.Error("accessors wrong")
 	}
-	withP := &FuncField{D: 2, P: []float64{1}, F: func(float64, []float64, []float64) {}}
+	// A field with parameters but no BindParams (FuncField has one, so wrap it).
+	withP := struct{ VectorField }{&FuncField{D: 2, P: []float64{1}, F: func(float64, []float64, []float64) {}}}
 	noP := &FuncField{D: 2, F: func(float64, []float64, []float64) {}}
 	for _, tc := range []struct {
 		name  string
