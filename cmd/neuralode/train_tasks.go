@@ -147,6 +147,21 @@ func (c *lossCapture) check(l float64, err error) float64 {
 	return l
 }
 
+// gradient runs one gradient computation whose loss reports through c, and
+// copies dL/dθ into grad.
+func (c *lossCapture) gradient(gs *neuralode.GradientSolver, z0, ts []float64, loss neuralode.Loss, grad []float64) (float64, neuralode.GradStats, error) {
+	c.err = nil
+	r, err := gs.Gradient(z0, ts, loss)
+	if err != nil {
+		return 0, neuralode.GradStats{}, err
+	}
+	if c.err != nil {
+		return 0, r.Stats, c.err
+	}
+	copy(grad, r.Params)
+	return r.Loss, r.Stats, nil
+}
+
 // saveSVG renders a chart into dir/name atomically enough for plots (a
 // plain create-and-write).
 func saveSVG(dir, name string, render func(f *os.File) error) (string, error) {
@@ -200,16 +215,7 @@ func (t *g1dTask) steps() int        { return 1 }
 func (t *g1dTask) valName() string   { return "val_mse" }
 
 func (t *g1dTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
-	t.lc.err = nil
-	r, err := t.gs.Gradient(t.data.Z0, t.data.Times, t.loss)
-	if err != nil {
-		return 0, neuralode.GradStats{}, err
-	}
-	if t.lc.err != nil {
-		return 0, r.Stats, t.lc.err
-	}
-	copy(grad, r.Params)
-	return r.Loss, r.Stats, nil
+	return t.lc.gradient(t.gs, t.data.Z0, t.data.Times, t.loss, grad)
 }
 
 func (t *g1dTask) validate() (float64, error) {
@@ -361,21 +367,16 @@ func (t *spheresTask) gradient(epoch, k int, grad []float64) (float64, neuralode
 	bs := len(idx)
 	n := bs * D
 	w, b := t.classifier()
-	t.lc.err = nil
 	loss := func(states, g []float64) float64 {
 		return t.lc.check(SoftmaxCrossEntropy(states[n:], bs, D, t.labels, w, b, g[n:], t.dw, t.db))
 	}
-	r, err := t.gs.Gradient(t.z0, t.train.Times, loss)
+	l, st, err := t.lc.gradient(t.gs, t.z0, t.train.Times, loss, grad[:t.np])
 	if err != nil {
-		return 0, neuralode.GradStats{}, err
+		return 0, st, err
 	}
-	if t.lc.err != nil {
-		return 0, r.Stats, t.lc.err
-	}
-	copy(grad, r.Params)
 	copy(grad[t.np:], t.dw)
 	copy(grad[t.np+len(t.dw):], t.db)
-	return r.Loss, r.Stats, nil
+	return l, st, nil
 }
 
 // finalStates integrates a batch of points to t = 1.
@@ -518,19 +519,10 @@ func (t *sinesTask) gradient(epoch, k int, grad []float64) (float64, neuralode.G
 			t.obs = append(t.obs, t.train.Obs[r*t.train.Batch+i])
 		}
 	}
-	t.lc.err = nil
 	loss := func(states, g []float64) float64 {
 		return t.lc.check(TrajectoryMSE(states, m, bs, 2, 0, t.obs, g))
 	}
-	r, err := t.gs.Gradient(t.z0, t.times, loss)
-	if err != nil {
-		return 0, neuralode.GradStats{}, err
-	}
-	if t.lc.err != nil {
-		return 0, r.Stats, t.lc.err
-	}
-	copy(grad, r.Params)
-	return r.Loss, r.Stats, nil
+	return t.lc.gradient(t.gs, t.z0, t.times, loss, grad)
 }
 
 func (t *sinesTask) validate() (float64, error) {
