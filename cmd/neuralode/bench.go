@@ -298,13 +298,13 @@ func median(x []float64) float64 {
 // benchChart draws the median time of every method, grouped by problem, on
 // a log axis (the sizes span orders of magnitude).
 func benchChart(dir string, probs []*benchProblem, methods []string, rows []*benchRow) (string, error) {
-	ch := &BarChart{Title: "Gradient time per method (median)", XLabel: "problem (D×H×B)", YLabel: "seconds per gradient",
+	ch := &barChart{Title: "Gradient time per method (median)", XLabel: "problem (D×H×B)", YLabel: "seconds per gradient",
 		LogY: len(probs) > 1}
 	for _, p := range probs {
 		ch.Categories = append(ch.Categories, p.name)
 	}
 	for _, m := range methods {
-		s := BarSeries{Name: m}
+		s := barSeries{Name: m}
 		for _, p := range probs {
 			for _, r := range rows {
 				if r.Method == m && r.Size == p.name {
@@ -314,5 +314,5 @@ func benchChart(dir string, probs []*benchProblem, methods []string, rows []*ben
 		}
 		ch.Series = append(ch.Series, s)
 	}
-	return saveSVG(dir, "bench.svg", func(f *os.File) error { return ch.WriteSVG(f, 900, 500) })
+	return saveSVG(dir, "bench.svg", func(f *os.File) error { return ch.writeSVG(f, 900, 500) })
 }

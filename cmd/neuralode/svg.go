@@ -17,17 +17,17 @@ import (
 	"unicode/utf8"
 )
 
-// ErrPlotInput reports a malformed chart description: mismatched slice lengths,
+// errPlotInput reports a malformed chart description: mismatched slice lengths,
 // negative class labels, a canvas too small to draw on.
-var ErrPlotInput = errors.New("plot: invalid input")
+var errPlotInput = errors.New("plot: invalid input")
 
 func plotErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrPlotInput, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", errPlotInput, fmt.Sprintf(format, args...))
 }
 
-// Palette is the Okabe–Ito colour-blind safe palette, ordered so that the
+// palette is the Okabe–Ito colour-blind safe palette, ordered so that the
 // first colours have the strongest contrast on white (yellow comes last).
-var Palette = []string{
+var palette = []string{
 	"#0072B2", // blue
 	"#D55E00", // vermillion
 	"#009E73", // bluish green
@@ -54,9 +54,9 @@ const (
 	charWidth  = 0.6 // average glyph advance in ems for a sans-serif font (conservative)
 )
 
-// Series is one named curve of a line chart. Points whose X or Y is NaN or
+// lineSeries is one named curve of a line chart. Points whose X or Y is NaN or
 // infinite (or Y ≤ 0 on a log axis) are skipped and break the line.
-type Series struct {
+type lineSeries struct {
 	Name    string    // legend text; empty means no legend entry
 	X, Y    []float64 // equal lengths
 	Color   string    // CSS colour; empty picks the next palette colour
@@ -67,9 +67,9 @@ type Series struct {
 	Opacity float64   // stroke opacity in (0, 1]; 0 means 1
 }
 
-// Band is a mean curve with a shaded region mean ± K·Std around it, e.g. the
+// bandSeries is a mean curve with a shaded region mean ± K·Std around it, e.g. the
 // distribution of SDE sample paths over time.
-type Band struct {
+type bandSeries struct {
 	Name    string    // legend text; "(mean ± K sd)" is appended; empty means no entry
 	X       []float64 // time points
 	Mean    []float64 // same length as X
@@ -80,33 +80,33 @@ type Band struct {
 	Opacity float64   // fill opacity of the band; 0 means 0.15
 }
 
-// Plot is a line / band chart. Bands are drawn first so that lines stay on top.
-type Plot struct {
+// lineChart is a line / band chart. Bands are drawn first so that lines stay on top.
+type lineChart struct {
 	Title, XLabel, YLabel string
 	LogY                  bool // logarithmic y axis (decade ticks)
-	Series                []Series
-	Bands                 []Band
+	Series                []lineSeries
+	Bands                 []bandSeries
 }
 
-// BarSeries is one group member of a bar chart: one value per category.
-type BarSeries struct {
+// barSeries is one group member of a bar chart: one value per category.
+type barSeries struct {
 	Name   string    // legend text (a legend is drawn when there are several series or a name)
 	Values []float64 // one per category; NaN leaves a gap
 	Color  string    // CSS colour; empty picks the next palette colour
 }
 
-// BarChart draws one bar per category, or a group of bars per category when
+// barChart draws one bar per category, or a group of bars per category when
 // there are several series (e.g. sizes on the axis, one bar per method).
 // Every bar carries its value as a label.
-type BarChart struct {
+type barChart struct {
 	Title, XLabel, YLabel string
 	Categories            []string
-	Series                []BarSeries
+	Series                []barSeries
 	LogY                  bool                 // logarithmic y axis; non-positive values are marked "n/a"
 	Format                func(float64) string // value label format; nil means 3 significant digits
 }
 
-// ScatterRegions draws 2-D points coloured (and shaped) by class over a
+// regionScatter draws 2-D points coloured (and shaped) by class over a
 // background heatmap of the classifier's decision regions.
 //
 // The region grid has GridNX × GridNY cells covering [GridXMin, GridXMax] ×
@@ -114,7 +114,7 @@ type BarChart struct {
 // bottom) is at index j*GridNX + i of GridClass and GridConf. The cell colour is
 // the class colour, pale where the classifier is unsure: GridConf holds the
 // probability of the predicted class (nil means fully confident).
-type ScatterRegions struct {
+type regionScatter struct {
 	Title, XLabel, YLabel string
 	ClassNames            []string  // legend text per class; missing names become "class k"
 	X, Y                  []float64 // point coordinates
@@ -131,13 +131,13 @@ type ScatterRegions struct {
 // ---------------------------------------------------------------------------
 // Ticks
 
-// NiceTicks returns ticks at multiples of a "nice" step (1, 2 or 5 times a
+// niceTicks returns ticks at multiples of a "nice" step (1, 2 or 5 times a
 // power of ten) covering [lo, hi]: the first tick is ≤ lo and the last ≥ hi.
 // Among the nice steps near (hi − lo)/target it picks the one whose number of
 // intervals is closest to target; ties go to fewer intervals, then to the
 // tighter range. Degenerate ranges
 // are widened first; it never returns fewer than two ticks.
-func NiceTicks(lo, hi float64, target int) (ticks []float64, step float64) {
+func niceTicks(lo, hi float64, target int) (ticks []float64, step float64) {
 	lo, hi = sanitizeRange(lo, hi)
 	if target < 1 {
 		target = 1
@@ -324,7 +324,7 @@ func (a *axis) frac(v float64) float64 {
 // linearAxis builds nice ticks for [lo, hi] with about target intervals; the
 // axis range is extended to the outer ticks.
 func linearAxis(lo, hi float64, target int) axis {
-	ticks, step := NiceTicks(lo, hi, target)
+	ticks, step := niceTicks(lo, hi, target)
 	a := axis{lo: ticks[0], hi: ticks[len(ticks)-1], ticks: ticks}
 	a.labels = make([]string, len(ticks))
 	for i, t := range ticks {
@@ -333,12 +333,12 @@ func linearAxis(lo, hi float64, target int) axis {
 	return a
 }
 
-// LogTicks returns the labelled ticks of a logarithmic axis covering the
+// logTicks returns the labelled ticks of a logarithmic axis covering the
 // positive range [lo, hi]: powers of ten from the decade at or below lo to the
 // decade at or above hi (every k-th decade when more than maxLabels would be
 // needed), plus 2 and 5 multiples when the range spans at most two decades.
 // It also returns the axis limits.
-func LogTicks(lo, hi float64, maxLabels int) (ticks []float64, axisLo, axisHi float64) {
+func logTicks(lo, hi float64, maxLabels int) (ticks []float64, axisLo, axisHi float64) {
 	a := logAxis(lo, hi, maxLabels)
 	return a.ticks, a.lo, a.hi
 }
@@ -747,14 +747,14 @@ func (p *colorPicker) next(explicit string) (color, dash string) {
 	}
 	i := p.n
 	p.n++
-	return Palette[i%len(Palette)], dashPatterns[(i/len(Palette))%len(dashPatterns)]
+	return palette[i%len(palette)], dashPatterns[(i/len(palette))%len(dashPatterns)]
 }
 
 // ---------------------------------------------------------------------------
 // Line and band chart
 
-// WriteSVG renders the chart as a width × height pixel SVG document.
-func (p *Plot) WriteSVG(w io.Writer, width, height int) error {
+// writeSVG renders the chart as a width × height pixel SVG document.
+func (p *lineChart) writeSVG(w io.Writer, width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}
@@ -873,14 +873,14 @@ func (p *Plot) WriteSVG(w io.Writer, width, height int) error {
 	return err
 }
 
-func bandK(b Band) float64 {
+func bandK(b bandSeries) float64 {
 	if b.K > 0 && finite(b.K) {
 		return b.K
 	}
 	return 2
 }
 
-func bandOpacity(b Band) float64 {
+func bandOpacity(b bandSeries) float64 {
 	if b.Opacity > 0 && b.Opacity <= 1 {
 		return b.Opacity
 	}
@@ -889,7 +889,7 @@ func bandOpacity(b Band) float64 {
 
 // drawSeries draws one polyline, broken at skipped points; isolated points and
 // marker series get markers.
-func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s Series, col, dash string) {
+func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s lineSeries, col, dash string) {
 	width := s.Width
 	if !(width > 0) {
 		width = 2
@@ -935,7 +935,7 @@ func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s Series, col, das
 
 // drawBand draws the shaded mean ± K·sd region (one polygon per run of valid
 // points) and the mean line.
-func (c *canvas) drawBand(f frame, xa *axis, py func(float64) float64, b Band, col, dash string) {
+func (c *canvas) drawBand(f frame, xa *axis, py func(float64) float64, b bandSeries, col, dash string) {
 	k := bandK(b)
 	ok := func(i int) bool { return finite(b.X[i]) && finite(b.Mean[i]) && finite(b.Std[i]) }
 	c.printf(`<g class="band-group">`)
@@ -1006,8 +1006,8 @@ func (c *canvas) drawBand(f frame, xa *axis, py func(float64) float64, b Band, c
 // ---------------------------------------------------------------------------
 // Scatter over decision regions
 
-// WriteSVG renders the scatter plot as a width × height pixel SVG document.
-func (s *ScatterRegions) WriteSVG(w io.Writer, width, height int) error {
+// writeSVG renders the scatter plot as a width × height pixel SVG document.
+func (s *regionScatter) writeSVG(w io.Writer, width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}
@@ -1062,7 +1062,7 @@ func (s *ScatterRegions) WriteSVG(w io.Writer, width, height int) error {
 	}
 	var entries []legendEntry
 	for k := 0; k < nClass; k++ {
-		entries = append(entries, legendEntry{name: className(k), color: Palette[k%len(Palette)], marker: k%4 + 1})
+		entries = append(entries, legendEntry{name: className(k), color: palette[k%len(palette)], marker: k%4 + 1})
 	}
 	if hasGrid {
 		entries = append(entries, legendEntry{name: "shade: predicted class", color: "#888888", band: 0.35})
@@ -1106,7 +1106,7 @@ func (s *ScatterRegions) WriteSVG(w io.Writer, width, height int) error {
 				// Opaque pre-blended tint (equivalent to a transparent fill on
 				// white) with a half-pixel overlap, so no seams appear between cells.
 				c.printf(`<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"/>`+"\n",
-					x0, y0, x1-x0+0.5, y1-y0+0.5, tint(Palette[k%len(Palette)], regionAlpha(conf, nClass)))
+					x0, y0, x1-x0+0.5, y1-y0+0.5, tint(palette[k%len(palette)], regionAlpha(conf, nClass)))
 			}
 		}
 		c.printf("</g>\n")
@@ -1118,7 +1118,7 @@ func (s *ScatterRegions) WriteSVG(w io.Writer, width, height int) error {
 			continue
 		}
 		k := s.Class[i]
-		c.marker(k%4, f.px(&xa, s.X[i]), f.py(&ya, s.Y[i]), 3, Palette[k%len(Palette)], "#ffffff", "point")
+		c.marker(k%4, f.px(&xa, s.X[i]), f.py(&ya, s.Y[i]), 3, palette[k%len(palette)], "#ffffff", "point")
 		c.b.WriteByte('\n')
 	}
 	c.printf("</g>\n")
@@ -1159,8 +1159,8 @@ func tint(col string, alpha float64) string {
 // ---------------------------------------------------------------------------
 // Bar chart
 
-// WriteSVG renders the bar chart as a width × height pixel SVG document.
-func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
+// writeSVG renders the bar chart as a width × height pixel SVG document.
+func (b *barChart) writeSVG(w io.Writer, width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}

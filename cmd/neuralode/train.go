@@ -467,9 +467,9 @@ func lossChart(dir string, results []methodResult) (string, error) {
 		return "", errors.New("no results")
 	}
 	task := results[0].cfg.Task
-	p := &Plot{Title: "Training loss per epoch (" + task + ")", XLabel: "epoch", YLabel: "training loss", LogY: true}
+	p := &lineChart{Title: "Training loss per epoch (" + task + ")", XLabel: "epoch", YLabel: "training loss", LogY: true}
 	for _, r := range results {
-		s := Series{Name: r.cfg.Method, X: make([]float64, len(r.history)), Y: make([]float64, len(r.history))}
+		s := lineSeries{Name: r.cfg.Method, X: make([]float64, len(r.history)), Y: make([]float64, len(r.history))}
 		for i, h := range r.history {
 			s.X[i], s.Y[i] = float64(h.Epoch), h.Loss
 		}
@@ -480,7 +480,7 @@ func lossChart(dir string, results []methodResult) (string, error) {
 	}
 	// The OU loss (a sum of KL divergences) is positive, like the others;
 	// a log axis shows the orders of magnitude training covers.
-	return saveSVG(dir, "loss.svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	return saveSVG(dir, "loss.svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 // ---------------------------------------------------------------------------

@@ -182,7 +182,7 @@ func saveSVG(dir, name string, render func(f *os.File) error) (string, error) {
 
 type g1dTask struct {
 	cfg  trainConfig
-	data G1DData
+	data g1dData
 	mlp  *neuralode.MLP
 	gs   *neuralode.GradientSolver
 	lc   lossCapture
@@ -190,7 +190,7 @@ type g1dTask struct {
 }
 
 func newG1DTask(cfg trainConfig) (*g1dTask, error) {
-	data, err := G1D(G1DAugment)
+	data, err := makeG1D(g1dAugment)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func newG1DTask(cfg trainConfig) (*g1dTask, error) {
 	}
 	n := data.Batch * data.Dim
 	t.loss = func(states, grad []float64) float64 {
-		return t.lc.check(ReadoutMSE(states[n:], data.Batch, data.Dim, 0, data.Targets, grad[n:]))
+		return t.lc.check(readoutMSE(states[n:], data.Batch, data.Dim, 0, data.Targets, grad[n:]))
 	}
 	return t, nil
 }
@@ -224,7 +224,7 @@ func (t *g1dTask) validate() (float64, error) {
 		return 0, err
 	}
 	n := t.data.Batch * t.data.Dim
-	return ReadoutMSE(out[n:], t.data.Batch, t.data.Dim, 0, t.data.Targets, nil)
+	return readoutMSE(out[n:], t.data.Batch, t.data.Dim, 0, t.data.Targets, nil)
 }
 
 func (t *g1dTask) plot(dir, label, method string) ([]string, error) {
@@ -234,20 +234,20 @@ func (t *g1dTask) plot(dir, label, method string) ([]string, error) {
 		return nil, err
 	}
 	D, n := t.data.Dim, t.data.Batch*t.data.Dim
-	p := &Plot{Title: "Crossing trajectories (" + method + "): x(0) = −1 → 1 and 1 → −1",
+	p := &lineChart{Title: "Crossing trajectories (" + method + "): x(0) = −1 → 1 and 1 → −1",
 		XLabel: "time t", YLabel: "state component"}
 	for b := 0; b < t.data.Batch; b++ {
-		x := Series{Name: fmt.Sprintf("x(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)), Color: Palette[b]}
-		aug := Series{Name: fmt.Sprintf("augmented z₂(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)),
-			Color: Palette[b], Dashed: true, Width: 1.5, Opacity: 0.7}
+		x := lineSeries{Name: fmt.Sprintf("x(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)), Color: palette[b]}
+		aug := lineSeries{Name: fmt.Sprintf("augmented z₂(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)),
+			Color: palette[b], Dashed: true, Width: 1.5, Opacity: 0.7}
 		for i := range ts {
 			x.Y[i] = out[i*n+b*D]
 			aug.Y[i] = out[i*n+b*D+1]
 		}
 		p.Series = append(p.Series, x, aug)
 	}
-	p.Series = append(p.Series, Series{Name: "targets x(1)", X: []float64{1, 1}, Y: t.data.Targets, Color: Palette[6], NoLine: true})
-	path, err := saveSVG(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	p.Series = append(p.Series, lineSeries{Name: "targets x(1)", X: []float64{1, 1}, Y: t.data.Targets, Color: palette[6], NoLine: true})
+	path, err := saveSVG(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +298,7 @@ const spheresClasses = 2
 
 type spheresTask struct {
 	cfg        trainConfig
-	train, val SpheresData
+	train, val spheresData
 	mlp        *neuralode.MLP
 	joint      []float64 // [θ_ode, W (classes×D), b (classes)]
 	np         int
@@ -312,11 +312,11 @@ type spheresTask struct {
 
 func newSpheresTask(cfg trainConfig) (*spheresTask, error) {
 	drng := seedRNG(cfg.Seed, streamData)
-	train, err := NestedSpheres(drng, SpheresTrainPerClass, SpheresAugment)
+	train, err := nestedSpheres(drng, spheresTrainPerClass, spheresAugment)
 	if err != nil {
 		return nil, err
 	}
-	val, err := NestedSpheres(drng, SpheresValPerClass, SpheresAugment)
+	val, err := nestedSpheres(drng, spheresValPerClass, spheresAugment)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +368,7 @@ func (t *spheresTask) gradient(epoch, k int, grad []float64) (float64, neuralode
 	n := bs * D
 	w, b := t.classifier()
 	loss := func(states, g []float64) float64 {
-		return t.lc.check(SoftmaxCrossEntropy(states[n:], bs, D, t.labels, w, b, g[n:], t.dw, t.db))
+		return t.lc.check(softmaxCrossEntropy(states[n:], bs, D, t.labels, w, b, g[n:], t.dw, t.db))
 	}
 	l, st, err := t.lc.gradient(t.gs, t.z0, t.train.Times, loss, grad[:t.np])
 	if err != nil {
@@ -394,7 +394,7 @@ func (t *spheresTask) validate() (float64, error) {
 		return 0, err
 	}
 	w, b := t.classifier()
-	return Accuracy(z, t.val.Batch, t.val.Dim, t.val.Labels, w, b)
+	return accuracy(z, t.val.Batch, t.val.Dim, t.val.Labels, w, b)
 }
 
 func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
@@ -414,7 +414,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 		return nil, err
 	}
 	w, b := t.classifier()
-	s := &ScatterRegions{
+	s := &regionScatter{
 		Title:  "Nested spheres (" + method + "): decision regions and validation points",
 		XLabel: "x₁", YLabel: "x₂",
 		ClassNames: []string{"inner (r < 0.4)", "outer (0.7 < r < 0.9)"},
@@ -432,7 +432,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 		s.GridConf[c] = 1 / (1 + math.Exp(-math.Abs(logit[1]-logit[0])))
 	}
 	// Validation points and a sample of the training points.
-	add := func(d SpheresData, n int) {
+	add := func(d spheresData, n int) {
 		for i := 0; i < min(n, d.Batch); i++ {
 			s.X = append(s.X, d.X[i*D])
 			s.Y = append(s.Y, d.X[i*D+1])
@@ -441,7 +441,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 	}
 	add(t.val, t.val.Batch)
 	add(t.train, 200)
-	path, err := saveSVG(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.WriteSVG(f, 640, 560) })
+	path, err := saveSVG(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.writeSVG(f, 640, 560) })
 	if err != nil {
 		return nil, err
 	}
@@ -468,7 +468,7 @@ func (t *spheresTask) model() (*neuralode.Case, error) {
 type sinesTask struct {
 	cfg        trainConfig
 	times      []float64
-	train, val SinesData
+	train, val sinesData
 	mlp        *neuralode.MLP
 	field      *secondOrder
 	gs         *neuralode.GradientSolver
@@ -478,15 +478,15 @@ type sinesTask struct {
 
 func newSinesTask(cfg trainConfig) (*sinesTask, error) {
 	drng := seedRNG(cfg.Seed, streamData)
-	times, err := SineTimes(drng, cfg.Obs, cfg.Irregular)
+	times, err := sineTimes(drng, cfg.Obs, cfg.Irregular)
 	if err != nil {
 		return nil, err
 	}
-	train, err := Sines(drng, SinesTrain, times)
+	train, err := makeSines(drng, sinesTrain, times)
 	if err != nil {
 		return nil, err
 	}
-	val, err := Sines(drng, SinesVal, times)
+	val, err := makeSines(drng, sinesVal, times)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +520,7 @@ func (t *sinesTask) gradient(epoch, k int, grad []float64) (float64, neuralode.G
 		}
 	}
 	loss := func(states, g []float64) float64 {
-		return t.lc.check(TrajectoryMSE(states, m, bs, 2, 0, t.obs, g))
+		return t.lc.check(trajectoryMSE(states, m, bs, 2, 0, t.obs, g))
 	}
 	return t.lc.gradient(t.gs, t.z0, t.times, loss, grad)
 }
@@ -530,7 +530,7 @@ func (t *sinesTask) validate() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return TrajectoryMSE(out, len(t.times), t.val.Batch, 2, 0, t.val.Obs, nil)
+	return trajectoryMSE(out, len(t.times), t.val.Batch, 2, 0, t.val.Obs, nil)
 }
 
 func (t *sinesTask) plot(dir, label, method string) ([]string, error) {
@@ -540,23 +540,23 @@ func (t *sinesTask) plot(dir, label, method string) ([]string, error) {
 		return nil, err
 	}
 	B := t.val.Batch
-	p := &Plot{Title: "Sines (" + method + "): validation series, model vs truth", XLabel: "time t", YLabel: "x(t)"}
+	p := &lineChart{Title: "Sines (" + method + "): validation series, model vs truth", XLabel: "time t", YLabel: "x(t)"}
 	for b := 0; b < min(B, 3); b++ {
-		col := Palette[b]
-		truth := Series{X: ts, Y: make([]float64, len(ts)), Color: col, Dashed: true, Width: 1.5}
-		pred := Series{Name: fmt.Sprintf("series %d model", b+1), X: ts, Y: make([]float64, len(ts)), Color: col}
+		col := palette[b]
+		truth := lineSeries{X: ts, Y: make([]float64, len(ts)), Color: col, Dashed: true, Width: 1.5}
+		pred := lineSeries{Name: fmt.Sprintf("series %d model", b+1), X: ts, Y: make([]float64, len(ts)), Color: col}
 		for i, tt := range ts {
 			truth.Y[i] = t.val.A[b]*math.Sin(tt) + t.val.B[b]*math.Cos(tt)
 			pred.Y[i] = out[(i*B+b)*2]
 		}
-		obs := Series{Name: fmt.Sprintf("series %d obs.", b+1), X: t.times, Y: make([]float64, len(t.times)), Color: col, NoLine: true}
+		obs := lineSeries{Name: fmt.Sprintf("series %d obs.", b+1), X: t.times, Y: make([]float64, len(t.times)), Color: col, NoLine: true}
 		for i := range t.times {
 			obs.Y[i] = t.val.Obs[i*B+b]
 		}
 		p.Series = append(p.Series, truth, obs, pred)
 	}
-	p.Series = append(p.Series, Series{Name: "truth (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
-	path, err := saveSVG(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	p.Series = append(p.Series, lineSeries{Name: "truth (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
+	path, err := saveSVG(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 	if err != nil {
 		return nil, err
 	}
@@ -763,12 +763,12 @@ func (t *ouTask) plot(dir, label, method string) ([]string, error) {
 		}
 		return s
 	}
-	p := &Plot{Title: "Ornstein–Uhlenbeck SDE (" + method + "): model samples vs data", XLabel: "time t", YLabel: "X(t)",
-		Bands: []Band{
-			{Name: "data", X: t.ts, Mean: dmean, Std: sd(dvr), Color: Palette[6], Dashed: true, Opacity: 0.12},
-			{Name: "model (rev. Heun)", X: t.ts, Mean: mean, Std: sd(vr), Color: Palette[1], Opacity: 0.2},
+	p := &lineChart{Title: "Ornstein–Uhlenbeck SDE (" + method + "): model samples vs data", XLabel: "time t", YLabel: "X(t)",
+		Bands: []bandSeries{
+			{Name: "data", X: t.ts, Mean: dmean, Std: sd(dvr), Color: palette[6], Dashed: true, Opacity: 0.12},
+			{Name: "model (rev. Heun)", X: t.ts, Mean: mean, Std: sd(vr), Color: palette[1], Opacity: 0.2},
 		}}
-	path, err := saveSVG(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	path, err := saveSVG(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 	if err != nil {
 		return nil, err
 	}
