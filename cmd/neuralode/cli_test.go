@@ -270,7 +270,7 @@ func TestSavedModelIsACase(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	// The saved file is an ordinary case: solve reads it.
-	code, out, errs := runCLI("solve", "--case", path)
+	code, out, errs := runCLI("solve", "--case", path, "--json")
 	if code != 0 {
 		t.Fatalf("solve on the saved model: exit %d: %s", code, errs)
 	}
@@ -335,7 +335,7 @@ func TestSolveGradCase1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCLI("solve", "--case", case1)
+	code, out, errs := runCLI("solve", "--case", case1, "--json")
 	if code != 0 {
 		t.Fatalf("solve: exit %d: %s", code, errs)
 	}
@@ -347,7 +347,7 @@ func TestSolveGradCase1(t *testing.T) {
 		t.Errorf("solve loss %.12g, reference %.12g", s.Loss, c.Ref.Loss)
 	}
 	for _, m := range allMethods {
-		code, out, errs := runCLI("grad", "--case", case1, "--method", m)
+		code, out, errs := runCLI("grad", "--case", case1, "--method", m, "--json")
 		if code != 0 {
 			t.Fatalf("grad %s: exit %d: %s", m, code, errs)
 		}

@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/neuralode/neuralode"
 )
@@ -37,16 +38,107 @@ type trainConfig struct {
 	Seed      uint64  `json:"seed"`
 	Obs       int     `json:"obs,omitempty"`       // sines: observation times per series
 	Irregular bool    `json:"irregular,omitempty"` // sines: irregular observation times
+
+	// abort, when set, is polled inside every evaluation of the vector
+	// field during training (see newGradSolver): a long step stops within
+	// one evaluation of an interrupt instead of at its end. It is not part
+	// of the trajectory and not saved.
+	abort func() bool
 }
 
-// taskDefaults are the per-task defaults of the flags left at zero. They are
-// chosen so that each task's default run learns visibly and finishes in
-// about a minute on two cores.
-var taskDefaults = map[string]trainConfig{
-	"g1d":     {Width: 256, Epochs: 60, LR: 0.02, Batch: 2, RTol: 1e-3, ATol: 1e-3},
-	"spheres": {Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
-	"sines":   {Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
-	"ou":      {Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+// taskSpec registers a task: its defaults, its constructor and what its
+// sizes cost. Adding a task is adding one entry to taskRegistry (and its
+// name to taskOrder).
+type taskSpec struct {
+	// defaults are the values of the flags left out. They are chosen so
+	// that each task's default run learns visibly and finishes in about a
+	// minute on two cores.
+	defaults trainConfig
+	// build constructs the task from a validated configuration.
+	build func(cfg trainConfig) (task, error)
+	// memory estimates the bytes a run needs (a lower bound: parameters,
+	// optimiser state, states at the observation times, network scratch).
+	memory func(cfg trainConfig) float64
+	// check validates what only this task constrains (nil: nothing).
+	check func(cfg trainConfig) error
+	// usesObs reports that --obs and --irregular apply.
+	usesObs bool
+}
+
+// taskOrder lists the registered tasks in the order help texts show them.
+var taskOrder = []string{"g1d", "spheres", "sines", "ou"}
+
+// taskRegistry holds every task the train command knows.
+var taskRegistry = map[string]taskSpec{
+	"g1d": {
+		defaults: trainConfig{Width: 256, Epochs: 60, LR: 0.02, Batch: 2, RTol: 1e-3, ATol: 1e-3},
+		build:    func(cfg trainConfig) (task, error) { return newG1DTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			return runBytes(mlpParams(1+g1dAugment, cfg.Width, false), 2, 1+g1dAugment, cfg.Width, 2)
+		},
+	},
+	"spheres": {
+		defaults: trainConfig{Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
+		build:    func(cfg trainConfig) (task, error) { return newSpheresTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			// The decision-region plot integrates a 70 × 70 grid at once.
+			b := max(min(cfg.Batch, 2*spheresTrainPerClass), 70*70)
+			return runBytes(mlpParams(2+spheresAugment, cfg.Width, true), b, 2+spheresAugment, cfg.Width, 2)
+		},
+	},
+	"sines": {
+		defaults: trainConfig{Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
+		build:    func(cfg trainConfig) (task, error) { return newSinesTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			return runBytes(mlpParams(2, cfg.Width, false), sinesTrain+sinesVal, 2, cfg.Width, cfg.Obs)
+		},
+		check: func(cfg trainConfig) error {
+			if cfg.Obs < 2 {
+				return usagef("--obs %d: need at least 2 observation times", cfg.Obs)
+			}
+			return nil
+		},
+		usesObs: true,
+	},
+	"ou": {
+		defaults: trainConfig{Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+		build:    func(cfg trainConfig) (task, error) { return newOUTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			// Drift and diffusion networks; 101 observation times.
+			return runBytes(2*mlpParams(1, cfg.Width, true), cfg.Batch, 1, 2*cfg.Width, 101)
+		},
+		check: func(cfg trainConfig) error {
+			if cfg.Batch < 2 {
+				return usagef("--batch %d: ou needs at least 2 paths", cfg.Batch)
+			}
+			return nil
+		},
+	},
+}
+
+// taskList is "g1d, spheres, sines or ou" for messages.
+func taskList() string {
+	return strings.Join(taskOrder[:len(taskOrder)-1], ", ") + " or " + taskOrder[len(taskOrder)-1]
+}
+
+// mlpParams counts the parameters of a Dim → width → width → Dim MLP.
+func mlpParams(dim, width int, timeInput bool) float64 {
+	in, w, d := float64(dim), float64(width), float64(dim)
+	if timeInput {
+		in++
+	}
+	return in*w + w + w*w + w + w*d + d
+}
+
+// runBytes estimates the memory of a training run: the parameters with
+// their gradient, Adam moments and solver copies (~10 vectors of P), the
+// network's activations for a batch (~16 of B × width), and the states at
+// the observation times with their adjoints and Runge–Kutta stages (~12 of
+// B × D × M). It is a lower bound: direct backpropagation also stores
+// every stage of every step.
+func runBytes(params float64, batch, dim, width, times int) float64 {
+	b, d, w, m := float64(batch), float64(dim), float64(width), float64(times)
+	return 8 * (10*params + 16*b*w + 12*b*d*m)
 }
 
 // task is one experiment ready to train.
@@ -89,10 +181,15 @@ func gradMethod(cfg trainConfig) (neuralode.GradMethod, error) {
 	return neuralode.ParseGradMethod(cfg.Method)
 }
 
+// newGradSolver returns the run's gradient solver for field; with cfg.abort
+// set, the field is wrapped so that an interrupt stops a step from inside.
 func newGradSolver(field neuralode.VectorField, cfg trainConfig) (*neuralode.GradientSolver, error) {
 	m, err := gradMethod(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.abort != nil {
+		field = &abortableField{VectorField: field, abort: cfg.abort}
 	}
 	return neuralode.NewGradientSolver(field, neuralode.GradOptions{
 		Method:  m,
@@ -123,17 +220,11 @@ func linspace(a, b float64, n int) []float64 {
 }
 
 func newTask(cfg trainConfig) (task, error) {
-	switch cfg.Task {
-	case "g1d":
-		return newG1DTask(cfg)
-	case "spheres":
-		return newSpheresTask(cfg)
-	case "sines":
-		return newSinesTask(cfg)
-	case "ou":
-		return newOUTask(cfg)
+	spec, ok := taskRegistry[cfg.Task]
+	if !ok {
+		return nil, fmt.Errorf("unknown task %q", cfg.Task)
 	}
-	return nil, fmt.Errorf("unknown task %q", cfg.Task)
+	return spec.build(cfg)
 }
 
 // lossCapture lets a neuralode.Loss report an error from the task's loss
