@@ -64,7 +64,7 @@ func TestSaveCheckedBeforeTraining(t *testing.T) {
 	dir := t.TempDir()
 	for _, save := range []string{
 		filepath.Join(dir, "missing", "x.json"), // missing directory
-		dir,                                      // a directory, not a file
+		dir,                                     // a directory, not a file
 	} {
 		args := []string{"train", "--width", "3", "--epochs", "1", "--save", save, "--out", filepath.Join(dir, "o")}
 		code, _, errs := runCLI(args...)
