@@ -42,6 +42,22 @@ func (c *caseFlags) load(fs *flag.FlagSet) (*neuralode.Case, *neuralode.MLP, err
 	return loadCaseModel(c.path)
 }
 
+// emit prints a command's result: JSON with --json, else through print; a
+// failed command prints its error instead. It returns the exit status.
+func (c *caseFlags) emit(stdout, stderr io.Writer, cmd string, res any, err error, print func() error) int {
+	if err == nil {
+		if c.out.json {
+			err = writeJSON(stdout, res)
+		} else {
+			err = print()
+		}
+	}
+	if err != nil {
+		return fail(stderr, cmd, err)
+	}
+	return 0
+}
+
 // tolerances returns the flag tolerances, defaulting to the case's.
 func (c *caseFlags) tolerances(cs *neuralode.Case) (float64, float64) {
 	return c.tol.resolve(c.set, cs.RTol, cs.ATol)
@@ -125,18 +141,7 @@ func runSolve(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	res, err := solveCase(fs, &cf, *method, *step, *compat)
-	if err != nil {
-		return fail(stderr, "solve", err)
-	}
-	if cf.out.json {
-		err = writeJSON(stdout, res)
-	} else {
-		err = printSolve(stdout, res)
-	}
-	if err != nil {
-		return fail(stderr, "solve", err)
-	}
-	return 0
+	return cf.emit(stdout, stderr, "solve", res, err, func() error { return printSolve(stdout, res) })
 }
 
 // solveResult is the output of solve (its --json form).
@@ -237,18 +242,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	res, err := gradCase(fs, &cf, *method, *gqC, *gqCap, *compat)
-	if err != nil {
-		return fail(stderr, "grad", err)
-	}
-	if cf.out.json {
-		err = writeJSON(stdout, res)
-	} else {
-		err = printGrad(stdout, res)
-	}
-	if err != nil {
-		return fail(stderr, "grad", err)
-	}
-	return 0
+	return cf.emit(stdout, stderr, "grad", res, err, func() error { return printGrad(stdout, res) })
 }
 
 func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap int, compat string) (*gradResult, error) {

@@ -180,7 +180,7 @@ func TestNiceTicks(t *testing.T) {
 				t.Errorf("last tick %g below hi %g", ticks[len(ticks)-1], hi)
 			}
 			for i := 1; i < len(ticks); i++ {
-				if d := ticks[i] - ticks[i-1]; math.Abs(d-step) > 1e-6*step {
+				if d := ticks[i] - ticks[i-1]; !relClose(d, step, 1e-6) {
 					t.Errorf("spacing %g at %d, want %g", d, i, step)
 				}
 			}
@@ -188,7 +188,7 @@ func TestNiceTicks(t *testing.T) {
 				t.Errorf("%d intervals for target %d", n, tc.target)
 			}
 			if tc.wantStep != 0 {
-				if math.Abs(step-tc.wantStep) > 1e-12*tc.wantStep {
+				if !relClose(step, tc.wantStep, 1e-12) {
 					t.Errorf("step %g, want %g", step, tc.wantStep)
 				}
 				if math.Abs(ticks[0]-tc.wantLo) > tol || math.Abs(ticks[len(ticks)-1]-tc.wantHi) > tol {
@@ -243,7 +243,7 @@ func TestLogTicks(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%g_%g", tc.lo, tc.hi), func(t *testing.T) {
 			ticks, alo, ahi := logTicks(tc.lo, tc.hi, tc.maxLabels)
-			if math.Abs(alo/tc.wantLo-1) > 1e-9 || math.Abs(ahi/tc.wantHi-1) > 1e-9 {
+			if !relClose(alo, tc.wantLo, 1e-9) || !relClose(ahi, tc.wantHi, 1e-9) {
 				t.Errorf("axis [%g, %g], want [%g, %g]", alo, ahi, tc.wantLo, tc.wantHi)
 			}
 			if len(ticks) < 2 {

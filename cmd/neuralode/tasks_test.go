@@ -250,34 +250,6 @@ func TestSines(t *testing.T) {
 	}
 }
 
-// numGrad returns the central finite-difference gradient of f at x.
-func numGrad(f func([]float64) float64, x []float64) []float64 {
-	g := make([]float64, len(x))
-	for i := range x {
-		old := x[i]
-		h := 1e-6 * math.Max(1, math.Abs(old))
-		x[i] = old + h
-		fp := f(x)
-		x[i] = old - h
-		fm := f(x)
-		x[i] = old
-		g[i] = (fp - fm) / (2 * h)
-	}
-	return g
-}
-
-func assertClose(t *testing.T, name string, got, want []float64, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: len %d, want %d", name, len(got), len(want))
-	}
-	for i := range got {
-		if math.Abs(got[i]-want[i]) > tol*math.Max(1, math.Abs(want[i])) {
-			t.Errorf("%s[%d] = %.10g, want %.10g", name, i, got[i], want[i])
-		}
-	}
-}
-
 func randSlice(rng *rand.Rand, n int, scale float64) []float64 {
 	x := make([]float64, n)
 	for i := range x {
