@@ -560,3 +560,13 @@ func mustFloat(t *testing.T, s string) float64 {
 	}
 	return v
 }
+
+// Item 10: saving into the (not yet existing) output directory works.
+func TestSaveIntoNewOutDir(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "new")
+	code, _, errs := runCLI("train", "--width", "3", "--epochs", "1", "--out", out, "--save", filepath.Join(out, "m.json"), "--quiet")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	checkpointParams(t, filepath.Join(out, "m.json"))
+}

@@ -34,15 +34,15 @@ const (
 	// spheresAugment is the number of zero components appended to the 2-D
 	// points, giving a 5-dimensional state.
 	spheresAugment = 3
-	// spheresTrainPerClass and SpheresValPerClass are the default sample counts.
+	// spheresTrainPerClass and spheresValPerClass are the default sample counts.
 	spheresTrainPerClass = 1000
 	spheresValPerClass   = 50
-	// SpheresInnerRadius bounds class 0 (r < 0.4); class 1 lies in the annulus
-	// SpheresOuterLow < r < SpheresOuterHigh.
+	// spheresInnerRadius bounds class 0 (r < 0.4); class 1 lies in the annulus
+	// spheresOuterLow < r < spheresOuterHigh.
 	spheresInnerRadius = 0.4
 	spheresOuterLow    = 0.7
 	spheresOuterHigh   = 0.9
-	// sinesTrain and SinesVal are the default numbers of training and
+	// sinesTrain and sinesVal are the default numbers of training and
 	// validation series.
 	sinesTrain = 15
 	sinesVal   = 5

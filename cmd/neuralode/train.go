@@ -212,6 +212,12 @@ func (f *trainFlags) plan() (trainConfig, []string, *checkpointState, trainOpts,
 		return cfg, nil, nil, o, err
 	}
 	if o.save != "" {
+		// Saving into the output directory is common: create it first.
+		if filepath.Clean(filepath.Dir(o.save)) == filepath.Clean(o.out) {
+			if err := os.MkdirAll(o.out, 0o755); err != nil {
+				return cfg, nil, nil, o, fmt.Errorf("--out: %w", err)
+			}
+		}
 		if err := checkWritable(o.save); err != nil {
 			return cfg, nil, nil, o, fmt.Errorf("--save %s: %w", o.save, err)
 		}

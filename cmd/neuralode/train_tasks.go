@@ -870,12 +870,15 @@ func (t *ouTask) plot(dir, label, method string) ([]string, error) {
 	return []string{path}, nil
 }
 
+// model holds the validation paths (ouValN of them, whatever --batch is),
+// so that a checkpoint of a run with many training paths stays small and
+// quick to write; the training data are regenerated from the seed.
 func (t *ouTask) model() (*neuralode.Case, error) {
-	n := t.cfg.Batch
-	c := &neuralode.Case{Name: "neuralode train ou (drift network; diffusion in neuralode_diffusion)",
-		T: t.ts, RTol: t.cfg.RTol, ATol: t.cfg.ATol, Z0: rows(t.xs[:n], 1)}
+	n := ouValN
+	c := &neuralode.Case{Name: "neuralode train ou (drift network; diffusion in neuralode_diffusion; validation paths)",
+		T: t.ts, RTol: t.cfg.RTol, ATol: t.cfg.ATol, Z0: rows(t.vxs[:n], 1)}
 	for i := 1; i < len(t.ts); i++ {
-		c.Target = append(c.Target, rows(t.xs[i*n:(i+1)*n], 1))
+		c.Target = append(c.Target, rows(t.vxs[i*n:(i+1)*n], 1))
 	}
 	return c, c.SetModel(t.drift)
 }
