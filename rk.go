@@ -562,10 +562,40 @@ func validateTimes(field string, ts []float64) (float64, error) {
 // ErrStepSizeUnderflow or ErrTooManySteps, and y0 and ts are unchanged (out
 // may hold partial results).
 func (s *Solver) Solve(f Func, y0, ts, out []float64) (Stats, error) {
-	return s.solve(f, y0, ts, out, s.opts.OnStep)
+	return s.run(f, y0, ts, out, s.runConfig())
 }
 
-func (s *Solver) solve(f Func, y0, ts, out []float64, onStep func(*StepInfo)) (st Stats, err error) {
+// runConfig is what may vary between the solves of one Solver without
+// changing its Options: the gradient methods solve piece by piece and
+// interval by interval, each starting with the step the last one ended with,
+// and record the steps they need through onStep.
+type runConfig struct {
+	firstStep float64 // as Options.FirstStep
+	overshoot bool    // as Options.Overshoot
+	onStep    func(*StepInfo)
+}
+
+// runConfig returns the configuration the Options ask for.
+func (s *Solver) runConfig() runConfig {
+	return runConfig{firstStep: s.opts.FirstStep, overshoot: s.opts.Overshoot, onStep: s.opts.OnStep}
+}
+
+// setErrorNorm replaces the error norm and the quadrature tail, keeping the
+// workspace (a backward solve measures its augmented state with a norm of
+// its own).
+func (s *Solver) setErrorNorm(norm Norm, tail int) {
+	_, isRMS := norm.(RMSNorm)
+	s.norm, s.isRMS = norm, isRMS
+	s.opts.Norm, s.opts.QuadratureTail = norm, tail
+}
+
+// lastState returns the state at the end of the last accepted step: y at
+// the final time, or past it when the solve overshot. It is valid until the
+// next solve.
+func (s *Solver) lastState() []float64 { return s.y }
+
+// run solves like Solve, configured by rc instead of the Options.
+func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err error) {
 	n := len(y0)
 	if f == nil {
 		return st, invalidf("f", "nil function")
@@ -592,11 +622,11 @@ func (s *Solver) solve(f Func, y0, ts, out []float64, onStep func(*StepInfo)) (s
 		return st, nil
 	}
 	copy(s.y, y0)
-	return s.integrate(f, ts, out, dir, onStep)
+	return s.integrate(f, ts, out, dir, rc)
 }
 
 // integrate runs the step loop; the workspace is sized and s.y holds y(ts[0]).
-func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*StepInfo)) (st Stats, err error) {
+func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig) (st Stats, err error) {
 	tb, o := s.tb, &s.opts
 	n := s.n
 	head := n - o.QuadratureTail
@@ -618,8 +648,8 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 	switch {
 	case !adaptive:
 		h = dir * o.Step
-	case o.FirstStep > 0:
-		h = dir * o.FirstStep
+	case rc.firstStep > 0:
+		h = dir * rc.firstStep
 	default:
 		h = dir * s.initialStep(f, t, s.y, k[0], dir)
 		st.NFE++
@@ -634,7 +664,7 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 			return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("%d steps attempted without reaching t=%g", maxSteps, tEnd), Err: ErrTooManySteps}
 		}
 		t1 := t + h
-		if !o.Overshoot {
+		if !rc.overshoot {
 			// Shorten the last step to land on tEnd; stretch a step that would
 			// leave a sliver shorter than a billionth of the step.
 			if rem := tEnd - t; (h-rem)*dir > 0 || math.Abs(rem-h) <= 1e-9*math.Abs(h) {
@@ -670,12 +700,12 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 
 		// f(t1, y1): the last stage of FSAL methods; for the others it is
 		// evaluated when another step follows or the dense output needs it.
-		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || onStep != nil || (ts[next]-t1)*dir < 0)
+		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || rc.onStep != nil || (ts[next]-t1)*dir < 0)
 		if needF1 {
 			f(t1, s.y1, k[nst])
 			st.NFE++
 		}
-		if onStep != nil {
+		if rc.onStep != nil {
 			s.info.T, s.info.H, s.info.T1, s.info.Y0, s.info.Y1 = t, h, t1, s.y, s.y1
 			copy(s.info.Stages, s.stages)
 			s.info.Stages[0] = s.y
@@ -683,7 +713,7 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 				s.info.Stages[nst-1] = s.y1
 			}
 			copy(s.info.K, k)
-			onStep(&s.info)
+			rc.onStep(&s.info)
 		}
 		// Outputs inside (t, t1].
 		for next < len(ts) && (ts[next]-t1)*dir <= 0 {
@@ -902,7 +932,9 @@ func (s *Solver) SolveDense(f Func, y0, ts, out []float64) (*DenseSolution, Stat
 			user(si)
 		}
 	}
-	st, err := s.solve(f, y0, ts, out, rec)
+	rc := s.runConfig()
+	rc.onStep = rec
+	st, err := s.run(f, y0, ts, out, rc)
 	if err != nil {
 		return nil, st, err
 	}
