@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sort"
 	"time"
 )
 
@@ -678,10 +677,9 @@ func allZero(x []float64) bool {
 // is no backward ODE.
 type directMethod struct {
 	g            *GradientSolver
-	tape         stepTape
+	tape         stepRecord
 	ybar, ydense []float64   // cotangents of the step's output and of its dense uses
 	kbar         [][]float64 // cotangents of the stages (and f1 for non-FSAL methods)
-	beta         []float64
 	hook         func(*StepInfo)
 }
 
@@ -700,14 +698,14 @@ func (m *directMethod) forward(n int) func(*StepInfo) {
 		for i := range m.kbar {
 			m.kbar[i] = make([]float64, n)
 		}
-		m.beta = make([]float64, nk)
 	}
-	m.tape.reset(tb.Stages()-btoi(tb.FSAL), n)
+	// The stage inputs; an FSAL method's last one is the next step's y0.
+	m.tape.reset(tb, n, false, tb.Stages()-btoi(tb.FSAL))
 	return m.hook
 }
 
 func (m *directMethod) record(si *StepInfo) {
-	m.tape.push(si, m.g.piece, si.Stages[:m.tape.perStep])
+	m.tape.push(si, m.g.piece)
 }
 
 func (m *directMethod) backwardState(n, p int) (backwardSpec, error) { return backwardSpec{}, nil }
@@ -731,7 +729,7 @@ func (m *directMethod) backward() error {
 	n := g.n
 	ns := tp.steps()
 	nst := tb.Stages()
-	inner := tp.perStep // stages with their own inputs: 0..inner-1
+	inner := tp.nstages // stages with their own inputs: 0..inner-1
 	lastK := tb.denseVectors() - 1
 	r := &g.res
 	gp := r.Params
@@ -754,7 +752,7 @@ func (m *directMethod) backward() error {
 		if s == ns-1 {
 			yEnd = g.fwd.lastState()
 		} else {
-			yEnd = tp.vec(s+1, 0)
+			yEnd = tp.y0(s + 1)
 		}
 		if !allZero(kPoint) {
 			g.ev.VJP(t1, yEnd, kPoint, nil, g.negA, gp, nil)
@@ -773,7 +771,7 @@ func (m *directMethod) backward() error {
 			if allZero(ki) {
 				continue
 			}
-			g.ev.VJP(t0+tb.C[i]*h, tp.vec(s, i), ki, nil, g.negA, gp, nil)
+			g.ev.VJP(t0+tb.C[i]*h, tp.stage(s, i), ki, nil, g.negA, gp, nil)
 			stats.VJPs++
 			for j, a := range tb.A[i] {
 				if a != 0 {
@@ -788,7 +786,7 @@ func (m *directMethod) backward() error {
 		// piece, not shared with the previous step.
 		if s == 0 || tp.piece[s-1] != pc {
 			if !allZero(kPoint) {
-				g.ev.VJP(t0, tp.vec(s, 0), kPoint, nil, g.negA, gp, nil)
+				g.ev.VJP(t0, tp.y0(s), kPoint, nil, g.negA, gp, nil)
 				stats.VJPs++
 				Axpy(1, g.negA, ybar)
 			}
@@ -807,18 +805,14 @@ func (m *directMethod) backward() error {
 // first row not in the step.
 func (m *directMethod) denseCotangents(s, row int) int {
 	g := m.g
-	tb, tp, n := g.fwd.Method(), &m.tape, g.n
+	tp, n := &m.tape, g.n
 	h := tp.h[s]
 	for _, kb := range m.kbar {
 		clear(kb)
 	}
 	clear(m.ydense)
-	dir := 1.0
-	if g.grid[len(g.grid)-1] < g.grid[0] {
-		dir = -1
-	}
 	for ; row >= 1; row-- {
-		st, theta, exact := tp.locate(g.grid[row], dir)
+		st, theta, exact := tp.locate(g.grid[row])
 		if st != s {
 			break
 		}
@@ -827,8 +821,7 @@ func (m *directMethod) denseCotangents(s, row int) int {
 			Axpy(1, gi, m.ybar)
 			continue
 		}
-		tb.denseWeights(theta, m.beta)
-		for j, b := range m.beta {
+		for j, b := range tp.interp.weights(theta) {
 			if b != 0 {
 				Axpy(h*b, gi, m.kbar[j])
 			}
@@ -1009,11 +1002,8 @@ type gqInterpMethod struct {
 	g     *GradientSolver
 	q     gqQuadrature
 	f     Func // m.rhs, bound once
-	tape  stepTape
+	tape  stepRecord
 	hook  func(*StepInfo)
-	beta  []float64
-	coef  []float64
-	vecs  [][]float64
 	dense []float64
 }
 
@@ -1025,22 +1015,15 @@ func newGQInterpMethod(g *GradientSolver) gradStrategy {
 }
 
 func (m *gqInterpMethod) forward(n int) func(*StepInfo) {
-	tb := m.g.fwd.Method()
-	nk := tb.denseVectors()
-	if len(m.dense) != n || len(m.beta) != nk {
+	if len(m.dense) != n {
 		m.dense = make([]float64, n)
-		m.beta, m.coef, m.vecs = make([]float64, nk), make([]float64, nk), make([][]float64, nk)
 	}
-	m.tape.reset(1+nk, n)
+	m.tape.reset(m.g.fwd.Method(), n, true, 1)
 	return m.hook
 }
 
 func (m *gqInterpMethod) record(si *StepInfo) {
-	m.tape.push(si, m.g.piece, nil) // times only
-	m.tape.data = append(m.tape.data, si.Y0...)
-	for _, k := range si.K {
-		m.tape.data = append(m.tape.data, k...)
-	}
+	m.tape.push(si, m.g.piece)
 }
 
 func (m *gqInterpMethod) backwardState(n, p int) (backwardSpec, error) {
@@ -1060,22 +1043,8 @@ func (m *gqInterpMethod) rhs(t float64, a, da []float64) {
 
 // forwardAt evaluates the forward solve's dense output at t into m.dense.
 func (m *gqInterpMethod) forwardAt(t float64) []float64 {
-	tp := &m.tape
-	dir := 1.0
-	if tp.h[0] < 0 {
-		dir = -1
-	}
-	s, theta, _ := tp.locate(t, dir)
-	h := tp.h[s]
-	m.g.fwd.Method().denseWeights(theta, m.beta)
-	coef, vecs := m.coef[:0], m.vecs[:0]
-	for j, b := range m.beta {
-		if b != 0 {
-			coef = append(coef, h*b)
-			vecs = append(vecs, tp.vec(s, 1+j))
-		}
-	}
-	LinComb(m.dense, tp.vec(s, 0), coef, vecs)
+	s, theta, _ := m.tape.locate(t)
+	m.tape.at(s, theta, m.dense)
 	return m.dense
 }
 
@@ -1283,51 +1252,4 @@ func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 	pool.limit = workers
 	pool.run(tasks, task)
 	return nil
-}
-
-// stepTape stores accepted forward steps: for each, its start time, size,
-// and a fixed number of state-sized vectors.
-type stepTape struct {
-	perStep  int
-	n        int
-	t, t1, h []float64
-	piece    []int // forward piece of each step (break points separate pieces)
-	data     []float64
-}
-
-func (tp *stepTape) reset(perStep, n int) {
-	tp.perStep, tp.n = perStep, n
-	tp.t, tp.t1, tp.h, tp.data, tp.piece = tp.t[:0], tp.t1[:0], tp.h[:0], tp.data[:0], tp.piece[:0]
-}
-
-func (tp *stepTape) push(si *StepInfo, piece int, vecs [][]float64) {
-	tp.piece = append(tp.piece, piece)
-	tp.t = append(tp.t, si.T)
-	tp.t1 = append(tp.t1, si.T1)
-	tp.h = append(tp.h, si.H)
-	for _, v := range vecs {
-		tp.data = append(tp.data, v[:tp.n]...)
-	}
-}
-
-func (tp *stepTape) steps() int { return len(tp.t) }
-
-// vec returns vector j of step i.
-func (tp *stepTape) vec(i, j int) []float64 {
-	off := (i*tp.perStep + j) * tp.n
-	return tp.data[off : off+tp.n : off+tp.n]
-}
-
-// locate returns the step containing time t (t_i < t ≤ t1_i in the
-// direction of integration) and the fraction θ into it; exact reports that t
-// is the step's end.
-func (tp *stepTape) locate(t, dir float64) (step int, theta float64, exact bool) {
-	i := sort.Search(len(tp.t), func(i int) bool { return (tp.t[i]-t)*dir >= 0 }) - 1
-	if i < 0 {
-		i = 0
-	}
-	if t == tp.t1[i] {
-		return i, 1, true
-	}
-	return i, (t - tp.t[i]) / tp.h[i], false
 }
