@@ -398,10 +398,7 @@ func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
 	if err := checkFinite("params", g.field.Params()); err != nil {
 		return err
 	}
-	if len(ts) < 2 {
-		return invalidf("ts", "need at least two times, got %d", len(ts))
-	}
-	_, err := validateTimes("ts", ts)
+	_, err := validateTimes("ts", ts, 2, false)
 	return err
 }
 

@@ -542,8 +542,10 @@ func (s *Solver) setOptions(opts Options) error {
 	if opts.QuadratureTail < 0 {
 		return invalidf("Options.QuadratureTail", "negative: %d", opts.QuadratureTail)
 	}
-	if err := validateBreaks("Options.Breaks", opts.Breaks); err != nil {
-		return err
+	if len(opts.Breaks) > 0 {
+		if _, err := validateTimes("Options.Breaks", opts.Breaks, 1, true); err != nil {
+			return err
+		}
 	}
 	opts.Breaks = append([]float64(nil), opts.Breaks...) // the caller may reuse the slice
 	if !tb.Adaptive() && opts.Step <= 0 {
@@ -624,11 +626,14 @@ func (s *Solver) ensure(n int) {
 	s.info.Stages = make([][]float64, st)
 }
 
-// validateTimes checks that ts is finite and strictly monotone and returns
-// its direction (+1 or −1; +1 for a single time).
-func validateTimes(field string, ts []float64) (float64, error) {
-	if len(ts) == 0 {
-		return 0, invalidf(field, "no times")
+// validateTimes checks a time grid: at least minLen times, all finite,
+// strictly monotone, and strictly increasing if increasing is set. It
+// returns the direction (+1 or −1; +1 for a single time). Every time grid
+// the package accepts is checked here: solve and observation times, break
+// points, quadrature partitions, noise grids and SDE output times.
+func validateTimes(field string, ts []float64, minLen int, increasing bool) (float64, error) {
+	if len(ts) < max(minLen, 1) {
+		return 0, invalidf(field, "need at least %d times, got %d", max(minLen, 1), len(ts))
 	}
 	if err := checkFinite(field, ts); err != nil {
 		return 0, err
@@ -637,27 +642,18 @@ func validateTimes(field string, ts []float64) (float64, error) {
 		return 1, nil
 	}
 	dir := 1.0
-	if ts[1] < ts[0] {
+	if ts[1] < ts[0] && !increasing {
 		dir = -1
 	}
 	for i := 1; i < len(ts); i++ {
 		if !((ts[i]-ts[i-1])*dir > 0) {
+			if increasing {
+				return 0, invalidf(field, "not strictly increasing at index %d (%v after %v)", i, ts[i], ts[i-1])
+			}
 			return 0, invalidf(field, "times must be strictly increasing or strictly decreasing: t[%d]=%v, t[%d]=%v", i-1, ts[i-1], i, ts[i])
 		}
 	}
 	return dir, nil
-}
-
-// validateBreaks checks that break times are finite and strictly increasing.
-func validateBreaks(field string, bs []float64) error {
-	if len(bs) == 0 {
-		return nil
-	}
-	dir, err := validateTimes(field, bs)
-	if err == nil && dir < 0 {
-		err = invalidf(field, "times must be increasing: t[0]=%v, t[1]=%v", bs[0], bs[1])
-	}
-	return err
 }
 
 // Solve integrates y' = f(t, y) from y(ts[0]) = y0 through the times ts
@@ -711,7 +707,7 @@ func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err
 	if f == nil {
 		return st, invalidf("f", "nil function")
 	}
-	dir, err := validateTimes("ts", ts)
+	dir, err := validateTimes("ts", ts, 1, false)
 	if err != nil {
 		return st, err
 	}
@@ -1071,7 +1067,7 @@ func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) 
 // denseAt evaluates the dense output of the step just accepted (from s.y
 // with size h, stages in s.k) at fraction theta into dst.
 func (s *Solver) denseAt(theta, h float64, dst []float64) {
-	s.interp.eval(dst, s.y, s.k, theta, h)
+	s.interp.eval(s.y, s.k, theta, h, dst)
 }
 
 // interpolant evaluates a tableau's dense output on one step,
@@ -1098,7 +1094,7 @@ func (ip *interpolant) weights(theta float64) []float64 {
 
 // eval writes y0 + h·Σ β_j(θ)·k_j into dst; nil entries of k (an f1 that
 // was not evaluated) must have zero weight.
-func (ip *interpolant) eval(dst, y0 []float64, k [][]float64, theta, h float64) {
+func (ip *interpolant) eval(y0 []float64, k [][]float64, theta, h float64, dst []float64) {
 	m := 0
 	for j, b := range ip.weights(theta) {
 		if b != 0 && k[j] != nil {
@@ -1203,7 +1199,7 @@ func (r *stepRecord) at(i int, theta float64, dst []float64) {
 	for j := range r.kv {
 		r.kv[j] = r.vec(i, 1+j)
 	}
-	r.interp.eval(dst, r.y0(i), r.kv, theta, r.h[i])
+	r.interp.eval(r.y0(i), r.kv, theta, r.h[i], dst)
 }
 
 // DenseSolution is a finished solve that can be evaluated anywhere inside
@@ -1236,7 +1232,7 @@ func (s *Solver) SolveDense(f Func, y0, ts, out []float64) (*DenseSolution, Stat
 	if err != nil {
 		return nil, st, err
 	}
-	d.dir, _ = validateTimes("ts", ts)
+	d.dir, _ = validateTimes("ts", ts, 1, false)
 	d.t0, d.tEnd = ts[0], ts[len(ts)-1]
 	d.final = append([]float64(nil), out[len(out)-len(y0):]...)
 	return d, st, nil
