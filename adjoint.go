@@ -1147,7 +1147,7 @@ const quadChunks = 4
 // quadSerialWork is the amount of work (nodes · batch · parameters) below
 // which the chunks run on the calling goroutine: waking a helper costs
 // microseconds, a node's product on a small network less. Chosen by
-// BenchmarkCalibrateQuadrature.
+// TestCalibrateQuadrature; see calibrate.md.
 var quadSerialWork = 1 << 16
 
 // sum evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.

@@ -522,7 +522,7 @@ func BenchmarkSolve(b *testing.B) {
 	}
 }
 
-// caseFiles are the PyTorch-exported cases (spec/case-format.md).
+// caseFiles are the PyTorch-exported cases (the format is documented with Case).
 var caseFiles = []string{
 	"testdata/cases/case1_d2_h16_b4.json",
 	"testdata/cases/case2_d3_h32_b8_nobs4.json",

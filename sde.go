@@ -7,7 +7,7 @@ import (
 	"sort"
 )
 
-// This file holds the stochastic half of the library (DESIGN.md section 4):
+// This file holds the stochastic half of the library:
 //
 //   - smooth approximations of white noise (KLNoise, PiecewiseLinearNoise) and
 //     the Wong–Zakai ODE dz/dt = f(t, z) + g(t, z) ⊙ Ẇ(t) built from them
@@ -92,7 +92,7 @@ type PieceSelector interface {
 }
 
 // KLNoise is the truncated Karhunen–Loève expansion of white noise on
-// [t0, t1] used by the GQ paper's SDE experiment (DESIGN.md §4): with
+// [t0, t1] used by the SDE experiment of Norcliffe & Deisenroth (TMLR 2023): with
 // c = t1 − t0,
 //
 //	Ẇ(t) = sqrt(2/c) · Σ_{n=1..N} ε_n cos((n − ½)π(t − t0)/c),  ε_n ~ N(0, 1),
@@ -317,8 +317,8 @@ func (p *PiecewiseLinearNoise) Value(t float64, dst []float64) {
 // Wong–Zakai ODE
 
 // WongZakai is the vector field dz/dt = f(t, z) + g(t, z) ⊙ Ẇ(t) of a
-// diagonal-noise Stratonovich SDE driven by a smooth noise sample (DESIGN.md
-// §4). It is an ordinary VectorField with vector–Jacobian products over the
+// diagonal-noise Stratonovich SDE driven by a smooth noise sample (the
+// Wong–Zakai approximation; see the top of this file). It is an ordinary VectorField with vector–Jacobian products over the
 // joint parameter vector [θ_f, θ_g], so any gradient method trains it.
 //
 // The noise fixes the batch: len(z) must equal Noise().Size() = B·D in every
