@@ -25,7 +25,7 @@ type caseFlags struct {
 }
 
 func (c *caseFlags) register(fs *flag.FlagSet, what string) {
-	fs.StringVar(&c.path, "case", "", "case file (JSON, the PyTorch interchange format; required)")
+	fs.StringVar(&c.path, "case", "", "case file (JSON; the format is documented with neuralode.Case; required)")
 	c.tol.register(fs, what, 0, 0, "the case's")
 	c.out.register(fs, "print one JSON object on stdout instead of the summary")
 }
