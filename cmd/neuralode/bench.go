@@ -48,6 +48,7 @@ type benchFlags struct {
 	tol                           tolFlags
 	output                        outputFlags
 	set                           map[string]bool
+	checkOut                      func() error
 }
 
 func (f *benchFlags) register(fs *flag.FlagSet) {
@@ -58,7 +59,7 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.gqC, "gq-c", 0.1, "GQ node-count factor C")
 	fs.Uint64Var(&f.seed, "seed", 1, "seed of the generated problems")
 	fs.StringVar(&f.casePath, "case", "", "benchmark this PyTorch case file instead of generated problems")
-	fs.StringVar(&f.out, "out", "neuralode-out", "output directory for the bar chart bench.svg")
+	f.checkOut = outDirFlag(fs, &f.out, "the bar chart bench.svg")
 	f.output.register(fs, "print one JSON object per (method, size) on stdout instead of the table")
 }
 
@@ -125,8 +126,8 @@ func (f *benchFlags) problems(stderr io.Writer) ([]string, []*benchProblem, erro
 	if err := positiveFlag("gq-c", f.gqC); err != nil {
 		return nil, nil, err
 	}
-	if f.out == "" {
-		return nil, nil, usagef("--out: empty directory name")
+	if err := f.checkOut(); err != nil {
+		return nil, nil, err
 	}
 	var probs []*benchProblem
 	if f.casePath != "" {

@@ -147,6 +147,18 @@ func (o *outputFlags) register(fs *flag.FlagSet, jsonUsage string) {
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress on stderr")
 }
 
+// outDirFlag registers --out, the output directory of train, bench and
+// demo, and returns a check of its value.
+func outDirFlag(fs *flag.FlagSet, dst *string, what string) func() error {
+	fs.StringVar(dst, "out", "neuralode-out", "output directory for "+what)
+	return func() error {
+		if *dst == "" {
+			return usagef("--out: empty directory name")
+		}
+		return nil
+	}
+}
+
 // logf prints progress on stderr unless --quiet.
 func (o *outputFlags) logf(stderr io.Writer, format string, args ...any) {
 	if !o.quiet {

@@ -122,6 +122,7 @@ type trainFlags struct {
 	saveEvery int
 	resume    string
 	set       map[string]bool
+	checkOut  func() error
 }
 
 func (f *trainFlags) register(fs *flag.FlagSet) {
@@ -138,7 +139,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
 	fs.IntVar(&c.Obs, "obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
 	fs.BoolVar(&c.Irregular, "irregular", false, "sines: irregular observation times")
-	fs.StringVar(&f.out, "out", "neuralode-out", "output directory for metrics.jsonl and the plots")
+	f.checkOut = outDirFlag(fs, &f.out, "metrics.jsonl and the plots")
 	f.output.register(fs, "print JSON lines (per epoch and a summary per method) on stdout instead of the table")
 	fs.StringVar(&f.save, "save", "", "write the trained model and training state to FILE (case format) at the end")
 	fs.IntVar(&f.saveEvery, "save-every", 0, "also save every K epochs (needs --save, or --resume which saves back)")
@@ -189,8 +190,8 @@ func (f *trainFlags) plan() (trainConfig, []string, *checkpointState, trainOpts,
 	if o.saveEvery > 0 && o.save == "" && f.resume == "" {
 		return trainConfig{}, nil, nil, o, usagef("--save-every needs --save FILE")
 	}
-	if o.out == "" {
-		return trainConfig{}, nil, nil, o, usagef("--out: empty directory name")
+	if err := f.checkOut(); err != nil {
+		return trainConfig{}, nil, nil, o, err
 	}
 	var cfg trainConfig
 	var methods []string
