@@ -73,7 +73,7 @@ type Case struct {
 	Ref    *CaseReference // optional reference results ("reference")
 
 	// PeersAtCaseTol is the raw "peers_at_case_tol" object, written back
-	// verbatim; Peers parses it.
+	// verbatim.
 	PeersAtCaseTol json.RawMessage
 	// Extra holds the top-level fields this reader does not interpret
 	// (mlp_convention, generation, cross_check, …), written back verbatim so
@@ -102,9 +102,9 @@ type CaseReference struct {
 	TimeS       float64     `json:"time_s,omitempty"`
 }
 
-// PeerResult is what a peer library produced at the case's tolerance
-// (an entry of "peers_at_case_tol"): figures to compare with.
-type PeerResult struct {
+// peerResult is what a peer library produced at the case's tolerance
+// (an entry of "peers_at_case_tol"): figures the tests compare with.
+type peerResult struct {
 	Loss        float64     `json:"loss"`
 	FwdNFE      int         `json:"fwd_nfe"`
 	BwdNFE      int         `json:"bwd_nfe"`
@@ -473,15 +473,16 @@ func (c *Case) MLP() (*MLP, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := FlattenLayers(m.Params(), c.Layers); err != nil {
+	if err := FlattenLayers(c.Layers, m.Params()); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 // FlattenLayers writes layers in parameter order (W_0 row-major, b_0, W_1,
-// …) into dst, whose length must equal the total number of entries.
-func FlattenLayers(dst []float64, layers []CaseLayer) error {
+// …) into dst, whose length must equal the total number of entries. It is
+// the inverse of UnflattenLayers.
+func FlattenLayers(layers []CaseLayer, dst []float64) error {
 	n := 0
 	for _, ly := range layers {
 		for _, row := range ly.W {
@@ -565,7 +566,7 @@ func (c *Case) RefGradFlat() []float64 {
 		n += len(ly.B)
 	}
 	g := make([]float64, n)
-	_ = FlattenLayers(g, c.Ref.Grad) // sizes match by construction
+	_ = FlattenLayers(c.Ref.Grad, g) // sizes match by construction
 	return g
 }
 
@@ -581,11 +582,11 @@ func flattenRows(x [][]float64) []float64 {
 	return out
 }
 
-// Peers parses PeersAtCaseTol: one PeerResult for every entry that is a
+// peers parses PeersAtCaseTol: one peerResult for every entry that is a
 // JSON object (e.g. "direct", "adjoint", "seminorm", "gq"); string entries
 // such as notes are skipped. A case without peers gives an empty map.
-func (c *Case) Peers() (map[string]PeerResult, error) {
-	res := map[string]PeerResult{}
+func (c *Case) peers() (map[string]peerResult, error) {
+	res := map[string]peerResult{}
 	if len(c.PeersAtCaseTol) == 0 {
 		return res, nil
 	}
@@ -598,7 +599,7 @@ func (c *Case) Peers() (map[string]PeerResult, error) {
 		if len(v) == 0 || v[0] != '{' {
 			continue
 		}
-		var p PeerResult
+		var p peerResult
 		if err := json.Unmarshal(v, &p); err != nil {
 			return nil, caseErr("peers_at_case_tol."+k, "%s", jsonReason(err))
 		}

@@ -535,7 +535,7 @@ type loadedCase struct {
 	m       *MLP
 	z0      []float64
 	targets []float64
-	peers   map[string]PeerResult
+	peers   map[string]peerResult
 }
 
 func loadCaseFixture(t testing.TB, path string) *loadedCase {
@@ -548,7 +548,7 @@ func loadCaseFixture(t testing.TB, path string) *loadedCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peers, err := c.Peers()
+	peers, err := c.peers()
 	if err != nil {
 		t.Fatal(err)
 	}
