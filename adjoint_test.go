@@ -75,16 +75,6 @@ func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
 	return ff
 }
 
-func relErr(got, want []float64) float64 {
-	var num, den float64
-	for i := range got {
-		d := got[i] - want[i]
-		num += d * d
-		den += want[i] * want[i]
-	}
-	return math.Sqrt(num / math.Max(den, 1e-300))
-}
-
 var allGradMethods = []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint}
 
 // lossOf solves forward only and returns the MSE loss (for finite differences).

@@ -238,14 +238,14 @@ func TestPublicCasesLossRK4(t *testing.T) {
 			if d > 1e-9 {
 				t.Errorf("loss %.16g, reference %.16g (rel %g)", loss, c.Ref.Loss, d)
 			}
-			if d := relErrInf(zT, flattenRows(c.Ref.ZT)); d > 1e-9 {
+			if d := maxRelDiff(zT, flattenRows(c.Ref.ZT)); d > 1e-9 {
 				t.Errorf("z_T rel diff %g", d)
 			}
 			if testing.Short() && pc.H > 32 {
 				return
 			}
 			g := rk4CaseGrad(c, m, 500)
-			d = relErrInf(g, c.RefGradFlat())
+			d = maxRelDiff(g, c.RefGradFlat())
 			t.Logf("gradient rel diff %.2g", d)
 			if d > 1e-7 {
 				t.Errorf("gradient rel diff %g", d)
