@@ -295,7 +295,7 @@ func (cr caseFields) readProblem(c *Case) error {
 	if ok, err := cr.get("reference", &ref, false); err != nil {
 		return err
 	} else if ok {
-		ref.keepFields(raw["reference"])
+		ref.keepFields(cr["reference"])
 		c.Ref = &ref
 	}
 	if v, ok := cr["peers_at_case_tol"]; ok {
