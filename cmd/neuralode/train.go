@@ -105,17 +105,18 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 		"Softplus vector fields and Adam, and writes per-epoch metrics (DIR/metrics.jsonl) and\n"+
 		"SVG plots into DIR. Tasks: g1d (crossing trajectories), spheres (nested spheres),\n"+
 		"sines (second-order model of A sin t + B cos t), ou (Ornstein–Uhlenbeck SDE through\n"+
-		"Wong–Zakai). Flags left at 0 take the task's default. Progress goes to stderr; the\n"+
+		"Wong–Zakai), cde and cde-hermite (spiral classification by a neural CDE on natural or\n"+
+		"Hermite cubic control paths). Flags left at 0 take the task's default. Progress goes to stderr; the\n"+
 		"final table (or, with --json, JSON lines) to stdout. SIGINT/SIGTERM stop after the\n"+
 		"current step and save a checkpoint (exit status 130).", stdout)
-	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines or ou")
+	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines, ou, cde or cde-hermite")
 	method := fs.String("method", "gq", "gradient method(s), comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
-	width := fs.Int("width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
-	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
+	width := fs.Int("width", 0, "hidden width of the networks (two hidden layers; cde one); default per task (g1d 256, cde 128, others 32)")
+	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40, cde 20, cde-hermite 10)")
 	lr := fs.Float64("lr", 0, "Adam learning rate; default per task")
-	batch := fs.Int("batch", 0, "minibatch size (spheres 200, sines 15 series); for ou the number of training paths (64)")
+	batch := fs.Int("batch", 0, "minibatch size (spheres 200, sines 15 series, cde 32); for ou the number of training paths (64)")
 	rtol := fs.Float64("rtol", 0, "relative tolerance of both passes; default per task (1e-3, sines 1e-4)")
-	atol := fs.Float64("atol", 0, "absolute tolerance of both passes; default per task (1e-3, sines 1e-5)")
+	atol := fs.Float64("atol", 0, "absolute tolerance of both passes; default per task (1e-3, sines and cde 1e-5)")
 	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C")
 	seed := fs.Uint64("seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
 	obs := fs.Int("obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
@@ -175,7 +176,7 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 	} else {
 		def, ok := taskDefaults[*taskName]
 		if !ok {
-			return usageErr(stderr, "train", "--task %q: want g1d, spheres, sines or ou", *taskName)
+			return usageErr(stderr, "train", "--task %q: want g1d, spheres, sines, ou, cde or cde-hermite", *taskName)
 		}
 		var err error
 		if methods, err = parseMethods(*method); err != nil {

@@ -47,6 +47,9 @@ var taskDefaults = map[string]trainConfig{
 	"spheres": {Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
 	"sines":   {Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
 	"ou":      {Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+	// cde, cde-hermite: task_cde.go.
+	"cde":         {Width: 128, Epochs: 20, LR: 0.01, Batch: 32, RTol: 1e-3, ATol: 1e-5},
+	"cde-hermite": {Width: 128, Epochs: 10, LR: 0.01, Batch: 32, RTol: 1e-3, ATol: 1e-5},
 }
 
 // task is one experiment ready to train.
@@ -132,6 +135,10 @@ func newTask(cfg trainConfig) (task, error) {
 		return newSinesTask(cfg)
 	case "ou":
 		return newOUTask(cfg)
+	case "cde":
+		return newCDETask(cfg, neuralode.NaturalSpline)
+	case "cde-hermite":
+		return newCDETask(cfg, neuralode.HermiteSpline)
 	}
 	return nil, fmt.Errorf("unknown task %q", cfg.Task)
 }
