@@ -32,7 +32,7 @@ const (
 	CDEChannels  = 3   // (t, x, y)
 	CDEDropFrac  = 0.3 // fraction of each series' samples dropped
 	cdeClasses   = 2
-	cdePlotPaths = 8
+	cdePlotPaths = 3 // per true class
 )
 
 // SpiralData is a batch of spirals: Obs holds CDESamples rows of Batch·3
@@ -236,9 +236,9 @@ func (t *cdeTask) validate() (float64, error) {
 	return Accuracy(z, t.val.Batch, CDEHidden, t.val.Labels, w, b)
 }
 
-// plot draws the first validation spirals' control paths (the interpolated
-// x–y curves with the observed samples as dots), coloured by the predicted
-// class; misclassified series are dashed.
+// plot draws the control paths of the first validation spirals of each
+// true class (the interpolated x–y curves, with the observed samples as
+// dots), coloured by the predicted class; misclassified series are dashed.
 func (t *cdeTask) plot(dir, label, method string) ([]string, error) {
 	z, err := t.finalStates()
 	if err != nil {
@@ -252,7 +252,12 @@ func (t *cdeTask) plot(dir, label, method string) ([]string, error) {
 	p := &Plot{Title: "Spirals (" + t.kind.String() + " spline, " + method + "): input paths coloured by predicted class",
 		XLabel: "x", YLabel: "y"}
 	var logit [cdeClasses]float64
-	for s := 0; s < min(cdePlotPaths, t.val.Batch); s++ {
+	var shown [cdeClasses]int
+	for s := 0; s < t.val.Batch; s++ {
+		if shown[t.val.Labels[s]] == cdePlotPaths {
+			continue
+		}
+		shown[t.val.Labels[s]]++
 		logitsRow(logit[:], z[s*CDEHidden:(s+1)*CDEHidden], w, b)
 		pred := 0
 		if logit[1] > logit[0] {
@@ -265,7 +270,7 @@ func (t *cdeTask) plot(dir, label, method string) ([]string, error) {
 			path.At(tt, x)
 			curve.X[i], curve.Y[i] = x[s*CDEChannels+1], x[s*CDEChannels+2]
 		}
-		obs := Series{Color: col, NoLine: true, Opacity: 0.8}
+		obs := Series{Color: col, NoLine: true, Width: 0.1}
 		for k := range t.val.Times {
 			o := (k*t.val.Batch + s) * CDEChannels
 			if !math.IsNaN(t.val.Obs[o+1]) {
