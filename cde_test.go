@@ -632,6 +632,24 @@ func BenchmarkCDEFieldVJP(b *testing.B) {
 			ev.VJP(ts[i%K], z, a, fv, gz, gp, nil)
 		}
 	})
+	// The padded network alone, to show the field's own overhead (the
+	// parameter refresh, padding, spline and contraction).
+	m := f.MLP()
+	mev := m.NewEvaluator()
+	zp, ap, out, gzp, gpp := make([]float64, B*H*C), make([]float64, B*H*C), make([]float64, B*H*C), make([]float64, B*H*C), make([]float64, m.NumParams())
+	for i := range zp {
+		zp[i], ap[i] = 0.1*float64(i%7), 0.01*float64(i%5)
+	}
+	b.Run("MLPEval", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			mev.Eval(0, zp, out)
+		}
+	})
+	b.Run("MLPVJP", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			mev.VJP(0, zp, ap, out, gzp, gpp, nil)
+		}
+	})
 }
 
 // ExampleCDEField classifies two short series by the sign of the final
