@@ -40,21 +40,22 @@ const (
 	NaturalSpline
 )
 
-var splineKindNames = []string{"hermite", "natural"}
-
 // String returns "hermite" or "natural".
 func (k SplineKind) String() string {
-	if k >= 0 && int(k) < len(splineKindNames) {
-		return splineKindNames[k]
+	switch k {
+	case HermiteSpline:
+		return "hermite"
+	case NaturalSpline:
+		return "natural"
 	}
 	return fmt.Sprintf("SplineKind(%d)", int(k))
 }
 
 // ParseSplineKind returns the kind named s ("hermite" or "natural").
 func ParseSplineKind(s string) (SplineKind, error) {
-	for i, n := range splineKindNames {
-		if n == s {
-			return SplineKind(i), nil
+	for _, k := range []SplineKind{HermiteSpline, NaturalSpline} {
+		if k.String() == s {
+			return k, nil
 		}
 	}
 	return 0, invalidf("spline", "unknown spline kind %q (want hermite or natural)", s)

@@ -33,16 +33,25 @@ func mustSpline(t testing.TB, kind SplineKind, ts, xs []float64, B, C int) *Spli
 
 var splineKinds = []SplineKind{HermiteSpline, NaturalSpline}
 
+// bothSplines returns random data (splineData) and its spline of each kind.
+func bothSplines(t testing.TB, seed uint64, K, B, C int) (ts, xs []float64, splines []*Spline) {
+	ts, xs = splineData(seed, K, B, C)
+	for _, kind := range splineKinds {
+		splines = append(splines, mustSpline(t, kind, ts, xs, B, C))
+	}
+	return ts, xs, splines
+}
+
 // TestSplineKnotConditions checks the interpolation conditions that define
 // each spline: values at the knots; Hermite: end slopes m_{k−1}, m_k on
 // every piece (so C¹), a straight first piece; natural: C² at the interior
 // knots and zero second derivative at both ends.
 func TestSplineKnotConditions(t *testing.T) {
 	const K, B, C = 9, 2, 3
-	ts, xs := splineData(1, K, B, C)
+	ts, xs, splines := bothSplines(t, 1, K, B, C)
 	n := B * C
-	for _, kind := range splineKinds {
-		s := mustSpline(t, kind, ts, xs, B, C)
+	for _, s := range splines {
+		kind := s.Kind()
 		v := make([]float64, n)
 		for k := range ts {
 			s.At(ts[k], v)
@@ -97,7 +106,7 @@ func TestSplineKnotConditions(t *testing.T) {
 			}
 		}
 	}
-	if bp := mustSpline(t, NaturalSpline, ts, xs, B, C).Breakpoints(); bp != nil {
+	if bp := splines[1].Breakpoints(); bp != nil {
 		t.Fatalf("natural spline has break points %v", bp)
 	}
 }
@@ -130,14 +139,12 @@ func TestSplineNaturalThreeKnots(t *testing.T) {
 // TestSplineDerivativesFiniteDifferences: Deriv and Deriv2 against central
 // differences of At and Deriv inside every piece.
 func TestSplineDerivativesFiniteDifferences(t *testing.T) {
-	const K, B, C = 7, 2, 2
-	ts, xs := splineData(2, K, B, C)
-	n := B * C
-	for _, kind := range splineKinds {
-		s := mustSpline(t, kind, ts, xs, B, C)
-		d1, d2 := make([]float64, n), make([]float64, n)
-		p, m := make([]float64, n), make([]float64, n)
-		for k := 0; k+1 < K; k++ {
+	ts, _, splines := bothSplines(t, 2, 7, 2, 2) // 7 knots, 2 series × 2 channels
+	d1, d2 := make([]float64, 4), make([]float64, 4)
+	p, m := make([]float64, 4), make([]float64, 4)
+	for _, s := range splines {
+		kind := s.Kind()
+		for k := 0; k+1 < len(ts); k++ {
 			for _, frac := range []float64{0.17, 0.5, 0.83} {
 				x := ts[k] + frac*(ts[k+1]-ts[k])
 				const h = 1e-5

@@ -112,15 +112,16 @@ type cdeTask struct {
 }
 
 func newCDETask(cfg trainConfig, kind neuralode.SplineKind) (*cdeTask, error) {
+	// Training then validation series from one data stream.
 	drng := seedRNG(cfg.Seed, streamData)
-	train, err := Spirals(drng, CDETrain, CDEDropFrac)
-	if err != nil {
-		return nil, err
+	var sets [2]SpiralData
+	for i, n := range [2]int{CDETrain, CDEVal} {
+		var err error
+		if sets[i], err = Spirals(drng, n, CDEDropFrac); err != nil {
+			return nil, err
+		}
 	}
-	val, err := Spirals(drng, CDEVal, CDEDropFrac)
-	if err != nil {
-		return nil, err
-	}
+	train, val := sets[0], sets[1]
 	irng := seedRNG(cfg.Seed, streamInit)
 	field, err := neuralode.NewCDEField(neuralode.CDEConfig{Hidden: CDEHidden, Channels: CDEChannels,
 		Widths: []int{cfg.Width}, Activation: neuralode.Tanh}, irng)
@@ -162,9 +163,13 @@ func (t *cdeTask) steps() int        { return numBatches(t.train.Batch, t.cfg.Ba
 func (t *cdeTask) valName() string   { return "accuracy" }
 
 // setBatch builds the control path of the series idx of d, sets it on the
-// field and writes z(t_0) = ζ(x_0) into t.z0.
+// field, writes z(t_0) = ζ(x_0) into t.z0 and their labels into t.labels.
 func (t *cdeTask) setBatch(d SpiralData, idx []int) error {
 	t.obs = d.rowsOf(idx, t.obs)
+	t.labels = t.labels[:0]
+	for _, i := range idx {
+		t.labels = append(t.labels, d.Labels[i])
+	}
 	path, err := neuralode.NewSpline(t.kind, d.Times, t.obs, len(idx), CDEChannels)
 	if err != nil {
 		return err
@@ -180,10 +185,6 @@ func (t *cdeTask) gradient(epoch, k int, grad []float64) (float64, neuralode.Gra
 	idx := minibatch(t.cfg.Seed, epoch, k, t.train.Batch, t.cfg.Batch)
 	if err := t.setBatch(t.train, idx); err != nil {
 		return 0, neuralode.GradStats{}, err
-	}
-	t.labels = t.labels[:0]
-	for _, i := range idx {
-		t.labels = append(t.labels, t.train.Labels[i])
 	}
 	bs := len(idx)
 	n := bs * CDEHidden
