@@ -95,15 +95,8 @@ func NewSpline(kind SplineKind, ts, xs []float64, batch, channels int) (*Spline,
 	if batch < 1 || channels < 1 {
 		return nil, invalidf("batch/channels", "need at least one series and one channel, got %d and %d", batch, channels)
 	}
-	if len(ts) < 2 {
-		return nil, invalidf("ts", "need at least two knots, got %d", len(ts))
-	}
-	dir, err := validateTimes("ts", ts)
-	if err != nil {
+	if _, err := validateTimes("ts", ts, 2, true); err != nil {
 		return nil, err
-	}
-	if dir < 0 {
-		return nil, invalidf("ts", "knots must be increasing")
 	}
 	K := len(ts)
 	if channels > math.MaxInt32/batch || batch*channels > math.MaxInt32/K {
