@@ -702,3 +702,25 @@ func ExampleCDEField() {
 	// Output:
 	// loss 5.9656, 60 parameters, break points [1 2]
 }
+
+// ExampleNewSpline fills a missing observation and compares the two kinds
+// of path: both interpolate the (filled) data, and only the Hermite path
+// has break points.
+func ExampleNewSpline() {
+	ts := []float64{0, 1, 2, 3}
+	xs := []float64{0, 1, math.NaN(), 1} // one series, one channel; x(2) is missing
+	for _, kind := range []SplineKind{HermiteSpline, NaturalSpline} {
+		s, err := NewSpline(kind, ts, xs, 1, 1)
+		if err != nil {
+			panic(err)
+		}
+		var x, dx [1]float64
+		s.At(2.5, x[:])
+		s.Deriv(2.5, dx[:])
+		fmt.Printf("%s: filled %v, X(2.5) = %.4f, X'(2.5) = %.4f, break points %v\n",
+			kind, s.Observations(), x[0], dx[0], s.Breakpoints())
+	}
+	// Output:
+	// hermite: filled [0 1 1 1], X(2.5) = 1.0000, X'(2.5) = 0.0000, break points [1 2]
+	// natural: filled [0 1 1 1], X(2.5) = 0.9750, X'(2.5) = 0.0167, break points []
+}
