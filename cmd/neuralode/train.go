@@ -129,8 +129,8 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	c := &f.cfg
 	fs.StringVar(&c.Task, "task", "g1d", "task: "+taskList())
 	fs.StringVar(&f.method, "method", "gq", "gradient method(s), comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
-	fs.IntVar(&c.Width, "width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
-	fs.IntVar(&c.Epochs, "epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
+	fs.IntVar(&c.Width, "width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, cde 128, others 32)")
+	fs.IntVar(&c.Epochs, "epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40, cde 20, cde-hermite 10)")
 	fs.Float64Var(&c.LR, "lr", 0, "Adam learning rate; default per task")
 	fs.IntVar(&c.Batch, "batch", 0, "minibatch size (spheres 200, sines 15 series); for ou the number of training paths (64)")
 	fs.Float64Var(&c.RTol, "rtol", 0, "relative tolerance of both passes; default per task (1e-3, sines 1e-4)")
@@ -160,7 +160,8 @@ func trainCommandWith(args []string, stdout, stderr io.Writer, in interrupts) in
 		"Softplus vector fields and Adam, and writes per-epoch metrics (DIR/metrics.jsonl) and\n"+
 		"SVG plots into DIR. Tasks: g1d (crossing trajectories), spheres (nested spheres),\n"+
 		"sines (second-order model of A sin t + B cos t), ou (Ornstein–Uhlenbeck SDE through\n"+
-		"Wong–Zakai). Flags left out take the task's default; values given must be positive.\n"+
+		"Wong–Zakai), cde and cde-hermite (spiral classification by a neural CDE on natural or\n"+
+		"Hermite cubic control paths). Flags left out take the task's default; values given must be positive.\n"+
 		"Progress goes to stderr; the final table (or, with --json, JSON lines) to stdout.\n"+
 		"SIGINT/SIGTERM stop within the current step and save a checkpoint (exit status 130);\n"+
 		"a second one exits at once.", stdout)

@@ -66,7 +66,7 @@ type taskSpec struct {
 }
 
 // taskOrder lists the registered tasks in the order help texts show them.
-var taskOrder = []string{"g1d", "spheres", "sines", "ou"}
+var taskOrder = []string{"g1d", "spheres", "sines", "ou", "cde", "cde-hermite"}
 
 // taskRegistry holds every task the train command knows.
 var taskRegistry = map[string]taskSpec{
@@ -114,6 +114,8 @@ var taskRegistry = map[string]taskSpec{
 			return nil
 		},
 	},
+	"cde":         cdeSpec(neuralode.NaturalSpline, 20),
+	"cde-hermite": cdeSpec(neuralode.HermiteSpline, 10),
 }
 
 // taskList is "g1d, spheres, sines or ou" for messages.
