@@ -108,7 +108,7 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 		"Wong–Zakai). Flags left at 0 take the task's default. Progress goes to stderr; the\n"+
 		"final table (or, with --json, JSON lines) to stdout. SIGINT/SIGTERM stop after the\n"+
 		"current step and save a checkpoint (exit status 130).", stdout)
-	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines or ou")
+	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines, ou or cnf")
 	method := fs.String("method", "gq", "gradient method(s), comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
 	width := fs.Int("width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
 	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
@@ -120,6 +120,7 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 	seed := fs.Uint64("seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
 	obs := fs.Int("obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
 	irregular := fs.Bool("irregular", false, "sines: irregular observation times")
+	data := fs.String("data", "", "cnf: toy density, one of "+strings.Join(cnfDataSets, ", ")+" (default 8gaussians)")
 	out := fs.String("out", "neuralode-out", "output directory for metrics.jsonl and the plots")
 	jsonOut := fs.Bool("json", false, "print JSON lines (per epoch and a summary per method) on stdout instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
@@ -175,7 +176,7 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 	} else {
 		def, ok := taskDefaults[*taskName]
 		if !ok {
-			return usageErr(stderr, "train", "--task %q: want g1d, spheres, sines or ou", *taskName)
+			return usageErr(stderr, "train", "--task %q: want g1d, spheres, sines, ou or cnf", *taskName)
 		}
 		var err error
 		if methods, err = parseMethods(*method); err != nil {
@@ -212,6 +213,12 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 		}
 		if cfg.Task == "sines" && cfg.Obs < 2 {
 			return usageErr(stderr, "train", "--obs %d: need at least 2 observation times", cfg.Obs)
+		}
+		if set["data"] {
+			if cfg.Task != "cnf" {
+				return usageErr(stderr, "train", "--data applies to --task cnf only")
+			}
+			cfg.Data = *data
 		}
 		if cfg.Task != "sines" && (set["obs"] || set["irregular"]) {
 			return usageErr(stderr, "train", "--obs and --irregular apply to --task sines only")

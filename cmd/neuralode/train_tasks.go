@@ -37,6 +37,7 @@ type trainConfig struct {
 	Seed      uint64  `json:"seed"`
 	Obs       int     `json:"obs,omitempty"`       // sines: observation times per series
 	Irregular bool    `json:"irregular,omitempty"` // sines: irregular observation times
+	Data      string  `json:"data,omitempty"`      // cnf: toy density
 }
 
 // taskDefaults are the per-task defaults of the flags left at zero. They are
@@ -47,6 +48,7 @@ var taskDefaults = map[string]trainConfig{
 	"spheres": {Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
 	"sines":   {Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
 	"ou":      {Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+	"cnf":     {Width: 64, Epochs: 20, LR: 0.005, Batch: 256, RTol: 1e-3, ATol: 1e-3, Data: "8gaussians"},
 }
 
 // task is one experiment ready to train.
@@ -132,6 +134,8 @@ func newTask(cfg trainConfig) (task, error) {
 		return newSinesTask(cfg)
 	case "ou":
 		return newOUTask(cfg)
+	case "cnf":
+		return newCNFTask(cfg)
 	}
 	return nil, fmt.Errorf("unknown task %q", cfg.Task)
 }
