@@ -24,25 +24,12 @@ const (
 	HutchinsonGaussian
 )
 
-var traceNames = [...]string{ExactTrace: "exact", HutchinsonRademacher: "rademacher", HutchinsonGaussian: "gaussian"}
-
 // String returns the estimator's name: "exact", "rademacher" or "gaussian".
 func (e TraceEstimator) String() string {
-	if e >= 0 && int(e) < len(traceNames) {
-		return traceNames[e]
+	if e >= ExactTrace && e <= HutchinsonGaussian {
+		return [...]string{"exact", "rademacher", "gaussian"}[e]
 	}
 	return fmt.Sprintf("TraceEstimator(%d)", int(e))
-}
-
-// ParseTraceEstimator returns the estimator named s ("exact", "rademacher"
-// or "gaussian"); an unknown name gives an error wrapping ErrInvalidInput.
-func ParseTraceEstimator(s string) (TraceEstimator, error) {
-	for i, n := range traceNames {
-		if n == s {
-			return TraceEstimator(i), nil
-		}
-	}
-	return 0, invalidf("trace", "unknown trace estimator %q (want exact, rademacher or gaussian)", s)
 }
 
 // CNFOptions configures a CNF.
@@ -374,7 +361,7 @@ type cnfState struct {
 	gamma   [][]float64 // l = 0…L: cotangent of u̇_l, BK×n_{l+1}
 	hbar    [][]float64 // l = 0…L: cotangent of h_l, B×n_l
 	gtBlk   []float64
-	chunk   []int
+	ptasks  [][3]int // parameter tasks: layer, first and end output row
 
 	pool            taskPool
 	fRows, fParams  func(int)
@@ -415,7 +402,7 @@ func (e *cnfState) ensure(B int) {
 		e.hbar[l] = make([]float64, B*m.sizes[l])
 	}
 	e.gtBlk = make([]float64, mlpMaxBlocks)
-	e.chunk = make([]int, L+2)
+	e.ptasks = make([][3]int, 0, (L+1)*mlpMaxBlocks)
 	e.maxB = B
 }
 
@@ -504,13 +491,16 @@ func (e *cnfState) Eval(t float64, z, dz []float64) {
 // inconsistent lengths, as the MLP's does.
 func (e *cnfState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	B := e.batch(len(z))
-	checkLen("a", a, len(z))
 	if a == nil && len(z) > 0 {
 		panic(invalidf("a", "nil cotangent"))
 	}
-	checkLen("f", f, len(z))
-	checkLen("gz", gz, len(z))
-	checkLen("gp", gp, e.c.mlp.np)
+	for i, x := range [...][]float64{a, f, gz, gp} {
+		want := len(z)
+		if i == 3 {
+			want = e.c.mlp.np
+		}
+		checkLen(vjpArgs[i], x, want)
+	}
 	e.ensure(B)
 	if gz == nil && gp == nil && gt == nil {
 		if f != nil {
@@ -520,26 +510,21 @@ func (e *cnfState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	e.run(t, z, a, f, gz, gp, B, true, gt != nil)
 	if gt != nil {
-		if e.c.mlp.cfg.TimeInput {
-			var st float64
-			for _, v := range e.gtBlk[:e.blocks] {
-				st += v
-			}
-			*gt = st
-		} else {
-			*gt = 0
+		// The blocks' partial sums, added in block order (0 without time input).
+		*gt = 0
+		for _, v := range e.gtBlk[:e.blocks] {
+			*gt += v
 		}
 	}
 	if gp != nil {
-		nt := e.paramChunks(B)
-		if nt == 1 {
-			e.paramTask(0)
-		} else {
-			e.pool.run(nt, e.fParams)
-		}
+		// One task runs on this goroutine; the pool wakes helpers only for more.
+		e.pool.run(e.paramChunks(B), e.fParams)
 	}
 	e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, nil
 }
+
+// vjpArgs names VJP's slice arguments for the length checks.
+var vjpArgs = [...]string{"a", "f", "gz", "gp"}
 
 // run records the call's arguments and runs the row-block tasks.
 func (e *cnfState) run(t float64, z, a, f, gz, gp []float64, B int, back, wantGt bool) {
@@ -577,13 +562,17 @@ func (e *cnfState) noiseRow(b int) []float64 {
 	return e.c.noise[r*D : r*D+D]
 }
 
+// shape returns D, the state dimension S, the tangents K, the input width
+// n_0 and the index L of the output layer.
+func (e *cnfState) shape() (D, S, K, n0, L int) {
+	m := e.c.mlp
+	return e.c.d, e.c.Dim(), e.K, m.sizes[0], len(m.sizes) - 2
+}
+
 // forwardRows runs the primal and tangent passes on samples lo…hi−1.
 func (e *cnfState) forwardRows(lo, hi int) {
-	c := e.c
-	m := c.mlp
-	D, S, K := c.d, c.Dim(), e.K
-	n0 := m.sizes[0]
-	L := len(m.sizes) - 2
+	c, m := e.c, e.c.mlp
+	D, S, K, n0, L := e.shape()
 	nb := hi - lo
 	x := e.in[lo*n0 : hi*n0]
 	tx := e.tin[lo*K*n0 : hi*K*n0]
@@ -687,13 +676,9 @@ func (e *cnfState) outputRows(lo, hi int) {
 
 // backwardRows runs the reverse sweep (see VJP) on samples lo…hi−1.
 func (e *cnfState) backwardRows(i, lo, hi int) {
-	c := e.c
-	m := c.mlp
-	D, S, K := c.d, c.Dim(), e.K
-	n0 := m.sizes[0]
-	L := len(m.sizes) - 2
-	nb := hi - lo
-	reg := c.opts.Regularize
+	c, m := e.c, e.c.mlp
+	D, S, K, n0, L := e.shape()
+	nb, reg := hi-lo, c.opts.Regularize
 	// Output cotangents δ_L and γ_{L,k}.
 	dl := e.delta[L][lo*D : hi*D]
 	gl := e.gamma[L][lo*K*D : hi*K*D]
@@ -777,33 +762,28 @@ func (e *cnfState) backwardRows(i, lo, hi int) {
 }
 
 // paramChunks splits the weight-gradient products by output rows of each
-// W_l, as the MLP's does, and returns the number of tasks.
+// W_l, as the MLP's does (each element is then summed over the batch, in
+// order, by one task), records the tasks in e.ptasks and returns their
+// number. It depends on the sizes only.
 func (e *cnfState) paramChunks(B int) int {
-	m := e.c.mlp
-	nt := 0
-	for l := 0; l+1 < len(m.sizes); l++ {
-		in, out := m.sizes[l], m.sizes[l+1]
-		c := min(B*(1+e.K)*in*out/mlpBlockWork, mlpMaxBlocks, out/2)
-		e.chunk[l] = nt
-		nt += max(c, 1)
+	s := e.c.mlp.sizes
+	e.ptasks = e.ptasks[:0]
+	for l := 0; l+1 < len(s); l++ {
+		out := s[l+1]
+		n := max(min(B*(1+e.K)*s[l]*out/mlpBlockWork, mlpMaxBlocks, out/2), 1)
+		for k := 0; k < n; k++ {
+			e.ptasks = append(e.ptasks, [3]int{l, k * out / n, (k + 1) * out / n})
+		}
 	}
-	e.chunk[len(m.sizes)-1] = nt
-	return nt
+	return len(e.ptasks)
 }
 
 // paramTask adds task c's share of the parameter gradient: rows r0…r1−1 of
-// one layer, dW_l += δ_lᵀ h_l + γ_lᵀ ḣ_l and db_l += Σ_b δ_l, each element
-// summed over the batch in order by this task alone.
+// one layer, dW_l += δ_lᵀ h_l + γ_lᵀ ḣ_l and db_l += Σ_b δ_l.
 func (e *cnfState) paramTask(c int) {
 	m := e.c.mlp
-	l := 0
-	for c >= e.chunk[l+1] {
-		l++
-	}
-	chunks := e.chunk[l+1] - e.chunk[l]
-	k := c - e.chunk[l]
+	l, r0, r1 := e.ptasks[c][0], e.ptasks[c][1], e.ptasks[c][2]
 	_, _, nout, nin := m.Layer(l)
-	r0, r1 := k*nout/chunks, (k+1)*nout/chunks
 	B, K := e.B, e.K
 	var x, tx []float64
 	if l == 0 {

@@ -2,10 +2,10 @@ package neuralode
 
 import (
 	"errors"
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strconv"
 	"testing"
 )
 
@@ -23,11 +23,37 @@ func newTestCNF(t testing.TB, D int, hidden []int, act Activation, timeIn bool, 
 	return c
 }
 
-func randVec(rng *rand.Rand, n int, scale float64) []float64 {
-	x := make([]float64, n)
-	for i := range x {
-		x[i] = scale * rng.NormFloat64()
+// cnfCall is a random batch for one CNF's evaluator: states z (with the
+// noise drawn), a cotangent a, and the VJP's output buffers.
+type cnfCall struct {
+	c         *CNF
+	ev        Evaluator
+	z, a      []float64
+	f, gz, gp []float64
+	gt        float64
+	rng       *rand.Rand
+}
+
+func newCNFCall(tb testing.TB, c *CNF, B int, seed uint64) *cnfCall {
+	tb.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	if err := c.SampleNoise(rng, B); err != nil {
+		tb.Fatal(err)
 	}
+	z, err := c.InitialState(randSlice(rng, c.DataDim()*B), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &cnfCall{c: c, ev: c.NewEvaluator(), z: z, a: randSlice(rng, len(z)), rng: rng,
+		f: make([]float64, len(z)), gz: make([]float64, len(z)), gp: make([]float64, len(c.Params()))}
+}
+
+// vjp runs the evaluator's VJP with every output at time t.
+func (k *cnfCall) vjp(t float64) { k.ev.VJP(t, k.z, k.a, k.f, k.gz, k.gp, &k.gt) }
+
+// scaled returns x multiplied by s.
+func scaled(s float64, x []float64) []float64 {
+	Scale(s, x)
 	return x
 }
 
@@ -41,7 +67,7 @@ func TestCNFExactTrace(t *testing.T) {
 			c := newTestCNF(t, D, []int{7, 5}, act, true, CNFOptions{Regularize: true}, uint64(D))
 			rng := rand.New(rand.NewPCG(3, uint64(D)))
 			const B = 4
-			x := randVec(rng, B*D, 1)
+			x := randSlice(rng, B*D)
 			y, err := c.InitialState(x, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -109,7 +135,7 @@ func TestCNFHutchinsonUnbiased(t *testing.T) {
 	const D, B, draws = 3, 3, 4000
 	exact := newTestCNF(t, D, []int{6, 6}, Tanh, true, CNFOptions{Regularize: true}, 11)
 	rng := rand.New(rand.NewPCG(5, 5))
-	x := randVec(rng, B*D, 1)
+	x := randSlice(rng, B*D)
 	y, _ := exact.InitialState(x, nil)
 	S := exact.Dim()
 	want := make([]float64, len(y))
@@ -149,36 +175,36 @@ func TestCNFHutchinsonUnbiased(t *testing.T) {
 	}
 }
 
+// centralDiff returns the gradient of s with respect to every element of
+// x by central differences of step h (x is restored).
+func centralDiff(x []float64, h float64, s func() float64) []float64 {
+	g := make([]float64, len(x))
+	for i, v := range x {
+		x[i] = v + h
+		up := s()
+		x[i] = v - h
+		g[i] = (up - s()) / (2 * h)
+		x[i] = v
+	}
+	return g
+}
+
 // fdVJP returns aᵀF by central differences of Eval in z, θ and t.
 func fdVJP(c *CNF, tt float64, z, a []float64, h float64) (gz, gp []float64, gt float64) {
 	ev := c.NewEvaluator()
 	out := make([]float64, len(z))
-	s := func(t float64, z []float64) float64 {
-		ev.Eval(t, z, out)
+	zz := append([]float64(nil), z...)
+	s := func() float64 {
+		ev.Eval(tt, zz, out)
 		return Dot(a, out)
 	}
-	gz = make([]float64, len(z))
-	zz := append([]float64(nil), z...)
-	for i := range z {
-		zz[i] = z[i] + h
-		p := s(tt, zz)
-		zz[i] = z[i] - h
-		m := s(tt, zz)
-		zz[i] = z[i]
-		gz[i] = (p - m) / (2 * h)
-	}
-	th := c.Params()
-	gp = make([]float64, len(th))
-	for i := range th {
-		v := th[i]
-		th[i] = v + h
-		p := s(tt, z)
-		th[i] = v - h
-		m := s(tt, z)
-		th[i] = v
-		gp[i] = (p - m) / (2 * h)
-	}
-	gt = (s(tt+h, z) - s(tt-h, z)) / (2 * h)
+	gz = centralDiff(zz, h, s)
+	gp = centralDiff(c.Params(), h, s)
+	tp := []float64{tt}
+	gt = centralDiff(tp, h, func() float64 {
+		ev.Eval(tp[0], z, out)
+		return Dot(a, out)
+	})[0]
 	return gz, gp, gt
 }
 
@@ -190,28 +216,19 @@ func TestCNFVJPFiniteDifferences(t *testing.T) {
 		for _, act := range []Activation{Tanh, Softplus, Sigmoid} {
 			for _, reg := range []bool{false, true} {
 				for _, timeIn := range []bool{true, false} {
-					name := fmt.Sprintf("%v/%v/reg=%v/time=%v", est, act, reg, timeIn)
+					name := est.String() + "/" + act.String() + "/reg=" + strconv.FormatBool(reg) + "/time=" + strconv.FormatBool(timeIn)
 					const D, B = 2, 3
 					c := newTestCNF(t, D, []int{5, 4}, act, timeIn, CNFOptions{Trace: est, Regularize: reg}, 21)
-					rng := rand.New(rand.NewPCG(9, 9))
-					if err := c.SampleNoise(rng, B); err != nil {
-						t.Fatal(err)
-					}
-					x := randVec(rng, B*D, 1)
-					z, _ := c.InitialState(x, nil)
+					k := newCNFCall(t, c, B, 9)
+					z, a, ev, f, gz, gp := k.z, k.a, k.ev, k.f, k.gz, k.gp
 					for i := range z {
 						if i%c.Dim() >= D {
-							z[i] = rng.NormFloat64() // the extra channels must not matter
+							z[i] = k.rng.NormFloat64() // the extra channels must not matter
 						}
 					}
-					a := randVec(rng, len(z), 1)
 					const tt = 0.3
-					ev := c.NewEvaluator()
-					f := make([]float64, len(z))
-					gz := make([]float64, len(z))
-					gp := make([]float64, len(c.Params()))
-					var gt float64
-					ev.VJP(tt, z, a, f, gz, gp, &gt)
+					k.vjp(tt)
+					gt := k.gt
 					want := make([]float64, len(z))
 					ev.Eval(tt, z, want)
 					if d := maxRelDiff(f, want); d != 0 {
@@ -262,7 +279,7 @@ func TestCNFGradientMethods(t *testing.T) {
 		if err := c.SampleNoise(rng, B); err != nil {
 			t.Fatal(err)
 		}
-		x := randVec(rng, B*D, 1.5)
+		x := scaled(1.5, randSlice(rng, B*D))
 		z0, _ := c.InitialState(x, nil)
 		ts := []float64{0, 1}
 		loss := c.NLLLoss(B, 0.1, 0.05)
@@ -308,18 +325,7 @@ func TestCNFGradientMethods(t *testing.T) {
 			}
 			return loss(out, lg)
 		}
-		th := c.Params()
-		const h = 1e-6
-		fd := make([]float64, len(th))
-		for i := range th {
-			v := th[i]
-			th[i] = v + h
-			p := lossAt()
-			th[i] = v - h
-			mm := lossAt()
-			th[i] = v
-			fd[i] = (p - mm) / (2 * h)
-		}
+		fd := centralDiff(c.Params(), 1e-6, lossAt)
 		if d := maxRelDiff(gd, fd); d > 1e-7 {
 			t.Errorf("%v: Direct (RK4, h = 1/8) vs finite differences: %.2e", est, d)
 		}
@@ -332,19 +338,11 @@ func TestCNFNoAllocs(t *testing.T) {
 	for _, B := range []int{4, 256} {
 		for _, est := range []TraceEstimator{ExactTrace, HutchinsonGaussian} {
 			c := newTestCNF(t, 2, []int{32, 32}, Softplus, true, CNFOptions{Trace: est, Regularize: true}, 1)
-			rng := rand.New(rand.NewPCG(1, 1))
-			if err := c.SampleNoise(rng, B); err != nil {
-				t.Fatal(err)
-			}
-			z, _ := c.InitialState(randVec(rng, 2*B, 1), nil)
-			a := randVec(rng, len(z), 1)
-			ev := c.NewEvaluator()
-			f, gz, gp := make([]float64, len(z)), make([]float64, len(z)), make([]float64, len(c.Params()))
-			var gt float64
-			ev.VJP(0.5, z, a, f, gz, gp, &gt)
+			k := newCNFCall(t, c, B, 1)
+			k.vjp(0.5)
 			for name, fn := range map[string]func(){
-				"Eval": func() { ev.Eval(0.5, z, f) },
-				"VJP":  func() { ev.VJP(0.5, z, a, f, gz, gp, &gt) },
+				"Eval": func() { k.ev.Eval(0.5, k.z, k.f) },
+				"VJP":  func() { k.vjp(0.5) },
 			} {
 				if n := testing.AllocsPerRun(20, fn); n != 0 {
 					t.Errorf("B=%d %v: %s allocates %v per call", B, est, name, n)
@@ -365,8 +363,8 @@ func TestCNFDeterministic(t *testing.T) {
 		t.Fatalf("batch %d is not split (%d blocks, %d chunks)", B, ev.rowBlocks(B), ev.paramChunks(B))
 	}
 	rng := rand.New(rand.NewPCG(4, 4))
-	z, _ := c.InitialState(randVec(rng, 2*B, 1), nil)
-	a := randVec(rng, len(z), 1)
+	z, _ := c.InitialState(randSlice(rng, 2*B), nil)
+	a := randSlice(rng, len(z))
 	run := func(procs int) []float64 {
 		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 		f, gz, gp := make([]float64, len(z)), make([]float64, len(z)), make([]float64, len(c.Params()))
@@ -411,7 +409,7 @@ func TestCNFDensityNormalized(t *testing.T) {
 		t.Errorf("density integrates to %v, want 1", mass)
 	}
 	rng := rand.New(rand.NewPCG(6, 6))
-	z := randVec(rng, 2*50, 1)
+	z := randSlice(rng, 2*50)
 	xs := make([]float64, len(z))
 	if err := c.Sample(z, 0, 1, opts, xs); err != nil {
 		t.Fatal(err)
@@ -436,12 +434,10 @@ func TestCNFErrors(t *testing.T) {
 	if _, err := NewCNF(m, CNFOptions{Trace: 7}); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("bad estimator: %v", err)
 	}
-	if _, err := ParseTraceEstimator("exactly"); !errors.Is(err, ErrInvalidInput) {
-		t.Errorf("ParseTraceEstimator: %v", err)
-	}
-	for _, e := range []TraceEstimator{ExactTrace, HutchinsonRademacher, HutchinsonGaussian} {
-		if got, err := ParseTraceEstimator(e.String()); err != nil || got != e {
-			t.Errorf("round trip of %v: %v, %v", e, got, err)
+	for e, want := range map[TraceEstimator]string{ExactTrace: "exact", HutchinsonRademacher: "rademacher",
+		HutchinsonGaussian: "gaussian", 9: "TraceEstimator(9)"} {
+		if e.String() != want {
+			t.Errorf("String of %d: %q, want %q", int(e), e.String(), want)
 		}
 	}
 	c, _ := NewCNF(m, CNFOptions{Trace: HutchinsonGaussian})
@@ -483,22 +479,6 @@ func TestCNFErrors(t *testing.T) {
 	}()
 }
 
-// ExampleCNF evaluates the log-density of a flow whose network is zero:
-// the identity map, so the density is the standard normal base's,
-// −log(2π) − ½‖x‖².
-func ExampleCNF() {
-	m, _ := NewMLP(MLPConfig{Dim: 2, Hidden: []int{8}, TimeInput: true}, nil)
-	cnf, _ := NewCNF(m, CNFOptions{Trace: ExactTrace})
-	x := []float64{0, 0, 1, 1}
-	lp := make([]float64, 2)
-	if err := cnf.LogDensity(x, 0, 1, Options{}, lp); err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Printf("%.4f %.4f\n", lp[0], lp[1])
-	// Output: -1.8379 -2.8379
-}
-
 // BenchmarkCNF times the augmented dynamics and their VJP on the train
 // task's network (tanh 64-64-64 with time input, D = 2, batch 256) for each
 // estimator, and reports the cost per sample.
@@ -506,50 +486,18 @@ func BenchmarkCNF(b *testing.B) {
 	for _, est := range []TraceEstimator{ExactTrace, HutchinsonRademacher} {
 		c := newTestCNF(b, 2, []int{64, 64, 64}, Tanh, true, CNFOptions{Trace: est}, 1)
 		const B = 256
-		rng := rand.New(rand.NewPCG(1, 2))
-		if err := c.SampleNoise(rng, B); err != nil {
-			b.Fatal(err)
-		}
-		z, _ := c.InitialState(randVec(rng, 2*B, 1), nil)
-		a := randVec(rng, len(z), 1)
-		ev := c.NewEvaluator()
-		f, gz, gp := make([]float64, len(z)), make([]float64, len(z)), make([]float64, len(c.Params()))
-		var gt float64
+		k := newCNFCall(b, c, B, 2)
 		b.Run(est.String()+"/Eval", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				ev.Eval(0.5, z, f)
+				k.ev.Eval(0.5, k.z, k.f)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*B), "ns/sample")
 		})
 		b.Run(est.String()+"/VJP", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				ev.VJP(0.5, z, a, f, gz, gp, &gt)
+				k.vjp(0.5)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*B), "ns/sample")
 		})
 	}
-}
-
-// ExampleCNF_NLLLoss computes the negative log-likelihood of two points and
-// its parameter gradient with the seminorm adjoint, for a flow with
-// Hutchinson's trace (its noise drawn once per solve). The network starts
-// at zero, so the flow is the identity and the loss is the standard normal
-// base's: mean(½‖x‖² + log 2π).
-func ExampleCNF_NLLLoss() {
-	m, _ := NewMLP(MLPConfig{Dim: 2, Hidden: []int{16, 16}, Activation: Tanh, TimeInput: true}, nil)
-	cnf, _ := NewCNF(m, CNFOptions{Trace: HutchinsonRademacher})
-	x := []float64{0, 0, 1, 1}
-	z0, _ := cnf.InitialState(x, nil)
-	gs, _ := NewGradientSolver(cnf, GradOptions{Method: SeminormAdjoint, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
-	if err := cnf.SampleNoise(rand.New(rand.NewPCG(1, 2)), 2); err != nil {
-		fmt.Println(err)
-		return
-	}
-	r, err := gs.Gradient(z0, []float64{0, 1}, cnf.NLLLoss(2, 0, 0))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	fmt.Printf("NLL %.4f nats, %d parameter gradients\n", r.Loss, len(r.Params))
-	// Output: NLL 2.3379 nats, 370 parameter gradients
 }
