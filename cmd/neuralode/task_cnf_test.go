@@ -31,19 +31,7 @@ func eightGaussiansDensity(x, y float64) float64 {
 // Monte Carlo mean of −log p over its samples matches within 4 standard
 // errors.
 func TestEightGaussiansEntropy(t *testing.T) {
-	const n, lim = 1200, 5.0
-	h := 2 * lim / n
-	H, mass := 0.0, 0.0
-	for j := 0; j < n; j++ {
-		y := -lim + (float64(j)+0.5)*h
-		for i := 0; i < n; i++ {
-			p := eightGaussiansDensity(-lim+(float64(i)+0.5)*h, y)
-			mass += p * h * h
-			if p > 0 {
-				H -= p * math.Log(p) * h * h
-			}
-		}
-	}
+	H, mass := gridEntropy(eightGaussiansDensity, 5, 1200)
 	t.Logf("8gaussians: mass %.8f, entropy %.6f nats", mass, H)
 	if math.Abs(mass-1) > 1e-6 {
 		t.Errorf("mixture mass %v, want 1", mass)
@@ -71,6 +59,107 @@ func TestEightGaussiansEntropy(t *testing.T) {
 	se := math.Sqrt((s2/m - mean*mean) / (m - 1))
 	if math.Abs(mean-H) > 4*se {
 		t.Errorf("Monte Carlo entropy of ToyData samples %.4f ± %.4f, quadrature %.4f", mean, se, H)
+	}
+}
+
+// gridEntropy returns −∫ p log p and ∫ p over [−lim, lim]² by the midpoint
+// rule with n×n cells.
+func gridEntropy(p func(x, y float64) float64, lim float64, n int) (H, mass float64) {
+	h := 2 * lim / float64(n)
+	for j := 0; j < n; j++ {
+		y := -lim + (float64(j)+0.5)*h
+		for i := 0; i < n; i++ {
+			v := p(-lim+(float64(i)+0.5)*h, y)
+			mass += v * h * h
+			if v > 0 {
+				H -= v * math.Log(v) * h * h
+			}
+		}
+	}
+	return H, mass
+}
+
+// curveDensity is the density of c(a) + N(0, sd² I) for a uniform on
+// [0, span], by the midpoint rule with n nodes in a.
+func curveDensity(x, y, span, sd float64, n int, c func(a float64) (float64, float64)) float64 {
+	p := 0.0
+	for k := 0; k < n; k++ {
+		cx, cy := c(span * (float64(k) + 0.5) / float64(n))
+		dx, dy := x-cx, y-cy
+		p += math.Exp(-(dx*dx + dy*dy) / (2 * sd * sd))
+	}
+	return p / (float64(n) * 2 * math.Pi * sd * sd)
+}
+
+// TestToyEntropies computes the differential entropy of the other toy
+// densities, the floor of any model's expected NLL (the README quotes
+// them beside the validation NLL): moons and circles by quadrature of their
+// densities (Gaussian noise around uniformly parameterised curves), the
+// checkerboard exactly (log 32, uniform on 8 squares of area 4), the
+// pinwheel by the change of variables from its Gaussian features (arms
+// assumed disjoint): x = 2R(−α)f with α = 2πk/5 + 0.25e^{f₀}, whose
+// Jacobian determinant is 4(1 + 0.25e^{f₀}f₁). A Monte Carlo check of each
+// quadrature against −log p over ToyData's samples ties the densities to
+// the generators.
+func TestToyEntropies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quadrature of four densities")
+	}
+	moons := func(x, y float64) float64 {
+		outer := curveDensity(x, y, math.Pi, 0.2, 120, func(a float64) (float64, float64) {
+			return 2*math.Cos(a) - 1, 2*math.Sin(a) - 0.2
+		})
+		inner := curveDensity(x, y, math.Pi, 0.2, 120, func(a float64) (float64, float64) {
+			return 2*(1-math.Cos(a)) - 1, 2*(0.5-math.Sin(a)) - 0.2
+		})
+		return (outer + inner) / 2
+	}
+	circles := func(x, y float64) float64 {
+		p := 0.0
+		for _, r := range []float64{3, 1.5} {
+			p += curveDensity(x, y, 2*math.Pi, 0.24, 160, func(a float64) (float64, float64) {
+				return r * math.Cos(a), r * math.Sin(a)
+			}) / 2
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		p    func(x, y float64) float64
+		lim  float64
+		want float64
+	}{{"moons", moons, 4.5, 2.3939}, {"circles", circles, 4.5, 3.2681}} {
+		H, mass := gridEntropy(c.p, c.lim, 180)
+		t.Logf("%s: mass %.6f, entropy %.4f nats", c.name, mass, H)
+		if math.Abs(mass-1) > 1e-4 || math.Abs(H-c.want) > 1e-3 {
+			t.Errorf("%s: mass %v, entropy %v, want 1 and %v", c.name, mass, H, c.want)
+		}
+		const m = 5000
+		x, _ := ToyData(c.name, seedRNG(2, streamData), m)
+		var s, s2 float64
+		for i := 0; i < m; i++ {
+			v := -math.Log(c.p(x[2*i], x[2*i+1]))
+			s, s2 = s+v, s2+v*v
+		}
+		mean := s / m
+		se := math.Sqrt((s2/m - mean*mean) / (m - 1))
+		if math.Abs(mean-H) > 4*se {
+			t.Errorf("%s: Monte Carlo entropy %.4f ± %.4f, quadrature %.4f", c.name, mean, se, H)
+		}
+	}
+	// Pinwheel: H = log 5 + H(f₀) + H(f₁) + log 4 + E log|1 + 0.25e^{f₀}f₁|.
+	rng := seedRNG(3, streamData)
+	const m = 400000
+	e := 0.0
+	for i := 0; i < m; i++ {
+		f0, f1 := 0.3*rng.NormFloat64()+1, 0.1*rng.NormFloat64()
+		e += math.Log(math.Abs(1+0.25*math.Exp(f0)*f1)) / m
+	}
+	hg := func(sd float64) float64 { return 0.5 * math.Log(2*math.Pi*math.E*sd*sd) }
+	H := math.Log(5) + hg(0.3) + hg(0.1) + math.Log(4) + e
+	t.Logf("pinwheel: entropy %.4f nats; checkerboard: %.4f", H, math.Log(32))
+	if math.Abs(H-2.3242) > 5e-3 {
+		t.Errorf("pinwheel entropy %v, want 2.3242", H)
 	}
 }
 
