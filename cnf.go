@@ -458,6 +458,7 @@ func (e *cnfState) Eval(t float64, z, dz []float64) {
 	}
 	e.ensure(B)
 	e.run(t, z, nil, dz, nil, nil, B, false, false)
+	e.release()
 }
 
 // VJP implements Evaluator.VJP for the augmented dynamics. With the
@@ -505,6 +506,7 @@ func (e *cnfState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	if gz == nil && gp == nil && gt == nil {
 		if f != nil {
 			e.run(t, z, nil, f, nil, nil, B, false, false)
+			e.release()
 		}
 		return
 	}
@@ -520,7 +522,7 @@ func (e *cnfState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 		// One task runs on this goroutine; the pool wakes helpers only for more.
 		e.pool.run(e.paramChunks(B), e.fParams)
 	}
-	e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, nil
+	e.release()
 }
 
 // vjpArgs names VJP's slice arguments for the length checks.
@@ -531,15 +533,11 @@ func (e *cnfState) run(t float64, z, a, f, gz, gp []float64, B int, back, wantGt
 	e.t, e.z, e.a, e.f, e.gz, e.gp = t, z, a, f, gz, gp
 	e.B, e.back, e.wantGt = B, back, wantGt
 	e.blocks = e.rowBlocks(B)
-	if e.blocks == 1 {
-		e.rowTask(0)
-	} else {
-		e.pool.run(e.blocks, e.fRows)
-	}
-	if gp == nil {
-		e.z, e.a, e.f, e.gz = nil, nil, nil, nil
-	}
+	e.pool.run(e.blocks, e.fRows) // a single block runs on this goroutine
 }
+
+// release drops the references to the caller's slices.
+func (e *cnfState) release() { e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, nil }
 
 // rowTask runs block i: the forward pass (primal and tangents), the
 // outputs, and for a VJP the reverse sweep of the cotangents.
