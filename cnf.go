@@ -360,6 +360,7 @@ type cnfState struct {
 	delta   [][]float64 // l = 0…L: cotangent of u_l, B×n_{l+1}
 	gamma   [][]float64 // l = 0…L: cotangent of u̇_l, BK×n_{l+1}
 	hbar    [][]float64 // l = 0…L: cotangent of h_l, B×n_l
+	wt      [][]float64 // W_lᵀ for the layers whose forward product uses it (see fwdTransposed)
 	gtBlk   []float64
 	ptasks  [][3]int // parameter tasks: layer, first and end output row
 
@@ -400,6 +401,12 @@ func (e *cnfState) ensure(B int) {
 		e.delta[l] = make([]float64, B*m.sizes[l+1])
 		e.gamma[l] = make([]float64, B*K*m.sizes[l+1])
 		e.hbar[l] = make([]float64, B*m.sizes[l])
+	}
+	e.wt = make([][]float64, L+1)
+	for l := 0; l <= L; l++ {
+		if fwdTransposed(m.sizes[l+1]) {
+			e.wt[l] = make([]float64, m.sizes[l]*m.sizes[l+1])
+		}
 	}
 	e.gtBlk = make([]float64, mlpMaxBlocks)
 	e.ptasks = make([][3]int, 0, (L+1)*mlpMaxBlocks)
@@ -533,6 +540,15 @@ func (e *cnfState) run(t float64, z, a, f, gz, gp []float64, B int, back, wantGt
 	e.t, e.z, e.a, e.f, e.gz, e.gp = t, z, a, f, gz, gp
 	e.B, e.back, e.wantGt = B, back, wantGt
 	e.blocks = e.rowBlocks(B)
+	// The parameters may have changed since the last call: refresh the
+	// transposed copies (in·out moves per layer against (1+K)·B·in·out
+	// multiply–adds).
+	for l, wt := range e.wt {
+		if wt != nil {
+			W, _, out, in := e.c.mlp.Layer(l)
+			transposeRows(wt, W, out, in, 0, out)
+		}
+	}
 	e.pool.run(e.blocks, e.fRows) // a single block runs on this goroutine
 }
 
@@ -594,20 +610,20 @@ func (e *cnfState) forwardRows(lo, hi int) {
 		W, bias, nout, nin := m.Layer(l)
 		if l == L {
 			y := e.g[lo*nout : hi*nout]
-			matMulABt(y, x, W, nb, nout, nin)
+			e.product(l, y, x, W, nb, nout, nin)
 			addBias(y, bias, nb)
-			matMulABt(e.tg[lo*K*nout:hi*K*nout], tx, W, nb*K, nout, nin)
+			e.product(l, e.tg[lo*K*nout:hi*K*nout], tx, W, nb*K, nout, nin)
 			return
 		}
 		y := e.h[l+1][lo*nout : hi*nout]
 		d := e.d[l+1][lo*nout : hi*nout]
 		s2 := e.s2[l+1][lo*nout : hi*nout]
-		matMulABt(y, x, W, nb, nout, nin)
+		e.product(l, y, x, W, nb, nout, nin)
 		biasActivate(m.cfg.Activation, y, d, bias, nb)
 		secondDerivative(m.cfg.Activation, y, d, s2)
 		tu := e.tu[l+1][lo*K*nout : hi*K*nout]
 		th := e.th[l+1][lo*K*nout : hi*K*nout]
-		matMulABt(tu, tx, W, nb*K, nout, nin)
+		e.product(l, tu, tx, W, nb*K, nout, nin)
 		for b := 0; b < nb; b++ {
 			dr := d[b*nout : b*nout+nout]
 			for k := 0; k < K; k++ {
@@ -621,6 +637,16 @@ func (e *cnfState) forwardRows(lo, hi int) {
 		}
 		x, tx = y, th
 	}
+}
+
+// product sets y = x·W_lᵀ for n rows of x, from the transposed copy when
+// the layer has one (faster for wide layers, as in the MLP's evaluator).
+func (e *cnfState) product(l int, y, x, W []float64, n, nout, nin int) {
+	if wt := e.wt[l]; wt != nil {
+		matMulAB(y, x, wt, n, nin, nout)
+		return
+	}
+	matMulABt(y, x, W, n, nout, nin)
 }
 
 // secondDerivative writes σ″(u) into s2 from h = σ(u) and d = σ′(u).
