@@ -5,23 +5,23 @@ import (
 	"math"
 )
 
-// HeatPanel is one square panel of a HeatMaps figure: a grid of NX × NY
+// heatPanel is one square panel of a heatMaps figure: a grid of NX × NY
 // cells over [XMin, XMax] × [YMin, YMax], cell (i, j) (column i from the
 // left, row j from the bottom) at index j*NX + i of Values. Values are
 // mapped linearly from [0, max] to the colour scale (NaN cells stay white),
 // so densities and histograms of different totals share one look.
-type HeatPanel struct {
+type heatPanel struct {
 	Title                  string
 	NX, NY                 int
 	XMin, XMax, YMin, YMax float64
 	Values                 []float64
 }
 
-// HeatMaps draws panels side by side, each with its own axes, e.g. a data
+// heatMaps draws panels side by side, each with its own axes, e.g. a data
 // histogram beside a learned density and the model's samples.
-type HeatMaps struct {
+type heatMaps struct {
 	Title  string
-	Panels []HeatPanel
+	Panels []heatPanel
 }
 
 // viridis holds anchors of the viridis colour map (Smith & van der Walt),
@@ -52,7 +52,7 @@ func heatColor(level int) string {
 }
 
 // WriteSVG renders the panels into a width × height SVG document.
-func (h *HeatMaps) WriteSVG(w io.Writer, width, height int) error {
+func (h *heatMaps) WriteSVG(w io.Writer, width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}

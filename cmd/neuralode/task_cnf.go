@@ -13,6 +13,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/neuralode/neuralode"
@@ -32,7 +33,7 @@ const (
 	cnfPlotGrid = 80
 )
 
-// ToyData draws n samples (n·2 values, point-major) of one of FFJORD's toy
+// toyData draws n samples (n·2 values, point-major) of one of FFJORD's toy
 // densities from rng:
 //
 //   - 8gaussians: 0.5·N(0, I) around 4·(±1, 0), 4·(0, ±1), 4·(±1/√2, ±1/√2)
@@ -44,7 +45,7 @@ const (
 //   - pinwheel: 5 spiral arms, radial sd 0.3, tangential sd 0.1, rate 0.25,
 //     scaled by 2;
 //   - checkerboard: uniform on the 8 dark squares of a 4×4 board of side 8.
-func ToyData(name string, rng *rand.Rand, n int) ([]float64, error) {
+func toyData(name string, rng *rand.Rand, n int) ([]float64, error) {
 	x := make([]float64, 2*n)
 	switch name {
 	case "8gaussians":
@@ -97,6 +98,25 @@ func ToyData(name string, rng *rand.Rand, n int) ([]float64, error) {
 	return x, nil
 }
 
+// cnfSpec registers the task with the train command.
+var cnfSpec = taskSpec{
+	defaults: trainConfig{Width: 64, Epochs: 20, LR: 0.005, Batch: 256, RTol: 1e-3, ATol: 1e-3, Data: "8gaussians"},
+	build:    func(cfg trainConfig) (task, error) { return newCNFTask(cfg) },
+	memory: func(cfg trainConfig) float64 {
+		// Three hidden layers; the plot samples 20000 points at once, and
+		// the exact trace carries two tangents per sample.
+		w := float64(cfg.Width)
+		p := 4*w + 2*(w*w+w) + 2*w + 2
+		return runBytes(p, 3*max(cfg.Batch, 20000), 3, cnfLayers*cfg.Width, 2)
+	},
+	check: func(cfg trainConfig) error {
+		if !slices.Contains(cnfDataSets, cfg.Data) {
+			return usagef("--data %q: want %s", cfg.Data, strings.Join(cnfDataSets, ", "))
+		}
+		return nil
+	},
+}
+
 type cnfTask struct {
 	cfg  trainConfig
 	mlp  *neuralode.MLP
@@ -113,7 +133,7 @@ func newCNFTask(cfg trainConfig) (*cnfTask, error) {
 	if cfg.Data == "" {
 		cfg.Data = "8gaussians"
 	}
-	val, err := ToyData(cfg.Data, seedRNG(cfg.Seed, streamVal), cnfValN)
+	val, err := toyData(cfg.Data, seedRNG(cfg.Seed, streamVal), cnfValN)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +170,7 @@ func (t *cnfTask) steps() int        { return cnfSteps }
 func (t *cnfTask) valName() string   { return "nll" }
 
 func (t *cnfTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
-	x, err := ToyData(t.cfg.Data, epochRNG(t.cfg.Seed, epoch, k), t.cfg.Batch)
+	x, err := toyData(t.cfg.Data, epochRNG(t.cfg.Seed, epoch, k), t.cfg.Batch)
 	if err != nil {
 		return 0, neuralode.GradStats{}, err
 	}
@@ -212,7 +232,7 @@ func (t *cnfTask) plot(dir, label, method string) ([]string, error) {
 	const nSamples = 20000
 	const g, lim = cnfPlotGrid, cnfPlotLim
 	opts := t.solverOptions()
-	data, err := ToyData(t.cfg.Data, seedRNG(t.cfg.Seed, streamData), nSamples)
+	data, err := toyData(t.cfg.Data, seedRNG(t.cfg.Seed, streamData), nSamples)
 	if err != nil {
 		return nil, err
 	}
@@ -233,11 +253,11 @@ func (t *cnfTask) plot(dir, label, method string) ([]string, error) {
 	if err := t.cnf.Sample(base, 0, cnfT1, opts, samples); err != nil {
 		return nil, err
 	}
-	panel := func(title string, v []float64) HeatPanel {
-		return HeatPanel{Title: title, NX: g, NY: g, XMin: -lim, XMax: lim, YMin: -lim, YMax: lim, Values: v}
+	panel := func(title string, v []float64) heatPanel {
+		return heatPanel{Title: title, NX: g, NY: g, XMin: -lim, XMax: lim, YMin: -lim, YMax: lim, Values: v}
 	}
-	hm := &HeatMaps{Title: fmt.Sprintf("CNF on %s (%s): data, learned density, samples", t.cfg.Data, method),
-		Panels: []HeatPanel{
+	hm := &heatMaps{Title: fmt.Sprintf("CNF on %s (%s): data, learned density, samples", t.cfg.Data, method),
+		Panels: []heatPanel{
 			panel("data (histogram)", histogram(data)),
 			panel("learned density p(x)", dens),
 			panel("samples (backward solve)", histogram(samples)),

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// eightGaussiansDensity is the density ToyData("8gaussians") samples: a
+// eightGaussiansDensity is the density toyData("8gaussians") samples: a
 // uniform mixture of N(4c_k/1.414, (0.5/1.414)² I).
 func eightGaussiansDensity(x, y float64) float64 {
 	const s = 1 / math.Sqrt2
@@ -27,7 +27,7 @@ func eightGaussiansDensity(x, y float64) float64 {
 // TestEightGaussiansEntropy computes the differential entropy of the
 // 8gaussians mixture, −∫ p log p, by the midpoint rule on a fine grid (the
 // integrand is smooth and negligible beyond the square): 2.8319 nats,
-// 0.004 below the issue's ≈ 2.836. It also checks that ToyData samples that density: the
+// 0.004 below the issue's ≈ 2.836. It also checks that toyData samples that density: the
 // Monte Carlo mean of −log p over its samples matches within 4 standard
 // errors.
 func TestEightGaussiansEntropy(t *testing.T) {
@@ -45,7 +45,7 @@ func TestEightGaussiansEntropy(t *testing.T) {
 		t.Errorf("entropy %v, want 2.8319 (below the no-overlap %v)", H, upper)
 	}
 	const m = 200000
-	x, err := ToyData("8gaussians", seedRNG(1, streamData), m)
+	x, err := toyData("8gaussians", seedRNG(1, streamData), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestEightGaussiansEntropy(t *testing.T) {
 	mean := s / m
 	se := math.Sqrt((s2/m - mean*mean) / (m - 1))
 	if math.Abs(mean-H) > 4*se {
-		t.Errorf("Monte Carlo entropy of ToyData samples %.4f ± %.4f, quadrature %.4f", mean, se, H)
+		t.Errorf("Monte Carlo entropy of toyData samples %.4f ± %.4f, quadrature %.4f", mean, se, H)
 	}
 }
 
@@ -99,7 +99,7 @@ func curveDensity(x, y, span, sd float64, n int, c func(a float64) (float64, flo
 // pinwheel by the change of variables from its Gaussian features (arms
 // assumed disjoint): x = 2R(−α)f with α = 2πk/5 + 0.25e^{f₀}, whose
 // Jacobian determinant is 4(1 + 0.25e^{f₀}f₁). A Monte Carlo check of each
-// quadrature against −log p over ToyData's samples ties the densities to
+// quadrature against −log p over toyData's samples ties the densities to
 // the generators.
 func TestToyEntropies(t *testing.T) {
 	if testing.Short() {
@@ -135,7 +135,7 @@ func TestToyEntropies(t *testing.T) {
 			t.Errorf("%s: mass %v, entropy %v, want 1 and %v", c.name, mass, H, c.want)
 		}
 		const m = 5000
-		x, _ := ToyData(c.name, seedRNG(2, streamData), m)
+		x, _ := toyData(c.name, seedRNG(2, streamData), m)
 		var s, s2 float64
 		for i := 0; i < m; i++ {
 			v := -math.Log(c.p(x[2*i], x[2*i+1]))
@@ -168,11 +168,11 @@ func TestToyEntropies(t *testing.T) {
 func TestToyData(t *testing.T) {
 	const n = 20000
 	for _, name := range cnfDataSets {
-		x, err := ToyData(name, seedRNG(3, streamData), n)
+		x, err := toyData(name, seedRNG(3, streamData), n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		y, _ := ToyData(name, seedRNG(3, streamData), n)
+		y, _ := toyData(name, seedRNG(3, streamData), n)
 		if !sameBits(x, y) {
 			t.Errorf("%s: not reproducible", name)
 		}
@@ -202,7 +202,7 @@ func TestToyData(t *testing.T) {
 			t.Errorf("%s: mean (%.3f, %.3f), want ≈ 0", name, mx, my)
 		}
 	}
-	if _, err := ToyData("swissroll", seedRNG(1, 1), 5); err == nil || !strings.Contains(err.Error(), "8gaussians") {
+	if _, err := toyData("swissroll", seedRNG(1, 1), 5); err == nil || !strings.Contains(err.Error(), "8gaussians") {
 		t.Errorf("unknown data set: %v", err)
 	}
 }
@@ -255,7 +255,7 @@ func TestTrainCNFFlags(t *testing.T) {
 	if code, _, errs := runCLI("train", "--task", "g1d", "--data", "moons", "--out", dir); code != 2 || !strings.Contains(errs, "--data") {
 		t.Errorf("--data with g1d: exit %d, %q", code, errs)
 	}
-	if code, _, errs := runCLI("train", "--task", "cnf", "--data", "spiral", "--epochs", "1", "--out", dir, "--quiet"); code != 1 || !strings.Contains(errs, "spiral") {
+	if code, _, errs := runCLI("train", "--task", "cnf", "--data", "spiral", "--epochs", "1", "--out", dir, "--quiet"); code != 2 || !strings.Contains(errs, "spiral") {
 		t.Errorf("unknown --data: exit %d, %q", code, errs)
 	}
 }
@@ -284,7 +284,7 @@ func TestHeatMaps(t *testing.T) {
 		v[i] = float64(i % 5)
 	}
 	v[3] = math.NaN()
-	hm := &HeatMaps{Title: "t", Panels: []HeatPanel{
+	hm := &heatMaps{Title: "t", Panels: []heatPanel{
 		{Title: "a", NX: 4, NY: 4, XMin: -1, XMax: 1, YMin: -1, YMax: 1, Values: v},
 		{Title: "b", NX: 4, NY: 4, XMin: 0, XMax: 3, YMin: 0, YMax: 3, Values: make([]float64, 16)},
 	}}
@@ -299,12 +299,12 @@ func TestHeatMaps(t *testing.T) {
 	if !strings.Contains(b.String(), heatColor(heatLevels-1)) || !strings.Contains(b.String(), `fill="#ffffff"`) {
 		t.Errorf("top colour or NaN cell missing")
 	}
-	for _, bad := range []*HeatMaps{
+	for _, bad := range []*heatMaps{
 		{},
-		{Panels: []HeatPanel{{NX: 2, NY: 2, XMin: 0, XMax: 1, YMin: 0, YMax: 1, Values: make([]float64, 3)}}},
-		{Panels: []HeatPanel{{NX: 1, NY: 1, XMin: 1, XMax: 1, YMin: 0, YMax: 1, Values: make([]float64, 1)}}},
+		{Panels: []heatPanel{{NX: 2, NY: 2, XMin: 0, XMax: 1, YMin: 0, YMax: 1, Values: make([]float64, 3)}}},
+		{Panels: []heatPanel{{NX: 1, NY: 1, XMin: 1, XMax: 1, YMin: 0, YMax: 1, Values: make([]float64, 1)}}},
 	} {
-		if err := bad.WriteSVG(&b, 800, 400); !errors.Is(err, ErrPlotInput) {
+		if err := bad.WriteSVG(&b, 800, 400); !errors.Is(err, errPlotInput) {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
