@@ -297,7 +297,8 @@ func (c *CNF) LogDensity(x []float64, t0, t1 float64, opts Options, dst []float6
 	if err != nil {
 		return err
 	}
-	ev := exact.NewEvaluator()
+	ev := exact.NewEvaluator().(*cnfEvaluator)
+	defer ev.pool.close() // stop its helpers now rather than at garbage collection
 	out := make([]float64, 2*len(y0))
 	if _, err := s.Solve(func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }, y0, []float64{t0, t1}, out); err != nil {
 		return err
@@ -320,7 +321,8 @@ func (c *CNF) Sample(z []float64, t0, t1 float64, opts Options, dst []float64) e
 	if err != nil {
 		return err
 	}
-	ev := c.mlp.NewEvaluator()
+	ev := c.mlp.NewEvaluator().(*mlpEvaluator)
+	defer ev.pool.close()
 	out := make([]float64, 2*len(z))
 	if _, err := s.Solve(func(t float64, y, dy []float64) { ev.Eval(t, y, dy) }, z, []float64{t1, t0}, out); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // newTestCNF builds a CNF over a random MLP with data dimension D.
@@ -499,5 +500,30 @@ func BenchmarkCNF(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*B), "ns/sample")
 		})
+	}
+}
+
+// TestCNFLogDensityStopsHelpers: LogDensity and Sample stop the helper
+// goroutines of the evaluators they create before returning.
+func TestCNFLogDensityStopsHelpers(t *testing.T) {
+	if runtime.GOARCH == "wasm" {
+		t.Skip("WebAssembly runs one thread: the pools never start helpers")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	c := newTestCNF(t, 2, []int{64, 64}, Tanh, true, CNFOptions{}, 5)
+	x := randSlice(rand.New(rand.NewPCG(1, 1)), 2*2000)
+	base := runtime.NumGoroutine()
+	if err := c.LogDensity(x, 0, 1, Options{RTol: 1e-3, ATol: 1e-3}, make([]float64, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sample(x, 0, 1, Options{RTol: 1e-3, ATol: 1e-3}, make([]float64, len(x))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond) // closed helpers exit on their own, no GC needed
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Errorf("%d goroutines after, %d before", n, base)
 	}
 }
