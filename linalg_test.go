@@ -519,7 +519,7 @@ func TestMatMulKernels(t *testing.T) {
 					}
 				}
 			}
-			matMulAtBAdd(c, a, b, m, n, k)
+			matMulAtBAdd(testScratch, c, a, b, m, n, k)
 			if d := maxRelDiff(c, want); d > 1e-14 {
 				t.Errorf("matMulAtBAdd: rel diff %g", d)
 			}
@@ -536,7 +536,7 @@ func TestMatMulKernels(t *testing.T) {
 					}
 				}
 			}
-			matMulAB(c, a, b, m, n, k)
+			matMulAB(testScratch, c, a, b, m, n, k)
 			if d := maxRelDiff(c, want); d > 1e-14 {
 				t.Errorf("matMulAB: rel diff %g", d)
 			}
@@ -593,7 +593,7 @@ func BenchmarkMatMulAtBAdd(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		matMulAtBAdd(dw, d, h, benchBatch, benchOut, benchIn)
+		matMulAtBAdd(testScratch, dw, d, h, benchBatch, benchOut, benchIn)
 	}
 	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
 }
@@ -606,7 +606,7 @@ func BenchmarkMatMulAB(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		matMulAB(dh, d, w, benchBatch, benchOut, benchIn)
+		matMulAB(testScratch, dh, d, w, benchBatch, benchOut, benchIn)
 	}
 	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
 }
@@ -650,11 +650,11 @@ func TestMatMulABRowSplit(t *testing.T) {
 	a := randSlice(rng, m*n)
 	b := randSlice(rng, n*k)
 	whole := make([]float64, m*k)
-	matMulAB(whole, a, b, m, n, k)
+	matMulAB(testScratch, whole, a, b, m, n, k)
 	for split := 1; split < m; split++ {
 		parts := make([]float64, m*k)
-		matMulAB(parts[:split*k], a[:split*n], b, split, n, k)
-		matMulAB(parts[split*k:], a[split*n:], b, m-split, n, k)
+		matMulAB(testScratch, parts[:split*k], a[:split*n], b, split, n, k)
+		matMulAB(testScratch, parts[split*k:], a[split*n:], b, m-split, n, k)
 		for i := range whole {
 			if parts[i] != whole[i] {
 				t.Fatalf("split %d: element %d differs: %v vs %v", split, i, parts[i], whole[i])
@@ -690,7 +690,7 @@ func BenchmarkMatMulForward(b *testing.B) {
 		b.Run("ab/"+name, func(b *testing.B) {
 			transposeRows(wt, w, s.out, s.in, 0, s.out)
 			for i := 0; i < b.N; i++ {
-				matMulAB(c, h, wt, s.rows, s.in, s.out)
+				matMulAB(testScratch, c, h, wt, s.rows, s.in, s.out)
 			}
 			reportGFLOPS(b, fl)
 		})
@@ -701,3 +701,6 @@ func BenchmarkMatMulForward(b *testing.B) {
 		})
 	}
 }
+
+// testScratch is the gemm scratch of the single-goroutine kernel tests.
+var testScratch = new(gemmScratch)

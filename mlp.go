@@ -223,7 +223,7 @@ func (m *MLP) BindParams(p []float64) error {
 // number of threads.
 func (m *MLP) NewEvaluator() Evaluator {
 	st := &mlpState{m: m}
-	st.fRows, st.fParams, st.fTrans = st.rowTask, st.paramTask, st.transposeTask
+	st.fRows, st.fParams, st.fTrans = st.rowTask, st.paramTask, st.packTask
 	e := &mlpEvaluator{st}
 	// The helpers reference only the state, so the handle can become
 	// unreachable; its finalizer then stops them.
@@ -263,11 +263,20 @@ type mlpState struct {
 	delta [][]float64 // delta[l], l = 0…L−1: cotangent of layer l's output, B×n_{l+1}
 	dh0   []float64   // B×(D+1) input cotangent (TimeInput only)
 	gtBlk []float64   // per row block partial sums of aᵀ∂f/∂t
-	wt    [][]float64 // wt[l]: W_lᵀ (in×out) for layers with fwdTransposed, else nil
-	chunk []int       // chunk[l]: first parameter task of layer l; chunk[L+1] = total
+	wt    [][]float64 // Go path: wt[l] = W_lᵀ (in×out) for layers with fwdTransposed, else nil
+	pk    [][]float64 // assembly path: pk[l] = W_lᵀ in packB's layout, for h·W_lᵀ
+	pkb   [][]float64 // assembly path: pkb[l] = W_l in packB's layout, for δ·W_l
+	scr   []*gemmScratch
+	chunk []int // chunk[l]: first parameter task of layer l; chunk[L+1] = total
+
+	// frozen: the caller promised constant parameters (freezeParams), so
+	// the weight copies above are made once (packedFwd, packedBwd record
+	// which) instead of at every call.
+	frozen, packedFwd, packedBwd bool
+	packFwd, packBwd             bool // copies the current call's pack tasks refresh
 
 	pool            taskPool
-	fRows, fParams  func(int)
+	fRows, fParams  func(i, w int)
 	fTrans          func(int)
 	blocks          int
 	t               float64
@@ -300,15 +309,66 @@ func (e *mlpState) ensure(B int) {
 	}
 	e.gtBlk = make([]float64, mlpMaxBlocks)
 	e.chunk = make([]int, L+2)
-	if e.wt == nil {
-		e.wt = make([][]float64, L+1)
-		for l := 0; l <= L; l++ {
+	e.maxB = B
+}
+
+// ensureCopies allocates the weight copies of the active path (useFMA can
+// change between calls in tests).
+func (e *mlpState) ensureCopies() {
+	m := e.m
+	nl := len(m.sizes) - 1
+	if useFMA && e.pk == nil {
+		e.pk = make([][]float64, nl)
+		e.pkb = make([][]float64, nl)
+		for l := 0; l < nl; l++ {
+			in, out := m.sizes[l], m.sizes[l+1]
+			e.pk[l] = make([]float64, packedLen(in, out))
+			e.pkb[l] = make([]float64, packedLen(out, in))
+		}
+		e.scr = make([]*gemmScratch, maxPoolWorkers)
+		e.packedFwd, e.packedBwd = false, false
+	}
+	if !useFMA && e.wt == nil {
+		e.wt = make([][]float64, nl)
+		for l := 0; l < nl; l++ {
 			if fwdTransposed(m.sizes[l+1]) {
 				e.wt[l] = make([]float64, m.sizes[l]*m.sizes[l+1])
 			}
 		}
+		e.packedFwd, e.packedBwd = false, false
 	}
-	e.maxB = B
+}
+
+// scratch returns worker w's gemm scratch (nil on the Go path).
+func (e *mlpState) scratch(w int) *gemmScratch {
+	if !useFMA {
+		return nil
+	}
+	if e.scr[w] == nil {
+		e.scr[w] = new(gemmScratch)
+	}
+	return e.scr[w]
+}
+
+// freezeParams(true) declares that the parameters will not change until
+// freezeParams(false): the weight copies (transposed or packed) are then
+// made at the first call and reused, instead of refreshed at every call.
+// The gradient solvers freeze their evaluators for the duration of a
+// gradient, during which θ is constant.
+func (e *mlpState) freezeParams(on bool) {
+	e.frozen = on
+	e.packedFwd, e.packedBwd = false, false
+}
+
+// paramFreezer is implemented by evaluators that can reuse work across
+// calls while the parameters stay constant (see mlpState.freezeParams).
+type paramFreezer interface{ freezeParams(on bool) }
+
+// freezeParams calls ev.freezeParams(on) if ev has the method.
+func freezeParams(ev Evaluator, on bool) {
+	if f, ok := ev.(paramFreezer); ok {
+		f.freezeParams(on)
+	}
 }
 
 // mlpMinTransposedOut is the least layer width (outputs) for which the
@@ -326,20 +386,61 @@ const mlpMinTransposedOut = 16
 // forward product from a transposed copy of W (see mlpMinTransposedOut).
 func fwdTransposed(out int) bool { return out >= mlpMinTransposedOut }
 
-// transposeTask refreshes part k of the transposed weights e.wt from the
-// current parameters: rows [k·out/parts, (k+1)·out/parts) of every W_l that
-// has a copy (the output layer's is skipped when e.f is nil, as its forward
-// product is not computed then). It runs at the start of every call because
-// the parameters may have been rewritten since the last one (Params is a
-// live view with no change notification); the copy is exact, so neither it
-// nor its split can change a result.
-func (e *mlpState) transposeTask(k int) {
+// packTask refreshes part k of the weight copies from the current
+// parameters: on the assembly path the packed forms of W_lᵀ (e.pk, when
+// e.packFwd) and of W_l (e.pkb, when e.packBwd), 8-column panels
+// [k·np/parts, (k+1)·np/parts); on the Go path rows [k·out/parts,
+// (k+1)·out/parts) of the transposed copies e.wt. Unless the parameters
+// are frozen, the output layer's forward copy is skipped when e.f is nil,
+// as its forward product is not computed then. The copies are refreshed at
+// every call of an unfrozen evaluator because the parameters may have been
+// rewritten since the last one (Params is a live view with no change
+// notification); they are exact, so neither they nor their split can
+// change a result.
+func (e *mlpState) packTask(k int) {
 	parts := e.blocks
-	for l, wt := range e.wt {
-		if wt != nil && (e.f != nil || l+1 < len(e.wt)) {
-			W, _, out, in := e.m.Layer(l)
-			transposeRows(wt, W, out, in, k*out/parts, (k+1)*out/parts)
+	nl := len(e.m.sizes) - 1
+	for l := 0; l < nl; l++ {
+		W, _, out, in := e.m.Layer(l)
+		fwd := e.packFwd && (e.f != nil || e.frozen || l+1 < nl)
+		if !useFMA {
+			if wt := e.wt[l]; wt != nil && fwd {
+				transposeRows(wt, W, out, in, k*out/parts, (k+1)*out/parts)
+			}
+			continue
 		}
+		if fwd { // B = W_lᵀ: B(p, j) = W[j·in + p], k = in, n = out
+			np := (out + gemmNR - 1) / gemmNR
+			packB(e.pk[l], W, 1, in, in, out, k*np/parts, (k+1)*np/parts)
+		}
+		if e.packBwd { // B = W_l: B(p, j) = W[p·in + j], k = out, n = in
+			np := (in + gemmNR - 1) / gemmNR
+			packB(e.pkb[l], W, in, 1, out, in, k*np/parts, (k+1)*np/parts)
+		}
+	}
+}
+
+// preparePacks refreshes the weight copies the current call reads, split
+// over e.blocks tasks, unless they are frozen and already made.
+func (e *mlpState) preparePacks() {
+	e.ensureCopies()
+	fwd, bwd := true, e.back && useFMA
+	if e.frozen {
+		fwd = fwd && !e.packedFwd
+		bwd = bwd && !e.packedBwd
+	}
+	if !fwd && !bwd {
+		return
+	}
+	e.packFwd, e.packBwd = fwd, bwd
+	if e.blocks == 1 {
+		e.packTask(0)
+	} else {
+		e.pool.run(e.blocks, e.fTrans)
+	}
+	if e.frozen {
+		e.packedFwd = e.packedFwd || fwd
+		e.packedBwd = e.packedBwd || bwd
 	}
 }
 
@@ -367,7 +468,7 @@ func (e *mlpState) paramChunks(B int) int {
 	for l := 0; l+1 < len(m.sizes); l++ {
 		in, out := m.sizes[l], m.sizes[l+1]
 		c := B * in * out / mlpBlockWork
-		c = min(c, mlpMaxBlocks, out/2)
+		c = min(c, mlpMaxBlocks, (out+gemmMR-1)/gemmMR)
 		e.chunk[l] = nt
 		nt += max(c, 1)
 	}
@@ -425,24 +526,34 @@ func (e *mlpState) end() {
 // the transposed weights they read (split over as many tasks).
 func (e *mlpState) runRows() {
 	e.blocks = e.rowBlocks(e.B)
+	e.preparePacks()
 	if e.blocks == 1 {
-		e.transposeTask(0)
-		e.rowTask(0)
+		e.rowTask(0, 0)
 		return
 	}
-	e.pool.run(e.blocks, e.fTrans)
-	e.pool.run(e.blocks, e.fRows)
+	e.pool.runW(e.blocks, e.fRows)
 }
 
-// rowTask processes row block i of the current call: the forward pass and,
-// for a VJP, the reverse sweep of the cotangents δ_l, whose rows depend on
-// the same rows only.
-func (e *mlpState) rowTask(i int) {
-	lo, hi := i*e.B/e.blocks, (i+1)*e.B/e.blocks
-	e.forwardRows(lo, hi)
+// rowTask processes row block i of the current call on worker w: the
+// forward pass and, for a VJP, the reverse sweep of the cotangents δ_l,
+// whose rows depend on the same rows only.
+func (e *mlpState) rowTask(i, w int) {
+	lo, hi := splitRows(e.B, e.blocks, i)
+	s := e.scratch(w)
+	e.forwardRows(s, lo, hi)
 	if e.back {
-		e.backwardRows(i, lo, hi)
+		e.backwardRows(s, i, lo, hi)
 	}
+}
+
+// splitRows returns part i of n rows split into parts contiguous ranges
+// whose boundaries are multiples of gemmMR (the assembly kernel's tile
+// height), so that only the last range can end in a partial tile.
+func splitRows(n, parts, i int) (lo, hi int) {
+	units := (n + gemmMR - 1) / gemmMR
+	lo = min(i*units/parts*gemmMR, n)
+	hi = min((i+1)*units/parts*gemmMR, n)
+	return lo, hi
 }
 
 // input returns rows lo…hi−1 of h_0: z itself, or z with t appended to
@@ -466,7 +577,7 @@ func (e *mlpState) input(lo, hi int) []float64 {
 // forwardRows runs the network on rows lo…hi−1. The output layer is written
 // to e.f unless it is nil (the reverse pass does not need it). With e.deriv,
 // act′ of every hidden layer is kept for the reverse pass.
-func (e *mlpState) forwardRows(lo, hi int) {
+func (e *mlpState) forwardRows(s *gemmScratch, lo, hi int) {
 	m := e.m
 	L := len(m.sizes) - 2
 	x := e.input(lo, hi)
@@ -478,12 +589,12 @@ func (e *mlpState) forwardRows(lo, hi int) {
 				return
 			}
 			y := e.f[lo*nout : hi*nout]
-			e.forwardProduct(l, y, x, W, nb, nout, nin)
+			e.forwardProduct(s, l, y, x, W, nb, nout, nin)
 			addBias(y, bias, nb)
 			return
 		}
 		y := e.h[l+1][lo*nout : hi*nout]
-		e.forwardProduct(l, y, x, W, nb, nout, nin)
+		e.forwardProduct(s, l, y, x, W, nb, nout, nin)
 		var d []float64
 		if e.deriv {
 			d = e.d[l+1][lo*nout : hi*nout]
@@ -493,20 +604,35 @@ func (e *mlpState) forwardRows(lo, hi int) {
 	}
 }
 
-// forwardProduct sets y = x·W_lᵀ for nb rows of x, from the transposed
-// copy of W_l when the layer has one.
-func (e *mlpState) forwardProduct(l int, y, x, W []float64, nb, nout, nin int) {
+// forwardProduct sets y = x·W_lᵀ for nb rows of x: from the packed W_lᵀ on
+// the assembly path, else from the transposed copy of W_l when the layer
+// has one.
+func (e *mlpState) forwardProduct(s *gemmScratch, l int, y, x, W []float64, nb, nout, nin int) {
+	if useFMA {
+		gemm(s, y, nout, x, nin, 1, e.pk[l], 0, true, nb, nout, nin, false)
+		return
+	}
 	if wt := e.wt[l]; wt != nil {
-		matMulAB(y, x, wt, nb, nin, nout)
+		matMulAB(nil, y, x, wt, nb, nin, nout)
 		return
 	}
 	matMulABt(y, x, W, nb, nout, nin)
 }
 
+// backProduct sets y = δ·W_l for nb rows of δ (nb×nout), from the packed
+// W_l on the assembly path.
+func (e *mlpState) backProduct(s *gemmScratch, l int, y, delta, W []float64, nb, nout, nin int) {
+	if useFMA {
+		gemm(s, y, nin, delta, nout, 1, e.pkb[l], 0, true, nb, nin, nout, false)
+		return
+	}
+	matMulAB(nil, y, delta, W, nb, nout, nin)
+}
+
 // backwardRows runs the reverse sweep δ_{l−1} = (δ_l W_l) ⊙ act′ on rows
 // lo…hi−1 (block i), then the input cotangent δ_0 W_0 into gz and, with
 // time input, the block's partial sum of its t column.
-func (e *mlpState) backwardRows(i, lo, hi int) {
+func (e *mlpState) backwardRows(s *gemmScratch, i, lo, hi int) {
 	m := e.m
 	D := m.cfg.Dim
 	L := len(m.sizes) - 2
@@ -515,7 +641,7 @@ func (e *mlpState) backwardRows(i, lo, hi int) {
 	for l := L; l >= 1; l-- {
 		W, _, nout, nin := m.Layer(l)
 		next := e.delta[l-1][lo*nin : hi*nin]
-		matMulAB(next, delta, W, nb, nout, nin)
+		e.backProduct(s, l, next, delta, W, nb, nout, nin)
 		d := e.d[l][lo*nin : hi*nin]
 		d = d[:len(next)]
 		for j, v := range d {
@@ -526,14 +652,14 @@ func (e *mlpState) backwardRows(i, lo, hi int) {
 	W, _, nout, nin := m.Layer(0)
 	if !m.cfg.TimeInput {
 		if e.gz != nil {
-			matMulAB(e.gz[lo*D:hi*D], delta, W, nb, nout, nin)
+			e.backProduct(s, 0, e.gz[lo*D:hi*D], delta, W, nb, nout, nin)
 		}
 		return
 	}
 	var st float64
 	if e.gz != nil {
 		dh := e.dh0[lo*nin : hi*nin]
-		matMulAB(dh, delta, W, nb, nout, nin)
+		e.backProduct(s, 0, dh, delta, W, nb, nout, nin)
 		gz := e.gz[lo*D : hi*D]
 		for b := 0; b < nb; b++ {
 			copy(gz[b*D:b*D+D], dh[b*nin:b*nin+D])
@@ -554,7 +680,7 @@ func (e *mlpState) backwardRows(i, lo, hi int) {
 // paramTask adds parameter task c's share of aᵀ∂f/∂θ to e.gp: a range of
 // output rows o of one layer, dW_l[o, :] += Σ_b δ_l[b, o]·h_l[b, :] and
 // db_l[o] += Σ_b δ_l[b, o], the batch summed in order.
-func (e *mlpState) paramTask(c int) {
+func (e *mlpState) paramTask(c, w int) {
 	m := e.m
 	L := len(m.sizes) - 2
 	l := 0
@@ -564,7 +690,7 @@ func (e *mlpState) paramTask(c int) {
 	chunks := e.chunk[l+1] - e.chunk[l]
 	k := c - e.chunk[l]
 	_, _, nout, nin := m.Layer(l)
-	r0, r1 := k*nout/chunks, (k+1)*nout/chunks
+	r0, r1 := splitRows(nout, chunks, k)
 	B := e.B
 	var delta, x []float64
 	if l == L {
@@ -581,7 +707,7 @@ func (e *mlpState) paramTask(c int) {
 	}
 	gW := e.gp[m.wOff[l]:m.bOff[l]]
 	gb := e.gp[m.bOff[l] : m.bOff[l]+nout]
-	matMulAtBAddRows(gW, delta, x, B, nout, nin, r0, r1)
+	matMulAtBAddRows(e.scratch(w), gW, delta, x, B, nout, nin, r0, r1)
 	gb = gb[r0:r1]
 	for b := 0; b < B; b++ {
 		row := delta[b*nout+r0 : b*nout+r1]
@@ -649,9 +775,9 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	if gp != nil {
 		nt := e.paramChunks(B)
 		if nt == 1 {
-			e.paramTask(0)
+			e.paramTask(0, 0)
 		} else {
-			e.pool.run(nt, e.fParams)
+			e.pool.runW(nt, e.fParams)
 		}
 	}
 }
