@@ -786,6 +786,10 @@ const (
 	gemmMR = 6   // rows of the register tile
 	gemmNR = 8   // columns of the register tile
 	gemmKC = 256 // inner block: a kc×8 panel of B is 16 KiB
+	// gemmNC bounds the columns of B one sliver of A sweeps: a KC×NC block
+	// of B is 256 KiB, which stays in L2 (512 KiB on Zen 3) while the
+	// slivers of A pass over it.
+	gemmNC = 128
 )
 
 // useFMA selects the assembly kernels. It is haveFMA, a variable so that
@@ -846,6 +850,59 @@ func packB(dst, src []float64, rs, cs, k, n, q0, q1 int) {
 	}
 }
 
+// packA copies the 6-row sliver A(i, p) = a[i·rs + p·cs], i < mr, p < kc
+// (kc = len(dst)/6) into dst, 6 values per p, rows mr…5 zero. A sliver is
+// read once per 8 columns of C: a contiguous copy keeps it in L1 whatever
+// the strides (rows 4 KiB apart, as in a 512-wide layer, all map to the
+// same cache sets), and pads an edge sliver.
+func packA(dst, a []float64, rs, cs, mr int) {
+	kc := len(dst) / gemmMR
+	if mr == gemmMR && cs == 1 {
+		r0, r1, r2 := a[:kc], a[rs:rs+kc], a[2*rs:2*rs+kc]
+		r3, r4, r5 := a[3*rs:3*rs+kc], a[4*rs:4*rs+kc], a[5*rs:5*rs+kc]
+		for p, v := range r0 {
+			d := dst[p*gemmMR : p*gemmMR+gemmMR : p*gemmMR+gemmMR]
+			d[0], d[1], d[2], d[3], d[4], d[5] = v, r1[p], r2[p], r3[p], r4[p], r5[p]
+		}
+		return
+	}
+	if mr == gemmMR && rs == 1 {
+		for p := 0; p < kc; p++ {
+			copy(dst[p*gemmMR:p*gemmMR+gemmMR], a[p*cs:p*cs+gemmMR])
+		}
+		return
+	}
+	for p := 0; p < kc; p++ {
+		d := dst[p*gemmMR : p*gemmMR+gemmMR]
+		for i := range d {
+			if i < mr {
+				d[i] = a[i*rs+p*cs]
+			} else {
+				d[i] = 0
+			}
+		}
+	}
+}
+
+// packRowsB writes rows r0…r1−1 of a row-major k×n matrix, given in src
+// (row r0 first), into dst in packB's layout, so that the rows of a matrix
+// produced in row blocks can be packed by the tasks that produce them.
+func packRowsB(dst, src []float64, k, n, r0, r1 int) {
+	npad := (n + gemmNR - 1) / gemmNR * gemmNR
+	dst = dst[:k*npad]
+	for p := r0; p < r1; p++ {
+		p0 := p / gemmKC * gemmKC
+		kc := min(gemmKC, k-p0)
+		row := src[(p-r0)*n : (p-r0)*n+n]
+		base := p0*npad + (p-p0)*gemmNR
+		for j0 := 0; j0 < n; j0 += gemmNR {
+			d := dst[base+j0*kc : base+j0*kc+gemmNR]
+			w := copy(d, row[j0:])
+			clear(d[w:])
+		}
+	}
+}
+
 // gemm sets C = A·B (acc false) or adds A·B to C (acc true) for m×n C with
 // row stride ldc, A(i, p) = a[i·rsA + p·csA] and B k×n, either row-major
 // with row stride ldb (packed false) or in packB's layout (packed true,
@@ -883,48 +940,42 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 				clear(row[nEdge:])
 			}
 		}
-		for i0 := 0; i0 < m; i0 += gemmMR {
-			mr := min(gemmMR, m-i0)
-			ap, ars, acs := &a[i0*rsA+p0*csA], rsA, csA
-			if mr < gemmMR {
-				for p := 0; p < kc; p++ {
-					col := s.a[p*gemmMR : p*gemmMR+gemmMR]
-					for i := range col {
-						if i < mr {
-							col[i] = a[(i0+i)*rsA+(p0+p)*csA]
-						} else {
-							col[i] = 0
+		for jc := 0; jc < n; jc += gemmNC {
+			nc := min(gemmNC, n-jc)
+			for i0 := 0; i0 < m; i0 += gemmMR {
+				mr := min(gemmMR, m-i0)
+				ap, ars, acs := &a[i0*rsA+p0*csA], rsA, csA
+				if mr < gemmMR || n > 2*gemmNR {
+					packA(s.a[:kc*gemmMR], a[i0*rsA+p0*csA:], rsA, csA, mr)
+					ap, ars, acs = &s.a[0], 1, gemmMR
+				}
+				for j0 := jc; j0 < jc+nc; j0 += gemmNR {
+					nr := min(gemmNR, n-j0)
+					var bp *float64
+					bld := gemmNR
+					switch {
+					case packed:
+						bp = &b[p0*npad+j0*kc]
+					case nr == gemmNR:
+						bp, bld = &b[p0*ldb+j0], ldb
+					default:
+						bp = &s.b[0]
+					}
+					if mr == gemmMR && nr == gemmNR {
+						gemmKernel6x8(kc, ap, ars, acs, bp, bld, &c[i0*ldc+j0], ldc, accum)
+						continue
+					}
+					t := s.c[:]
+					if accum {
+						clear(t)
+						for i := 0; i < mr; i++ {
+							copy(t[i*gemmNR:i*gemmNR+nr], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr])
 						}
 					}
-				}
-				ap, ars, acs = &s.a[0], 1, gemmMR
-			}
-			for j0 := 0; j0 < n; j0 += gemmNR {
-				nr := min(gemmNR, n-j0)
-				var bp *float64
-				bld := gemmNR
-				switch {
-				case packed:
-					bp = &b[p0*npad+j0*kc]
-				case nr == gemmNR:
-					bp, bld = &b[p0*ldb+j0], ldb
-				default:
-					bp = &s.b[0]
-				}
-				if mr == gemmMR && nr == gemmNR {
-					gemmKernel6x8(kc, ap, ars, acs, bp, bld, &c[i0*ldc+j0], ldc, accum)
-					continue
-				}
-				t := s.c[:]
-				if accum {
-					clear(t)
+					gemmKernel6x8(kc, ap, ars, acs, bp, bld, &t[0], gemmNR, accum)
 					for i := 0; i < mr; i++ {
-						copy(t[i*gemmNR:i*gemmNR+nr], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr])
+						copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr], t[i*gemmNR:i*gemmNR+nr])
 					}
-				}
-				gemmKernel6x8(kc, ap, ars, acs, bp, bld, &t[0], gemmNR, accum)
-				for i := 0; i < mr; i++ {
-					copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr], t[i*gemmNR:i*gemmNR+nr])
 				}
 			}
 		}

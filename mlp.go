@@ -266,6 +266,7 @@ type mlpState struct {
 	wt    [][]float64 // Go path: wt[l] = W_lᵀ (in×out) for layers with fwdTransposed, else nil
 	pk    [][]float64 // assembly path: pk[l] = W_lᵀ in packB's layout, for h·W_lᵀ
 	pkb   [][]float64 // assembly path: pkb[l] = W_l in packB's layout, for δ·W_l
+	hp    [][]float64 // assembly path: hp[l] = h_l (B×n_l) in packB's layout, for δ_lᵀ·h_l
 	scr   []*gemmScratch
 	chunk []int // chunk[l]: first parameter task of layer l; chunk[L+1] = total
 
@@ -309,6 +310,7 @@ func (e *mlpState) ensure(B int) {
 	}
 	e.gtBlk = make([]float64, mlpMaxBlocks)
 	e.chunk = make([]int, L+2)
+	e.hp = nil // regrown by ensureCopies
 	e.maxB = B
 }
 
@@ -327,6 +329,12 @@ func (e *mlpState) ensureCopies() {
 		}
 		e.scr = make([]*gemmScratch, maxPoolWorkers)
 		e.packedFwd, e.packedBwd = false, false
+	}
+	if useFMA && e.hp == nil {
+		e.hp = make([][]float64, nl)
+		for l := 0; l < nl; l++ {
+			e.hp[l] = make([]float64, packedLen(e.maxB, m.sizes[l]))
+		}
 	}
 	if !useFMA && e.wt == nil {
 		e.wt = make([][]float64, nl)
@@ -582,8 +590,14 @@ func (e *mlpState) forwardRows(s *gemmScratch, lo, hi int) {
 	L := len(m.sizes) - 2
 	x := e.input(lo, hi)
 	nb := hi - lo
+	// The weight gradient's products read each layer input h_l packed:
+	// pack these rows while they are in cache.
+	packH := useFMA && e.back && e.gp != nil
 	for l := 0; l <= L; l++ {
 		W, bias, nout, nin := m.Layer(l)
+		if packH {
+			packRowsB(e.hp[l], x, e.B, nin, lo, hi)
+		}
 		if l == L {
 			if e.f == nil {
 				return
@@ -707,7 +721,13 @@ func (e *mlpState) paramTask(c, w int) {
 	}
 	gW := e.gp[m.wOff[l]:m.bOff[l]]
 	gb := e.gp[m.bOff[l] : m.bOff[l]+nout]
-	matMulAtBAddRows(e.scratch(w), gW, delta, x, B, nout, nin, r0, r1)
+	if useFMA {
+		// dW rows r0…r1−1 += δᵀ·h with A(i, p) = δ[p·nout + r0 + i] and
+		// h packed by the row tasks.
+		gemm(e.scratch(w), gW[r0*nin:], nin, delta[r0:], 1, nout, e.hp[l], 0, true, r1-r0, nin, B, true)
+	} else {
+		matMulAtBAddRows(nil, gW, delta, x, B, nout, nin, r0, r1)
+	}
 	gb = gb[r0:r1]
 	for b := 0; b < B; b++ {
 		row := delta[b*nout+r0 : b*nout+r1]

@@ -671,10 +671,11 @@ func BenchmarkMLPForward(b *testing.B) {
 			ev.Eval(0, z, f)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPUTime()
 			for i := 0; i < b.N; i++ {
 				ev.Eval(0, z, f)
 			}
-			reportGFLOPS(b, mlpFlops(m, s.B))
+			reportCPUGFLOPS(b, mlpFlops(m, s.B), cpu0)
 		})
 	}
 }
@@ -695,10 +696,11 @@ func BenchmarkMLPReverse(b *testing.B) {
 			ev.VJP(0, z, a, f, gz, gp, nil)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPUTime()
 			for i := 0; i < b.N; i++ {
 				ev.VJP(0, z, a, f, gz, gp, nil)
 			}
-			reportGFLOPS(b, 3*mlpFlops(m, s.B))
+			reportCPUGFLOPS(b, 3*mlpFlops(m, s.B), cpu0)
 		})
 	}
 }
