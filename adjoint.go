@@ -332,6 +332,12 @@ func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, err
 	}
 	g.setup(ts, len(z0))
 	g.setupGrid(ts)
+	// θ is constant during a gradient: the evaluators may keep the weight
+	// copies they make at their first call (freezing again discards them).
+	freezeParams(g.ev, true)
+	for _, ev := range g.chunkEvals {
+		freezeParams(ev, true)
+	}
 	r := &g.res
 	r.Stats = GradStats{}
 
@@ -1085,7 +1091,9 @@ func (g *GradientSolver) quadrature() error {
 	chunks := min(quadChunks, nodes)
 	for len(g.chunkGrads) < chunks {
 		g.chunkGrads = append(g.chunkGrads, make([]float64, g.p))
-		g.chunkEvals = append(g.chunkEvals, g.field.NewEvaluator())
+		ev := g.field.NewEvaluator()
+		freezeParams(ev, true)
+		g.chunkEvals = append(g.chunkEvals, ev)
 	}
 	for c := 0; c < chunks; c++ {
 		if len(g.chunkGrads[c]) != g.p {

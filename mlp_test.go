@@ -1128,7 +1128,7 @@ func TestSoftplusFastAccuracy(t *testing.T) {
 	}
 }
 
-// TestSoftplusRow checks the two-pass row evaluation against softplusFast
+// TestSoftplusRow checks the two-pass Go row evaluation against softplusFast
 // element by element (bit for bit), with and without the derivative row,
 // for lengths around the chunk size.
 func TestSoftplusRow(t *testing.T) {
@@ -1139,13 +1139,81 @@ func TestSoftplusRow(t *testing.T) {
 			u[i] *= 20
 		}
 		row, row2, drow := slices.Clone(u), slices.Clone(u), make([]float64, n)
-		softplusRow(row, drow, bias)
-		softplusRow(row2, nil, bias)
+		softplusRowGo(row, drow, bias)
+		softplusRowGo(row2, nil, bias)
 		for j := range u {
 			sp, sig := softplusFast(u[j] + bias[j])
 			if row[j] != sp || drow[j] != sig || row2[j] != sp {
 				t.Fatalf("n=%d, j=%d: got %v, %v (no deriv %v), want %v, %v", n, j, row[j], drow[j], row2[j], sp, sig)
 			}
+		}
+	}
+}
+
+// TestActivationRows bounds the row activations MLP layers use (the AVX2
+// kernels with their Go tails, or the pure-Go rows under -tags purego)
+// against the math library over the sweeps of TestTanhFastAccuracy and
+// TestSoftplusFastAccuracy, by the same bounds: tanh 3 ulp, softplus 3 and
+// its derivative σ 2, sigmoid 2. The derivatives 1 − h² and s(1 − s) are
+// formulas of the computed value (ill-conditioned as relative errors near
+// saturation), so they are checked absolutely against the same formula on
+// the row's own output, to 2⁻⁵² (fused or not, one rounding apart). Row
+// lengths 4k+3 exercise the Go tails; special values are included.
+func TestActivationRows(t *testing.T) {
+	n := 400_000
+	if testing.Short() {
+		n = 40_000
+	}
+	for _, c := range []struct {
+		act  Activation
+		lim  float64
+		ref  func(u float64) float64
+		maxY float64
+		dRef func(u, y float64) (d float64, ulps bool)
+	}{
+		{Tanh, 25, math.Tanh, 3, func(u, h float64) (float64, bool) { return 1 - h*h, false }},
+		{Softplus, 760, func(u float64) float64 { sp, _ := softplusRef(u); return sp }, 3,
+			func(u, _ float64) (float64, bool) { _, s := softplusRef(u); return s, true }},
+		{Sigmoid, 760, sigmoidRef, 2, func(u, s float64) (float64, bool) { return s * (1 - s), false }},
+	} {
+		var us []float64
+		activationSweep(c.lim, n, func(u float64) { us = append(us, u) })
+		us = append(us, 0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.NaN(), 1e-300, -5e-324, 1e300, -1e300, 30, -30)
+		us = us[:len(us)/4*4+3]
+		row, drow, bias := slices.Clone(us), make([]float64, len(us)), make([]float64, len(us))
+		biasActivate(c.act, row, drow, bias, 1)
+		var maxY, maxD float64
+		for j, u := range us {
+			dy := ulpDiff(row[j], c.ref(u))
+			d, ulps := c.dRef(u, row[j])
+			var dd float64
+			switch {
+			case ulps:
+				dd = ulpDiff(drow[j], d)
+				if dd > 2 {
+					t.Errorf("%v′(%v) = %v, reference %v (%v ulp)", c.act, u, drow[j], d, dd)
+				}
+			case math.IsNaN(d):
+				if !math.IsNaN(drow[j]) {
+					t.Errorf("%v′(%v) = %v, want NaN", c.act, u, drow[j])
+				}
+			default:
+				dd = math.Abs(drow[j]-d) / 0x1p-52
+				if dd > 1 {
+					t.Errorf("%v′(%v) = %v, want %v", c.act, u, drow[j], d)
+				}
+			}
+			maxY, maxD = max(maxY, dy), max(maxD, dd)
+			if dy > c.maxY {
+				t.Errorf("%v(%v) = %v, reference %v (%v ulp)", c.act, u, row[j], c.ref(u), dy)
+			}
+		}
+		t.Logf("%v (assembly %v): max %v ulp, derivative %v", c.act, useFMA, maxY, maxD)
+		// Without the derivative row the values are the same.
+		row2 := slices.Clone(us)
+		biasActivate(c.act, row2, nil, bias, 1)
+		if !sameBits(row, row2) {
+			t.Errorf("%v: values differ without the derivative row", c.act)
 		}
 	}
 }
@@ -1225,6 +1293,20 @@ func BenchmarkActivation(b *testing.B) {
 			for j, v := range u {
 				y[j] = math.Tanh(v)
 			}
+		}
+		perElt(b)
+	})
+	b.Run("softplus/rowGo", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			copy(y, u)
+			softplusRowGo(y, d, bias)
+		}
+		perElt(b)
+	})
+	b.Run("tanh/rowGo", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			copy(y, u)
+			tanhRowGo(y, d, bias)
 		}
 		perElt(b)
 	})
