@@ -792,3 +792,118 @@ func BenchmarkGemm(b *testing.B) {
 		})
 	}
 }
+
+// naiveGemm returns C0 + A·B (or A·B with c0 nil) for A(i, p) = a[i·rsA +
+// p·csA] and row-major B (k×n), summed in float64 in order.
+func naiveGemm(c0, a []float64, rsA, csA int, b []float64, m, n, k int) []float64 {
+	c := make([]float64, m*n)
+	if c0 != nil {
+		copy(c, c0)
+	}
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			s := 0.0
+			for p := 0; p < k; p++ {
+				s += a[i*rsA+p*csA] * b[p*n+j]
+			}
+			c[i*n+j] += s
+		}
+	}
+	return c
+}
+
+// TestGemm checks the assembly product against the definition on shapes
+// that cross every blocking boundary (edge tiles in both directions, more
+// than one KC block of the inner index, more than one NC block of
+// columns), with A in place or transposed, B row-major or packed, storing
+// or accumulating; then that splitting the rows of C over calls (as the
+// MLP's tasks do) gives bit-identical results.
+func TestGemm(t *testing.T) {
+	if !useFMA {
+		t.Skip("no assembly kernels (purego build or no AVX2/FMA)")
+	}
+	rng := randv2.New(randv2.NewPCG(11, 12))
+	s := new(gemmScratch)
+	for _, sh := range [][3]int{{1, 1, 1}, {6, 8, 1}, {5, 7, 3}, {7, 9, 257}, {13, 17, 40}, {12, 136, 300}, {19, 300, 513}, {64, 32, 2}, {2, 33, 64}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		for _, trans := range []bool{false, true} {
+			for _, packed := range []bool{false, true} {
+				for _, acc := range []bool{false, true} {
+					a := randSlice(rng, m*k)
+					rsA, csA := k, 1
+					if trans {
+						rsA, csA = 1, m // a holds Aᵀ (k×m)
+					}
+					b := randSlice(rng, k*n)
+					bp := b
+					if packed {
+						bp = make([]float64, packedLen(k, n))
+						packB(bp, b, n, 1, k, n, 0, (n+7)/8/2)
+						packB(bp, b, n, 1, k, n, (n+7)/8/2, (n+7)/8)
+					}
+					c := randSlice(rng, m*n)
+					var want []float64
+					if acc {
+						want = naiveGemm(c, a, rsA, csA, b, m, n, k)
+					} else {
+						want = naiveGemm(nil, a, rsA, csA, b, m, n, k)
+					}
+					gemm(s, c, n, a, rsA, csA, bp, n, packed, m, n, k, acc)
+					if d := maxRelDiff(c, want); d > 1e-14 {
+						t.Errorf("%v trans %v packed %v acc %v: rel diff %g", sh, trans, packed, acc, d)
+					}
+					if trans || acc {
+						continue
+					}
+					for split := 1; split < m; split += 5 {
+						parts := make([]float64, m*n)
+						gemm(s, parts, n, a, rsA, csA, bp, n, packed, split, n, k, false)
+						gemm(s, parts[split*n:], n, a[split*rsA:], rsA, csA, bp, n, packed, m-split, n, k, false)
+						if !sameBits(parts, c) {
+							t.Fatalf("%v packed %v: row split at %d changes the result", sh, packed, split)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmMatchesGo measures the difference between the assembly and the
+// pure-Go kernels on the MLP's shapes. They round differently (a fused
+// multiply–add rounds once; the Go kernels add in groups of four), so they
+// agree to a few units of 2⁻⁵³·Σ_p|a_ip·b_pj| per element, not bit for bit:
+// the test allows 4·k·2⁻⁵³ of that sum, the classical bound for two
+// summation orders.
+func TestGemmMatchesGo(t *testing.T) {
+	if !haveFMA {
+		t.Skip("no assembly kernels (purego build or no AVX2/FMA)")
+	}
+	defer func() { useFMA = haveFMA }()
+	rng := randv2.New(randv2.NewPCG(13, 14))
+	for _, sh := range [][3]int{{64, 2, 32}, {64, 32, 32}, {37, 256, 129}, {64, 512, 64}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		a, b := randSlice(rng, m*n), randSlice(rng, n*k)
+		var out [2][]float64
+		for i, fma := range []bool{true, false} {
+			useFMA = fma
+			out[i] = make([]float64, m*k)
+			matMulAB(new(gemmScratch), out[i], a, b, m, n, k)
+		}
+		worst := 0.0
+		for i := 0; i < m; i++ {
+			for j := 0; j < k; j++ {
+				abs := 0.0
+				for r := 0; r < n; r++ {
+					abs += math.Abs(a[i*n+r] * b[r*k+j])
+				}
+				d := math.Abs(out[0][i*k+j]-out[1][i*k+j]) / (abs * 0x1p-53)
+				worst = max(worst, d/float64(n))
+				if d > 4*float64(n) {
+					t.Fatalf("%v: element (%d, %d) differs by %.3g units of 2⁻⁵³Σ|ab|", sh, i, j, d)
+				}
+			}
+		}
+		t.Logf("%v: max difference %.3f·n units of 2⁻⁵³Σ|ab|", sh, worst)
+	}
+}
