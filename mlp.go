@@ -258,8 +258,10 @@ type mlpState struct {
 	m     *MLP
 	maxB  int
 	in    []float64   // B×(D+1) input with the time column (TimeInput only)
-	h     [][]float64 // h[l], l = 1…L: hidden activations, B×n_l
-	d     [][]float64 // d[l]: act′ at layer l's pre-activation, B×n_l
+	h     [][]float64 // h[l], l = 1…L: hidden activations, B×n_l (hOwn or a kept slot's)
+	d     [][]float64 // d[l]: act′ at layer l's pre-activation, B×n_l (dOwn or a kept slot's)
+	hOwn  [][]float64
+	dOwn  [][]float64
 	delta [][]float64 // delta[l], l = 0…L−1: cotangent of layer l's output, B×n_{l+1}
 	dh0   []float64   // B×(D+1) input cotangent (TimeInput only)
 	gtBlk []float64   // per row block partial sums of aᵀ∂f/∂t
@@ -275,6 +277,16 @@ type mlpState struct {
 	// which) instead of at every call.
 	frozen, packedFwd, packedBwd bool
 	packFwd, packBwd             bool // copies the current call's pack tasks refresh
+
+	// keep: Eval stores each call's activations in slots[nslots] (up to
+	// mlpKeepMaxBytes), and a VJP at the same (t, z) reuses them instead
+	// of recomputing the forward pass (keepActivations). cursor is where
+	// the search for a VJP's slot starts.
+	keep           bool
+	slots          []*mlpSlot
+	nslots, cursor int
+	replay         bool // the current VJP reuses a slot: no forward pass
+	replays        int  // VJPs that reused a slot (for tests)
 
 	pool            taskPool
 	fRows, fParams  func(i, w int)
@@ -294,12 +306,13 @@ func (e *mlpState) ensure(B int) {
 	}
 	m := e.m
 	L := len(m.sizes) - 2
-	e.h = make([][]float64, L+1)
-	e.d = make([][]float64, L+1)
+	e.hOwn = make([][]float64, L+1)
+	e.dOwn = make([][]float64, L+1)
+	e.h, e.d = e.hOwn, e.dOwn
 	e.delta = make([][]float64, L+1)
 	for l := 1; l <= L; l++ {
-		e.h[l] = make([]float64, B*m.sizes[l])
-		e.d[l] = make([]float64, B*m.sizes[l])
+		e.hOwn[l] = make([]float64, B*m.sizes[l])
+		e.dOwn[l] = make([]float64, B*m.sizes[l])
 	}
 	for l := 0; l < L; l++ {
 		e.delta[l] = make([]float64, B*m.sizes[l+1])
@@ -514,9 +527,118 @@ func (e *mlpState) Eval(t float64, z, dz []float64) {
 		panic(invalidf("dz", "length %d, want %d", len(dz), len(z)))
 	}
 	e.ensure(B)
-	e.begin(t, z, nil, dz, nil, nil, B, false, false, false)
+	e.h, e.d = e.hOwn, e.dOwn
+	deriv := false
+	if sl := e.recordSlot(t, z, B); sl != nil {
+		e.h, e.d, deriv = sl.h, sl.d, true
+	}
+	e.begin(t, z, nil, dz, nil, nil, B, deriv, false, false)
 	e.runRows()
 	e.end()
+}
+
+// mlpKeepMaxBytes caps the activations an evaluator keeps while
+// keepActivations is on (512 MiB); evaluations beyond it are not kept, and
+// their VJPs recompute the forward pass.
+var mlpKeepMaxBytes = 512 << 20
+
+// mlpSlot holds the activations of one kept evaluation: its (t, z), to
+// recognise the VJP that wants them, and h_l, act′(u_l) of every hidden
+// layer.
+type mlpSlot struct {
+	t    float64
+	z    []float64
+	h, d [][]float64
+}
+
+// keepActivations(true) starts keeping the hidden activations and their
+// derivatives of every Eval (2·B·Σ_l n_l values plus a copy of z per call,
+// at most mlpKeepMaxBytes in all), so that a later VJP at the same t and
+// bit-identical z, with f nil, skips its forward pass: backpropagation
+// through a solver then costs two products per layer and stage instead of
+// three, as with autograd. keepActivations(false) stops and forgets them
+// (the memory is kept for the next recording). Direct turns it on for its
+// forward pass.
+func (e *mlpState) keepActivations(on bool) {
+	e.keep = on
+	e.nslots, e.cursor = 0, 0
+}
+
+// activationKeeper is implemented by evaluators that can keep the
+// activations of their evaluations for later VJPs (mlpState.keepActivations).
+type activationKeeper interface{ keepActivations(on bool) }
+
+// keepActivations calls ev.keepActivations(on) if ev has the method.
+func keepActivations(ev Evaluator, on bool) {
+	if k, ok := ev.(activationKeeper); ok {
+		k.keepActivations(on)
+	}
+}
+
+// recordSlot returns the slot the current Eval at (t, z) keeps its
+// activations in, or nil when not keeping or over the cap.
+func (e *mlpState) recordSlot(t float64, z []float64, B int) *mlpSlot {
+	if !e.keep {
+		return nil
+	}
+	sizes := e.m.sizes
+	L := len(sizes) - 2
+	per := len(z)
+	for l := 1; l <= L; l++ {
+		per += 2 * B * sizes[l]
+	}
+	if (e.nslots+1)*per*8 > mlpKeepMaxBytes {
+		return nil
+	}
+	if e.nslots == len(e.slots) {
+		e.slots = append(e.slots, &mlpSlot{h: make([][]float64, L+1), d: make([][]float64, L+1)})
+	}
+	sl := e.slots[e.nslots]
+	if len(sl.z) != len(z) {
+		sl.z = make([]float64, len(z))
+		for l := 1; l <= L; l++ {
+			sl.h[l] = make([]float64, B*sizes[l])
+			sl.d[l] = make([]float64, B*sizes[l])
+		}
+	}
+	copy(sl.z, z)
+	sl.t = t
+	e.nslots++
+	e.cursor = e.nslots - 1
+	return sl
+}
+
+// findSlot returns the kept slot of an evaluation at (t, z), or nil. The
+// search starts at the last slot found and goes backwards (wrapping once),
+// the order in which backpropagation revisits the evaluations.
+func (e *mlpState) findSlot(t float64, z []float64) *mlpSlot {
+	n := e.nslots
+	for k := 0; k < n; k++ {
+		i := e.cursor - k
+		if i < 0 {
+			i += n
+		}
+		sl := e.slots[i]
+		if sl.t == t && sameFloats(sl.z, z) {
+			e.cursor = i
+			return sl
+		}
+	}
+	return nil
+}
+
+// sameFloats reports whether x and y hold the same bits.
+func sameFloats(x, y []float64) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	y = y[:len(x)]
+	for i, v := range x {
+		if math.Float64bits(v) != math.Float64bits(y[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // begin records the arguments of a call for the tasks.
@@ -528,6 +650,7 @@ func (e *mlpState) begin(t float64, z, a, f, gz, gp []float64, B int, deriv, bac
 // end drops the references to the caller's slices.
 func (e *mlpState) end() {
 	e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, nil
+	e.replay = false
 }
 
 // runRows runs the row-block tasks of the current call, after refreshing
@@ -548,7 +671,11 @@ func (e *mlpState) runRows() {
 func (e *mlpState) rowTask(i, w int) {
 	lo, hi := splitRows(e.B, e.blocks, i)
 	s := e.scratch(w)
-	e.forwardRows(s, lo, hi)
+	if e.replay {
+		e.packInputs(lo, hi)
+	} else {
+		e.forwardRows(s, lo, hi)
+	}
 	if e.back {
 		e.backwardRows(s, i, lo, hi)
 	}
@@ -615,6 +742,25 @@ func (e *mlpState) forwardRows(s *gemmScratch, lo, hi int) {
 		}
 		biasActivate(m.cfg.Activation, y, d, bias, nb)
 		x = y
+	}
+}
+
+// packInputs packs rows lo…hi−1 of every layer input (z, or z with t, and
+// the kept h_l) for the weight gradient when the forward pass is skipped.
+func (e *mlpState) packInputs(lo, hi int) {
+	if !useFMA || e.gp == nil {
+		if e.m.cfg.TimeInput {
+			e.input(lo, hi) // the t column of layer 0's input
+		}
+		return
+	}
+	x := e.input(lo, hi)
+	for l := 0; l+1 < len(e.m.sizes); l++ {
+		n := e.m.sizes[l]
+		if l > 0 {
+			x = e.h[l][lo*n : hi*n]
+		}
+		packRowsB(e.hp[l], x, e.B, n, lo, hi)
 	}
 }
 
@@ -770,6 +916,7 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	checkLen("gz", gz, len(z))
 	checkLen("gp", gp, m.np)
 	e.ensure(B)
+	e.h, e.d = e.hOwn, e.dOwn
 	if gz == nil && gp == nil && gt == nil {
 		if f != nil {
 			e.begin(t, z, nil, f, nil, nil, B, false, false, false)
@@ -780,6 +927,12 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	e.begin(t, z, a, f, gz, gp, B, true, true, gt != nil)
 	defer e.end()
+	if e.keep && f == nil {
+		if sl := e.findSlot(t, z); sl != nil {
+			e.h, e.d, e.replay = sl.h, sl.d, true
+			e.replays++
+		}
+	}
 	e.runRows()
 	if gt != nil {
 		if m.cfg.TimeInput {

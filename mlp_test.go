@@ -1318,3 +1318,91 @@ func BenchmarkActivation(b *testing.B) {
 		perElt(b)
 	})
 }
+
+// TestMLPKeepActivations: with keepActivations on, VJPs at the points of
+// earlier Evals reuse their activations (and skip the forward pass) and
+// give bit-identical results to a fresh evaluator; a VJP at a new point,
+// one that wants f, and every VJP once the memory cap is reached fall back
+// to the full computation.
+func TestMLPKeepActivations(t *testing.T) {
+	for _, c := range []struct {
+		act    Activation
+		timeIn bool
+	}{{Tanh, false}, {Softplus, true}, {Sigmoid, false}} {
+		m := newTestMLP(t, 3, []int{20, 13}, c.act, c.timeIn, 17)
+		rng := rand.New(rand.NewPCG(41, 42))
+		B := 11
+		zs := [][]float64{randSlice(rng, B*3), randSlice(rng, B*3), randSlice(rng, B*3), randSlice(rng, B*3)}
+		ts := []float64{0, 0.25, 0.5, 0.75}
+		a := randSlice(rng, B*3)
+		for _, capBytes := range []int{mlpKeepMaxBytes, 1} {
+			old := mlpKeepMaxBytes
+			mlpKeepMaxBytes = capBytes
+			ev := m.NewEvaluator()
+			st := ev.(*mlpEvaluator).mlpState
+			keepActivations(ev, true)
+			dz := make([]float64, B*3)
+			for i := range 3 { // zs[3] is never evaluated
+				ev.Eval(ts[i], zs[i], dz)
+			}
+			for i := 3; i >= 0; i-- {
+				got := vjpOut{gz: make([]float64, B*3), gp: make([]float64, m.NumParams())}
+				ev.VJP(ts[i], zs[i], a, nil, got.gz, got.gp, &got.gt)
+				want := vjpOut{gz: make([]float64, B*3), gp: make([]float64, m.NumParams())}
+				m.NewEvaluator().VJP(ts[i], zs[i], a, nil, want.gz, want.gp, &want.gt)
+				if !sameBits(got.gz, want.gz) || !sameBits(got.gp, want.gp) || math.Float64bits(got.gt) != math.Float64bits(want.gt) {
+					t.Errorf("%v time %v cap %d point %d: kept-activation VJP differs", c.act, c.timeIn, capBytes, i)
+				}
+			}
+			// With f requested the forward pass runs as usual.
+			f := make([]float64, B*3)
+			ev.VJP(ts[0], zs[0], a, f, make([]float64, B*3), nil, nil)
+			wantReplays := 3
+			if capBytes == 1 {
+				wantReplays = 0
+			}
+			if st.replays != wantReplays {
+				t.Errorf("%v cap %d: %d VJPs reused activations, want %d", c.act, capBytes, st.replays, wantReplays)
+			}
+			keepActivations(ev, false)
+			mlpKeepMaxBytes = old
+		}
+	}
+}
+
+// TestDirectKeepsActivations: Direct's gradient is bit-identical whether
+// the MLP keeps its activations or (over the cap) recomputes them, and
+// keeping them saves the forward pass of most stage VJPs.
+func TestDirectKeepsActivations(t *testing.T) {
+	m := newTestMLP(t, 2, []int{16, 16}, Tanh, false, 23)
+	rng := rand.New(rand.NewPCG(43, 44))
+	B := 8
+	z0, targets := randSlice(rng, B*2), randSlice(rng, B*2)
+	ts := []float64{0, 0.5, 1}
+	targets = append(targets, randSlice(rng, B*2)...)
+	var res [2]*GradResult
+	var replays [2]int
+	for i, capBytes := range []int{mlpKeepMaxBytes, 1} {
+		old := mlpKeepMaxBytes
+		mlpKeepMaxBytes = capBytes
+		g, err := NewGradientSolver(m, GradOptions{Method: Direct, Forward: Options{RTol: 1e-7, ATol: 1e-7}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := g.Gradient(z0, ts, MSELoss(targets))
+		mlpKeepMaxBytes = old
+		if err != nil {
+			t.Fatal(err)
+		}
+		res[i] = r
+		replays[i] = g.ev.(*mlpEvaluator).replays
+	}
+	if !sameBits(res[0].Params, res[1].Params) || !sameBits(res[0].Z0, res[1].Z0) {
+		t.Error("gradient differs with and without kept activations")
+	}
+	vjps := res[0].Stats.VJPs
+	t.Logf("%d VJPs, %d reused kept activations", vjps, replays[0])
+	if replays[1] != 0 || replays[0] < vjps*3/4 {
+		t.Errorf("reused activations in %d (kept) and %d (over the cap) of %d VJPs", replays[0], replays[1], vjps)
+	}
+}
