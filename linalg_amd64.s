@@ -21,6 +21,22 @@ TEXT ·xgetbv0(SB), NOSPLIT, $0-8
 	MOVL DX, edx+4(FP)
 	RET
 
+// Two rows of the C tile at base and base + ldc (R12): add them to the
+// accumulators (ADD2ROWS) or store the accumulators (STORE2ROWS). The _FAR
+// forms take the rows at base + 2·ldc and at base2.
+#define ADD2ROWS(base, a0, a1, b0, b1) \
+	VADDPD (base), a0, a0; VADDPD 32(base), a1, a1; \
+	VADDPD (base)(R12*1), b0, b0; VADDPD 32(base)(R12*1), b1, b1
+#define ADD2ROWS_FAR(base, a0, a1, base2, b0, b1) \
+	VADDPD (base)(R12*2), a0, a0; VADDPD 32(base)(R12*2), a1, a1; \
+	VADDPD (base2), b0, b0; VADDPD 32(base2), b1, b1
+#define STORE2ROWS(base, a0, a1, b0, b1) \
+	VMOVUPD a0, (base); VMOVUPD a1, 32(base); \
+	VMOVUPD b0, (base)(R12*1); VMOVUPD b1, 32(base)(R12*1)
+#define STORE2ROWS_FAR(base, a0, a1, base2, b0, b1) \
+	VMOVUPD a0, (base)(R12*2); VMOVUPD a1, 32(base)(R12*2); \
+	VMOVUPD b0, (base2); VMOVUPD b1, 32(base2)
+
 // func gemmKernel6x8(k int, a *float64, rsA, csA int, b *float64, ldb int, c *float64, ldc int, acc bool)
 //
 // The 6×8 register tile: C[i][j] (+)= Σ_p A(i, p)·B(p, j) for i < 6, j < 8,
@@ -91,34 +107,17 @@ loop:
 store:
 	LEAQ    (R12)(R12*2), R13
 	ADDQ    DX, R13 // row 3 of C
+	LEAQ    (R13)(R12*1), R8 // row 4 of C
 	MOVBLZX acc+64(FP), AX
 	TESTL   AX, AX
 	JEQ     overwrite
-	VADDPD  (DX), Y0, Y0
-	VADDPD  32(DX), Y1, Y1
-	VADDPD  (DX)(R12*1), Y2, Y2
-	VADDPD  32(DX)(R12*1), Y3, Y3
-	VADDPD  (DX)(R12*2), Y4, Y4
-	VADDPD  32(DX)(R12*2), Y5, Y5
-	VADDPD  (R13), Y6, Y6
-	VADDPD  32(R13), Y7, Y7
-	VADDPD  (R13)(R12*1), Y8, Y8
-	VADDPD  32(R13)(R12*1), Y9, Y9
-	VADDPD  (R13)(R12*2), Y10, Y10
-	VADDPD  32(R13)(R12*2), Y11, Y11
+	ADD2ROWS(DX, Y0, Y1, Y2, Y3)
+	ADD2ROWS_FAR(DX, Y4, Y5, R13, Y6, Y7)
+	ADD2ROWS(R8, Y8, Y9, Y10, Y11)
 
 overwrite:
-	VMOVUPD Y0, (DX)
-	VMOVUPD Y1, 32(DX)
-	VMOVUPD Y2, (DX)(R12*1)
-	VMOVUPD Y3, 32(DX)(R12*1)
-	VMOVUPD Y4, (DX)(R12*2)
-	VMOVUPD Y5, 32(DX)(R12*2)
-	VMOVUPD Y6, (R13)
-	VMOVUPD Y7, 32(R13)
-	VMOVUPD Y8, (R13)(R12*1)
-	VMOVUPD Y9, 32(R13)(R12*1)
-	VMOVUPD Y10, (R13)(R12*2)
-	VMOVUPD Y11, 32(R13)(R12*2)
+	STORE2ROWS(DX, Y0, Y1, Y2, Y3)
+	STORE2ROWS_FAR(DX, Y4, Y5, R13, Y6, Y7)
+	STORE2ROWS(R8, Y8, Y9, Y10, Y11)
 	VZEROUPPER
 	RET

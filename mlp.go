@@ -1157,24 +1157,12 @@ func tanhExpm1(x float64) float64 {
 
 // tanhRow replaces u = row[j] + bias[j] by h = tanh(u) and, when drow is
 // non-nil, writes 1 − h² to drow[j]. With the assembly kernels, groups of
-// four elements run in AVX2 (tanhRowAVX: tanhFast's formulas with fused
+// four elements run in AVX2 (activationRowAVX: tanhFast's formulas with fused
 // multiply–adds, so the last bit can differ from tanhFast's; the accuracy
 // bound against math.Tanh is the same, TestActivationRows) and the last
 // len(row) mod 4 in Go.
 func tanhRow(row, drow, bias []float64) {
-	if n := len(row) &^ 3; useFMA && n > 0 {
-		bias = bias[:len(row)]
-		var dp *float64
-		if drow != nil {
-			drow = drow[:len(row)]
-			dp = &drow[0]
-		}
-		tanhRowAVX(&row[0], dp, &bias[0], n)
-		row, bias = row[n:], bias[n:]
-		if drow != nil {
-			drow = drow[n:]
-		}
-	}
+	row, drow, bias = activationAVX(row, drow, bias, 0)
 	tanhRowGo(row, drow, bias)
 }
 
@@ -1322,17 +1310,17 @@ func sigmoidFast(u float64) float64 {
 
 // softplusRow replaces u = row[j] + bias[j] by softplus(u) and, when drow
 // is non-nil, writes σ(u) to drow[j]; with the assembly kernels four
-// elements at a time in AVX2 (softplusRowAVX, as tanhRow).
+// elements at a time in AVX2 (activationRowAVX, as tanhRow).
 func softplusRow(row, drow, bias []float64) {
-	row, drow, bias = activationAVX(row, drow, bias, false)
+	row, drow, bias = activationAVX(row, drow, bias, 1)
 	softplusRowGo(row, drow, bias)
 }
 
 // sigmoidRow replaces u = row[j] + bias[j] by s = σ(u) and, when drow is
 // non-nil, writes s(1 − s) to drow[j]; with the assembly kernels four
-// elements at a time in AVX2 (softplusRowAVX, as tanhRow).
+// elements at a time in AVX2 (activationRowAVX, as tanhRow).
 func sigmoidRow(row, drow, bias []float64) {
-	row, drow, bias = activationAVX(row, drow, bias, true)
+	row, drow, bias = activationAVX(row, drow, bias, 2)
 	for j, v := range bias {
 		row[j] = sigmoidFast(row[j] + v)
 	}
@@ -1344,9 +1332,10 @@ func sigmoidRow(row, drow, bias []float64) {
 	}
 }
 
-// activationAVX runs softplusRowAVX on the first len(row) &^ 3 elements
-// when the assembly kernels are in use and returns the rest.
-func activationAVX(row, drow, bias []float64, sigmoid bool) ([]float64, []float64, []float64) {
+// activationAVX runs activationRowAVX (mode 0 tanh, 1 softplus, 2
+// sigmoid) on the first len(row) &^ 3 elements when the assembly kernels
+// are in use and returns the rest.
+func activationAVX(row, drow, bias []float64, mode int) ([]float64, []float64, []float64) {
 	n := len(row) &^ 3
 	if !useFMA || n == 0 {
 		return row, drow, bias
@@ -1357,7 +1346,7 @@ func activationAVX(row, drow, bias []float64, sigmoid bool) ([]float64, []float6
 		drow = drow[:len(row)]
 		dp = &drow[0]
 	}
-	softplusRowAVX(&row[0], dp, &bias[0], n, sigmoid)
+	activationRowAVX(&row[0], dp, &bias[0], n, mode)
 	if drow != nil {
 		drow = drow[n:]
 	}

@@ -2,14 +2,9 @@
 
 package neuralode
 
-// tanhRowAVX is tanhRow's kernel for n a multiple of 4 (mlp_amd64.s); drow
-// may be nil.
+// activationRowAVX is the AVX2 kernel of tanhRow (mode 0), softplusRow
+// (mode 1) and sigmoidRow (mode 2) for n a multiple of 4 (mlp_amd64.s);
+// drow may be nil.
 //
 //go:noescape
-func tanhRowAVX(row, drow, bias *float64, n int)
-
-// softplusRowAVX is softplusRow's kernel (sigmoid false) and sigmoidRow's
-// (sigmoid true) for n a multiple of 4 (mlp_amd64.s); drow may be nil.
-//
-//go:noescape
-func softplusRowAVX(row, drow, bias *float64, n int, sigmoid bool)
+func activationRowAVX(row, drow, bias *float64, n, mode int)

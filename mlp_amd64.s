@@ -143,188 +143,173 @@ DATA actc<>+1072(SB)/8, $0x3fb4b0a26c5f2aef
 DATA actc<>+1080(SB)/8, $0x3fb4b0a26c5f2aef
 GLOBL actc<>(SB), RODATA|NOPTR, $1088
 
-// func tanhRowAVX(row, drow, bias *float64, n int)
+#define C_ABSMASK actc<>+0(SB)
+#define C_SIGNMASK actc<>+32(SB)
+#define C_ONE actc<>+64(SB)
+#define C_TWO actc<>+96(SB)
+#define C_QUARTER actc<>+128(SB)
+#define C_TANHSAT actc<>+160(SB)
+#define C_SPMAX actc<>+192(SB)
+#define C_MTWO actc<>+224(SB)
+#define C_HALF actc<>+256(SB)
+#define C_LOG2E actc<>+288(SB)
+#define C_MAGIC actc<>+320(SB)
+#define C_MLN2HI actc<>+352(SB)
+#define C_MLN2LO actc<>+384(SB)
+#define C_BIAS1023 actc<>+416(SB)
+#define C_P0 actc<>+448(SB)
+#define C_P1 actc<>+480(SB)
+#define C_P2 actc<>+512(SB)
+#define C_P3 actc<>+544(SB)
+#define C_P4 actc<>+576(SB)
+#define C_P5 actc<>+608(SB)
+#define C_P6 actc<>+640(SB)
+#define C_P7 actc<>+672(SB)
+#define C_P8 actc<>+704(SB)
+#define C_P9 actc<>+736(SB)
+#define C_Q0 actc<>+768(SB)
+#define C_Q1 actc<>+800(SB)
+#define C_Q2 actc<>+832(SB)
+#define C_Q3 actc<>+864(SB)
+#define C_Q4 actc<>+896(SB)
+#define C_Q5 actc<>+928(SB)
+#define C_Q6 actc<>+960(SB)
+#define C_Q7 actc<>+992(SB)
+#define C_Q8 actc<>+1024(SB)
+#define C_Q9 actc<>+1056(SB)
+
+// LINEAR sets dst = c0 + x·c1, a first-degree term of Estrin's scheme.
+#define LINEAR(c0, c1, x, dst) VMOVUPD c0, dst; VFMADD231PD c1, x, dst
+
+// EXPM1_REDUCE: from y = Y1 (≤ 0), t = y·log₂e + 1.5·2⁵² in Y3 (its low
+// mantissa bits hold k = round(y/ln 2)), r = y − k·ln 2 (Cody–Waite) in
+// Y4, and expm1(r) = r + r²·P(r) (Estrin's scheme) in Y2; Y5–Y9 clobbered.
+#define EXPM1_REDUCE \
+	VMOVUPD C_MAGIC, Y3; \
+	VFMADD231PD C_LOG2E, Y1, Y3; \
+	VSUBPD C_MAGIC, Y3, Y5; \
+	VMOVAPD Y1, Y4; \
+	VFMADD231PD C_MLN2HI, Y5, Y4; \
+	VFMADD231PD C_MLN2LO, Y5, Y4; \
+	VMULPD Y4, Y4, Y6; \
+	VMULPD Y6, Y6, Y7; \
+	LINEAR(C_P8, C_P9, Y4, Y5); \
+	LINEAR(C_P6, C_P7, Y4, Y8); \
+	LINEAR(C_P4, C_P5, Y4, Y9); \
+	VFMADD231PD Y8, Y6, Y9; \
+	LINEAR(C_P2, C_P3, Y4, Y8); \
+	LINEAR(C_P0, C_P1, Y4, Y2); \
+	VFMADD231PD Y8, Y6, Y2; \
+	VFMADD231PD Y9, Y7, Y2; \
+	VMULPD Y7, Y7, Y7; \
+	VFMADD231PD Y5, Y7, Y2; \
+	VMULPD Y6, Y2, Y2; \
+	VADDPD Y4, Y2, Y2
+
+// func activationRowAVX(row, drow, bias *float64, n, mode int)
 //
-// For j < n (a multiple of 4): u = row[j] + bias[j], row[j] = tanh(u) and,
-// if drow is not nil, drow[j] = 1 − tanh²(u): tanhFast's formulas four
-// lanes at a time, with fused multiply–adds.
-TEXT ·tanhRowAVX(SB), NOSPLIT, $0-32
+// For j < n (a multiple of 4), u = row[j] + bias[j], four lanes at a time
+// with fused multiply–adds, by the formulas of mlp.go:
+//   - mode 0 (tanhFast): row[j] = h = tanh(u), drow[j] = 1 − h²;
+//   - mode 1 (expNegAbs, softplusFromE): row[j] = softplus(u), drow[j] = σ(u);
+//   - mode 2: row[j] = s = σ(u), drow[j] = s(1 − s).
+// drow may be nil.
+TEXT ·activationRowAVX(SB), NOSPLIT, $0-40
+	MOVQ n+24(FP), CX
+	SHRQ $2, CX
+	JEQ  done
+	MOVQ mode+32(FP), DX
 	MOVQ row+0(FP), SI
 	MOVQ drow+8(FP), DI
 	MOVQ bias+16(FP), BX
-	MOVQ n+24(FP), CX
-	SHRQ $2, CX
-	JEQ  tanhdone
-tanhloop:
+loop:
 	VMOVUPD (SI), Y0
-	VADDPD  (BX), Y0, Y0            // u
-	VANDPD  actc<>+0(SB), Y0, Y1              // |u|
-	VMOVUPD actc<>+160(SB), Y2
-	VMINPD  Y1, Y2, Y1              // min(|u|, 22), NaN kept
-	VMULPD  actc<>+224(SB), Y1, Y1              // y = −2·min(|u|, 22)
-	VMOVUPD actc<>+320(SB), Y3
-	VFMADD231PD actc<>+288(SB), Y1, Y3
-	VSUBPD actc<>+320(SB), Y3, Y5
-	VMOVAPD Y1, Y4
-	VFMADD231PD actc<>+352(SB), Y5, Y4
-	VFMADD231PD actc<>+384(SB), Y5, Y4
-	VMULPD Y4, Y4, Y6
-	VMULPD Y6, Y6, Y7
-	VMOVUPD actc<>+704(SB), Y5
-	VFMADD231PD actc<>+736(SB), Y4, Y5
-	VMOVUPD actc<>+640(SB), Y8
-	VFMADD231PD actc<>+672(SB), Y4, Y8
-	VMOVUPD actc<>+576(SB), Y9
-	VFMADD231PD actc<>+608(SB), Y4, Y9
-	VFMADD231PD Y8, Y6, Y9
-	VMOVUPD actc<>+512(SB), Y8
-	VFMADD231PD actc<>+544(SB), Y4, Y8
-	VMOVUPD actc<>+448(SB), Y2
-	VFMADD231PD actc<>+480(SB), Y4, Y2
-	VFMADD231PD Y8, Y6, Y2
-	VFMADD231PD Y9, Y7, Y2
-	VMULPD Y7, Y7, Y7
-	VFMADD231PD Y5, Y7, Y2
-	VMULPD Y6, Y2, Y2
-	VADDPD Y4, Y2, Y2
-	VPADDQ actc<>+416(SB), Y3, Y5
+	VADDPD  (BX), Y0, Y0 // u
+	VANDPD  C_ABSMASK, Y0, Y1   // |u|
+	TESTQ   DX, DX
+	JNE     expneg
+	VMOVUPD C_TANHSAT, Y2
+	VMINPD  Y1, Y2, Y1   // min(|u|, 22), NaN kept
+	VMULPD  C_MTWO, Y1, Y1   // y = −2·min(|u|, 22)
+	EXPM1_REDUCE
+	VPADDQ C_BIAS1023, Y3, Y5 // 2ᵏ: (bits(t) + 1023) << 52, the exponent field
 	VPSLLQ $52, Y5, Y5
-	VSUBPD actc<>+64(SB), Y5, Y6
-	VFMADD231PD Y2, Y5, Y6
-	VADDPD actc<>+96(SB), Y6, Y7
+	VSUBPD C_ONE, Y5, Y6 // 2ᵏ − 1 (exact)
+	VFMADD231PD Y2, Y5, Y6 // m = 2ᵏ·expm1(r) + (2ᵏ − 1) = expm1(y)
+	VADDPD C_TWO, Y6, Y7 // 2 + m
 	VXORPD Y8, Y8, Y8
 	VSUBPD Y6, Y8, Y6
-	VDIVPD Y7, Y6, Y6
-	VANDPD actc<>+32(SB), Y0, Y0
-	VORPD Y0, Y6, Y6
-	VMOVUPD Y6, (SI)
-	TESTQ DI, DI
-	JEQ   tanhnext
-	VMOVUPD actc<>+64(SB), Y7
-	VFNMADD231PD Y6, Y6, Y7         // 1 − h²
-	VMOVUPD Y7, (DI)
-	ADDQ $32, DI
-tanhnext:
-	ADDQ $32, SI
-	ADDQ $32, BX
-	DECQ CX
-	JNZ  tanhloop
-tanhdone:
-	VZEROUPPER
-	RET
-
-// func softplusRowAVX(row, drow, bias *float64, n int, sigmoid bool)
-//
-// For j < n (a multiple of 4), u = row[j] + bias[j]: softplus(u) to row[j]
-// and σ(u) to drow[j] (if not nil), or with sigmoid σ(u) to row[j] and
-// σ(u)(1 − σ(u)) to drow[j]: expNegAbs and softplusFromE four lanes at a
-// time, with fused multiply–adds.
-TEXT ·softplusRowAVX(SB), NOSPLIT, $0-33
-	MOVQ    row+0(FP), SI
-	MOVQ    drow+8(FP), DI
-	MOVQ    bias+16(FP), BX
-	MOVQ    n+24(FP), CX
-	MOVBLZX sigmoid+32(FP), DX
-	SHRQ    $2, CX
-	JEQ     spdone
-sploop:
-	VMOVUPD (SI), Y0
-	VADDPD  (BX), Y0, Y0            // u
-	VANDPD  actc<>+0(SB), Y0, Y1              // |u|
-	VMOVUPD actc<>+192(SB), Y2
-	VMINPD  Y1, Y2, Y1              // min(|u|, 750), NaN kept
-	VXORPD  Y2, Y2, Y2
-	VSUBPD  Y1, Y2, Y1              // y = −min(|u|, 750)
-	VMOVUPD actc<>+320(SB), Y3
-	VFMADD231PD actc<>+288(SB), Y1, Y3
-	VSUBPD actc<>+320(SB), Y3, Y5
-	VMOVAPD Y1, Y4
-	VFMADD231PD actc<>+352(SB), Y5, Y4
-	VFMADD231PD actc<>+384(SB), Y5, Y4
-	VMULPD Y4, Y4, Y6
-	VMULPD Y6, Y6, Y7
-	VMOVUPD actc<>+704(SB), Y5
-	VFMADD231PD actc<>+736(SB), Y4, Y5
-	VMOVUPD actc<>+640(SB), Y8
-	VFMADD231PD actc<>+672(SB), Y4, Y8
-	VMOVUPD actc<>+576(SB), Y9
-	VFMADD231PD actc<>+608(SB), Y4, Y9
-	VFMADD231PD Y8, Y6, Y9
-	VMOVUPD actc<>+512(SB), Y8
-	VFMADD231PD actc<>+544(SB), Y4, Y8
-	VMOVUPD actc<>+448(SB), Y2
-	VFMADD231PD actc<>+480(SB), Y4, Y2
-	VFMADD231PD Y8, Y6, Y2
-	VFMADD231PD Y9, Y7, Y2
-	VMULPD Y7, Y7, Y7
-	VFMADD231PD Y5, Y7, Y2
-	VMULPD Y6, Y2, Y2
-	VADDPD Y4, Y2, Y2
-	VADDPD actc<>+64(SB), Y2, Y2
-	VSUBPD actc<>+320(SB), Y3, Y5
-	VMULPD actc<>+256(SB), Y5, Y6
-	VROUNDPD $1, Y6, Y6
+	VDIVPD Y7, Y6, Y6 // |tanh u| = −m/(2 + m)
+	VANDPD C_SIGNMASK, Y0, Y0
+	VORPD Y0, Y6, Y6 // h = copysign(|tanh u|, u)
+	VMOVUPD C_ONE, Y7
+	VFNMADD231PD Y6, Y6, Y7 // 1 − h²
+	JMP store
+expneg:
+	VMOVUPD C_SPMAX, Y2
+	VMINPD Y1, Y2, Y1 // min(|u|, 750), NaN kept
+	VXORPD Y2, Y2, Y2
+	VSUBPD Y1, Y2, Y1 // y = −min(|u|, 750)
+	EXPM1_REDUCE
+	VADDPD C_ONE, Y2, Y2 // exp(r)
+	VSUBPD C_MAGIC, Y3, Y5 // k
+	VMULPD C_HALF, Y5, Y6
+	VROUNDPD $1, Y6, Y6 // k₁ = ⌊k/2⌋: 2ᵏ as two normal factors 2^k₁·2^(k−k₁)
 	VSUBPD Y6, Y5, Y5
-	VADDPD actc<>+320(SB), Y6, Y6
-	VADDPD actc<>+320(SB), Y5, Y5
-	VPADDQ actc<>+416(SB), Y6, Y6
+	VADDPD C_MAGIC, Y6, Y6
+	VADDPD C_MAGIC, Y5, Y5
+	VPADDQ C_BIAS1023, Y6, Y6 // 2ᵏ: (bits(t) + 1023) << 52, the exponent field
 	VPSLLQ $52, Y6, Y6
-	VPADDQ actc<>+416(SB), Y5, Y5
+	VPADDQ C_BIAS1023, Y5, Y5 // 2ᵏ: (bits(t) + 1023) << 52, the exponent field
 	VPSLLQ $52, Y5, Y5
 	VMULPD Y6, Y2, Y2
-	VMULPD Y5, Y2, Y2
+	VMULPD Y5, Y2, Y2 // e = e^−|u|, rounded once even when subnormal
+	VADDPD C_ONE, Y2, Y13 // 1 + e
+	VMOVUPD C_ONE, Y12
+	VBLENDVPD Y0, Y2, Y12, Y12 // u < 0 ? e : 1
+	VDIVPD Y13, Y12, Y12 // σ(u)
+	CMPQ DX, $1
+	JNE sigmoid
 	VADDPD Y2, Y2, Y3
-	VADDPD actc<>+96(SB), Y2, Y4
-	VDIVPD Y4, Y3, Y3
+	VADDPD C_TWO, Y2, Y4
+	VDIVPD Y4, Y3, Y3 // t = 2e/(2 + e); log1p(e) = 2·atanh(t/2)
 	VMULPD Y3, Y3, Y4
-	VMULPD actc<>+128(SB), Y4, Y4
-	VMULPD Y4, Y4, Y5
-	VMULPD Y5, Y5, Y6
-	VMOVUPD actc<>+1024(SB), Y7
-	VFMADD231PD actc<>+1056(SB), Y4, Y7
-	VMOVUPD actc<>+960(SB), Y8
-	VFMADD231PD actc<>+992(SB), Y4, Y8
-	VMOVUPD actc<>+896(SB), Y9
-	VFMADD231PD actc<>+928(SB), Y4, Y9
+	VMULPD C_QUARTER, Y4, Y4 // x = (t/2)²
+	VMULPD Y4, Y4, Y5 // x²
+	VMULPD Y5, Y5, Y6 // x⁴
+	LINEAR(C_Q8, C_Q9, Y4, Y7)
+	LINEAR(C_Q6, C_Q7, Y4, Y8)
+	LINEAR(C_Q4, C_Q5, Y4, Y9)
 	VFMADD231PD Y8, Y5, Y9
-	VMOVUPD actc<>+832(SB), Y8
-	VFMADD231PD actc<>+864(SB), Y4, Y8
-	VMOVUPD actc<>+768(SB), Y10
-	VFMADD231PD actc<>+800(SB), Y4, Y10
+	LINEAR(C_Q2, C_Q3, Y4, Y8)
+	LINEAR(C_Q0, C_Q1, Y4, Y10)
 	VFMADD231PD Y8, Y5, Y10
 	VFMADD231PD Y9, Y6, Y10
-	VMULPD Y6, Y6, Y6
-	VFMADD231PD Y7, Y6, Y10
+	VMULPD Y6, Y6, Y6 // x⁸
+	VFMADD231PD Y7, Y6, Y10 // Q(x), Estrin's scheme
 	VMULPD Y4, Y10, Y10
-	VFMADD213PD Y3, Y3, Y10
-	VMOVUPD actc<>+64(SB), Y11
-	VBLENDVPD Y0, Y2, Y11, Y12
-	VADDPD Y11, Y2, Y13
-	VDIVPD Y13, Y12, Y12
-	TESTL DX, DX
-	JNE   spsigmoid
-	VXORPD    Y14, Y14, Y14
-	VBLENDVPD Y0, Y14, Y0, Y14      // max(u, 0) by the sign bit
-	VADDPD    Y10, Y14, Y14         // softplus
-	VMOVUPD   Y14, (SI)
-	TESTQ     DI, DI
-	JEQ       spnext
-	VMOVUPD   Y12, (DI)
-	ADDQ      $32, DI
-	JMP       spnext
-spsigmoid:
-	VMOVUPD Y12, (SI)
+	VFMADD213PD Y3, Y3, Y10 // log1p(e) = t + t·x·Q(x)
+	VXORPD Y6, Y6, Y6
+	VBLENDVPD Y0, Y6, Y0, Y6 // max(u, 0) by the sign bit
+	VADDPD Y10, Y6, Y6 // softplus(u)
+	VMOVAPD Y12, Y7
+	JMP store
+sigmoid:
+	VMOVAPD Y12, Y6
+	VMOVUPD C_ONE, Y7
+	VSUBPD Y12, Y7, Y7 // 1 − σ
+	VMULPD Y12, Y7, Y7 // σ(1 − σ)
+store:
+	VMOVUPD Y6, (SI)
 	TESTQ   DI, DI
-	JEQ     spnext
-	VSUBPD  Y12, Y11, Y13           // 1 − σ
-	VMULPD  Y13, Y12, Y13
-	VMOVUPD Y13, (DI)
+	JEQ     next
+	VMOVUPD Y7, (DI)
 	ADDQ    $32, DI
-spnext:
+next:
 	ADDQ $32, SI
 	ADDQ $32, BX
 	DECQ CX
-	JNZ  sploop
-spdone:
+	JNZ  loop
+done:
 	VZEROUPPER
 	RET

@@ -1281,13 +1281,6 @@ func BenchmarkActivation(b *testing.B) {
 		}
 		perElt(b)
 	})
-	b.Run("softplus/row", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			copy(y, u)
-			softplusRow(y, d, bias)
-		}
-		perElt(b)
-	})
 	b.Run("tanh/math", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			for j, v := range u {
@@ -1296,27 +1289,23 @@ func BenchmarkActivation(b *testing.B) {
 		}
 		perElt(b)
 	})
-	b.Run("softplus/rowGo", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			copy(y, u)
-			softplusRowGo(y, d, bias)
-		}
-		perElt(b)
-	})
-	b.Run("tanh/rowGo", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			copy(y, u)
-			tanhRowGo(y, d, bias)
-		}
-		perElt(b)
-	})
-	b.Run("tanh/fast", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			copy(y, u)
-			biasActivate(Tanh, y, d, bias, 1)
-		}
-		perElt(b)
-	})
+	// Whole rows as the MLP evaluates them: the dispatching rows (AVX2 with
+	// the assembly kernels) and the Go rows.
+	for _, r := range []struct {
+		name string
+		row  func(row, drow, bias []float64)
+	}{
+		{"softplus/row", softplusRow}, {"softplus/rowGo", softplusRowGo},
+		{"tanh/row", tanhRow}, {"tanh/rowGo", tanhRowGo}, {"sigmoid/row", sigmoidRow},
+	} {
+		b.Run(r.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				copy(y, u)
+				r.row(y, d, bias)
+			}
+			perElt(b)
+		})
+	}
 }
 
 // TestMLPKeepActivations: with keepActivations on, VJPs at the points of
