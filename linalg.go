@@ -568,12 +568,12 @@ func matMulAtBAdd(s *gemmScratch, c, a, b []float64, m, n, k int) {
 // other rows are neither read nor written), so that the weight gradient can
 // be split over output rows: each element is still the same sum over i in
 // the same order, whichever range it falls in. s is the scratch of the
-// assembly path (gemm), unused by the Go kernel.
+// assembly path (gemm); with s nil the Go kernel runs.
 func matMulAtBAddRows(s *gemmScratch, c, a, b []float64, m, n, k, r0, r1 int) {
 	if m == 0 || n == 0 || k == 0 || r0 >= r1 {
 		return
 	}
-	if useFMA {
+	if useFMA && s != nil {
 		// C rows r0…r1−1 (n = k here) += Aᵀ·B: A(i, p) = a[p·n + r0 + i].
 		gemm(s, c[r0*k:], k, a[r0:], 1, n, b, k, false, r1-r0, k, m, true)
 		return
@@ -644,12 +644,12 @@ func matMulAtBAddRows(s *gemmScratch, c, a, b []float64, m, n, k, r0, r1 int) {
 // matMulAB sets c = a·b, where a is m×n, b is n×k and c is m×k.
 // Row i of c is Σ_r a[i, r]·b[r, :]: with a = δ (batch × out) and b = W
 // (out × in) this is the input cotangent dH = δW of a layer. s is the
-// scratch of the assembly path (gemm), unused by the Go kernel.
+// scratch of the assembly path (gemm); with s nil the Go kernel runs.
 func matMulAB(s *gemmScratch, c, a, b []float64, m, n, k int) {
 	if m == 0 || k == 0 {
 		return
 	}
-	if useFMA {
+	if useFMA && s != nil {
 		gemm(s, c, k, a, n, 1, b, k, false, m, k, n, false)
 		return
 	}
