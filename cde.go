@@ -731,10 +731,10 @@ func (l *Linear) VJP(x, dy, dx, gp []float64) error {
 	}
 	nw := l.out * l.in
 	if dx != nil {
-		matMulAB(dx, dy, l.params[:nw], B, l.out, l.in)
+		matMulAB(nil, dx, dy, l.params[:nw], B, l.out, l.in)
 	}
 	if gp != nil {
-		matMulAtBAdd(gp[:nw], dy, x, B, l.out, l.in)
+		matMulAtBAdd(nil, gp[:nw], dy, x, B, l.out, l.in)
 		gb := gp[nw:]
 		for b := 0; b < B; b++ {
 			Axpy(1, dy[b*l.out:(b+1)*l.out], gb)
