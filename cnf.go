@@ -367,7 +367,8 @@ type cnfState struct {
 	ptasks  [][3]int // parameter tasks: layer, first and end output row
 
 	pool            taskPool
-	fRows, fParams  func(int)
+	fRows, fParams  func(i, w int)
+	scr             [maxPoolWorkers]*gemmScratch // per worker, for the assembly kernels
 	blocks          int
 	t               float64
 	z, a, f, gz, gp []float64
@@ -529,7 +530,7 @@ func (e *cnfState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	if gp != nil {
 		// One task runs on this goroutine; the pool wakes helpers only for more.
-		e.pool.run(e.paramChunks(B), e.fParams)
+		e.pool.runW(e.paramChunks(B), e.fParams)
 	}
 	e.release()
 }
@@ -551,7 +552,7 @@ func (e *cnfState) run(t float64, z, a, f, gz, gp []float64, B int, back, wantGt
 			transposeRows(wt, W, out, in, 0, out)
 		}
 	}
-	e.pool.run(e.blocks, e.fRows) // a single block runs on this goroutine
+	e.pool.runW(e.blocks, e.fRows) // a single block runs on this goroutine
 }
 
 // release drops the references to the caller's slices.
@@ -559,15 +560,28 @@ func (e *cnfState) release() { e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, n
 
 // rowTask runs block i: the forward pass (primal and tangents), the
 // outputs, and for a VJP the reverse sweep of the cotangents.
-func (e *cnfState) rowTask(i int) {
+func (e *cnfState) rowTask(i, w int) {
+	s := e.scratch(w)
 	lo, hi := i*e.B/e.blocks, (i+1)*e.B/e.blocks
-	e.forwardRows(lo, hi)
+	e.forwardRows(s, lo, hi)
 	if e.f != nil {
 		e.outputRows(lo, hi)
 	}
 	if e.back {
-		e.backwardRows(i, lo, hi)
+		e.backwardRows(s, i, lo, hi)
 	}
+}
+
+// scratch returns worker w's gemm scratch (nil on the pure-Go path, which
+// needs none).
+func (e *cnfState) scratch(w int) *gemmScratch {
+	if !useFMA {
+		return nil
+	}
+	if e.scr[w] == nil {
+		e.scr[w] = new(gemmScratch)
+	}
+	return e.scr[w]
 }
 
 // noiseRow returns Hutchinson's ε for sample b (row b mod the noise's batch).
@@ -586,7 +600,7 @@ func (e *cnfState) shape() (D, S, K, n0, L int) {
 }
 
 // forwardRows runs the primal and tangent passes on samples lo…hi−1.
-func (e *cnfState) forwardRows(lo, hi int) {
+func (e *cnfState) forwardRows(s *gemmScratch, lo, hi int) {
 	c, m := e.c, e.c.mlp
 	D, S, K, n0, L := e.shape()
 	nb := hi - lo
@@ -612,20 +626,20 @@ func (e *cnfState) forwardRows(lo, hi int) {
 		W, bias, nout, nin := m.Layer(l)
 		if l == L {
 			y := e.g[lo*nout : hi*nout]
-			e.product(l, y, x, W, nb, nout, nin)
+			e.product(s, l, y, x, W, nb, nout, nin)
 			addBias(y, bias, nb)
-			e.product(l, e.tg[lo*K*nout:hi*K*nout], tx, W, nb*K, nout, nin)
+			e.product(s, l, e.tg[lo*K*nout:hi*K*nout], tx, W, nb*K, nout, nin)
 			return
 		}
 		y := e.h[l+1][lo*nout : hi*nout]
 		d := e.d[l+1][lo*nout : hi*nout]
 		s2 := e.s2[l+1][lo*nout : hi*nout]
-		e.product(l, y, x, W, nb, nout, nin)
+		e.product(s, l, y, x, W, nb, nout, nin)
 		biasActivate(m.cfg.Activation, y, d, bias, nb)
 		secondDerivative(m.cfg.Activation, y, d, s2)
 		tu := e.tu[l+1][lo*K*nout : hi*K*nout]
 		th := e.th[l+1][lo*K*nout : hi*K*nout]
-		e.product(l, tu, tx, W, nb*K, nout, nin)
+		e.product(s, l, tu, tx, W, nb*K, nout, nin)
 		for b := 0; b < nb; b++ {
 			dr := d[b*nout : b*nout+nout]
 			for k := 0; k < K; k++ {
@@ -643,9 +657,9 @@ func (e *cnfState) forwardRows(lo, hi int) {
 
 // product sets y = x·W_lᵀ for n rows of x, from the transposed copy when
 // the layer has one (faster for wide layers, as in the MLP's evaluator).
-func (e *cnfState) product(l int, y, x, W []float64, n, nout, nin int) {
+func (e *cnfState) product(s *gemmScratch, l int, y, x, W []float64, n, nout, nin int) {
 	if wt := e.wt[l]; wt != nil {
-		matMulAB(y, x, wt, n, nin, nout)
+		matMulAB(s, y, x, wt, n, nin, nout)
 		return
 	}
 	matMulABt(y, x, W, n, nout, nin)
@@ -701,7 +715,7 @@ func (e *cnfState) outputRows(lo, hi int) {
 }
 
 // backwardRows runs the reverse sweep (see VJP) on samples lo…hi−1.
-func (e *cnfState) backwardRows(i, lo, hi int) {
+func (e *cnfState) backwardRows(s *gemmScratch, i, lo, hi int) {
 	c, m := e.c, e.c.mlp
 	D, S, K, n0, L := e.shape()
 	nb, reg := hi-lo, c.opts.Regularize
@@ -739,8 +753,8 @@ func (e *cnfState) backwardRows(i, lo, hi int) {
 		gamma := e.gamma[l][lo*K*nout : hi*K*nout]
 		hb := e.hbar[l][lo*nin : hi*nin]
 		tgb := e.gamma[l-1][lo*K*nin : hi*K*nin]
-		matMulAB(hb, delta, W, nb, nout, nin)
-		matMulAB(tgb, gamma, W, nb*K, nout, nin)
+		matMulAB(s, hb, delta, W, nb, nout, nin)
+		matMulAB(s, tgb, gamma, W, nb*K, nout, nin)
 		next := e.delta[l-1][lo*nin : hi*nin]
 		d := e.d[l][lo*nin : hi*nin]
 		s2 := e.s2[l][lo*nin : hi*nin]
@@ -772,7 +786,7 @@ func (e *cnfState) backwardRows(i, lo, hi int) {
 	}
 	W, _, nout, nin := m.Layer(0)
 	hb := e.hbar[0][lo*nin : hi*nin]
-	matMulAB(hb, e.delta[0][lo*nout:hi*nout], W, nb, nout, nin)
+	matMulAB(s, hb, e.delta[0][lo*nout:hi*nout], W, nb, nout, nin)
 	var st float64
 	for b := 0; b < nb; b++ {
 		if e.gz != nil {
@@ -806,7 +820,8 @@ func (e *cnfState) paramChunks(B int) int {
 
 // paramTask adds task c's share of the parameter gradient: rows r0…r1−1 of
 // one layer, dW_l += δ_lᵀ h_l + γ_lᵀ ḣ_l and db_l += Σ_b δ_l.
-func (e *cnfState) paramTask(c int) {
+func (e *cnfState) paramTask(c, w int) {
+	s := e.scratch(w)
 	m := e.c.mlp
 	l, r0, r1 := e.ptasks[c][0], e.ptasks[c][1], e.ptasks[c][2]
 	_, _, nout, nin := m.Layer(l)
@@ -819,8 +834,8 @@ func (e *cnfState) paramTask(c int) {
 	}
 	delta := e.delta[l][:B*nout]
 	gW := e.gp[m.wOff[l]:m.bOff[l]]
-	matMulAtBAddRows(gW, delta, x, B, nout, nin, r0, r1)
-	matMulAtBAddRows(gW, e.gamma[l][:B*K*nout], tx, B*K, nout, nin, r0, r1)
+	matMulAtBAddRows(s, gW, delta, x, B, nout, nin, r0, r1)
+	matMulAtBAddRows(s, gW, e.gamma[l][:B*K*nout], tx, B*K, nout, nin, r0, r1)
 	gb := e.gp[m.bOff[l]+r0 : m.bOff[l]+r1]
 	for b := 0; b < B; b++ {
 		row := delta[b*nout+r0 : b*nout+r1]
