@@ -716,7 +716,18 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	m, z0, ts, targets := gradBenchProblem(t, 4, 64, 64)
+	// Let the helpers of earlier tests' solvers finish first, so that they
+	// are not counted as (or mistaken for) this test's.
 	base := runtime.NumGoroutine()
+	for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+		n := runtime.NumGoroutine()
+		if n == base {
+			break
+		}
+		base = n
+	}
 	for _, method := range allGradMethods {
 		g, err := NewGradientSolver(m, GradOptions{Method: method, Forward: Options{RTol: 1e-5, ATol: 1e-5}})
 		if err != nil {
