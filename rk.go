@@ -798,7 +798,15 @@ type pieceBounds struct {
 // evalTime returns the time at which to evaluate f for the time t of the
 // current piece (see pieceBounds).
 func (s *Solver) evalTime(t float64) float64 {
-	pb := &s.piece
+	if !s.piece.atStart && !s.piece.atEnd {
+		return t // the common case, kept small enough to inline
+	}
+	return s.piece.inside(t)
+}
+
+// inside returns t, or the time one ulp inside the piece when t lies on or
+// beyond a break point that bounds it.
+func (pb *pieceBounds) inside(t float64) float64 {
 	if pb.atEnd && (t-pb.end)*pb.dir >= 0 {
 		return math.Nextafter(pb.end, pb.start)
 	}
