@@ -263,6 +263,13 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if field.Dim() < 1 {
 		return nil, invalidf("field", "state dimension %d < 1", field.Dim())
 	}
+	if v, ok := field.(fieldValidator); ok {
+		// Every method evaluates vector–Jacobian products (Direct through
+		// the solver's stages), so the field must provide them.
+		if err := v.validateField(true); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Method < Direct || opts.Method > GQInterpAdjoint {
 		return nil, invalidf("GradOptions.Method", "unknown method %d", int(opts.Method))
 	}
@@ -325,8 +332,18 @@ func (g *GradientSolver) Options() GradOptions { return g.opts }
 // parameters, z0 and (optionally) the times. z0 holds a batch of B samples
 // (B·D values). Inputs are never modified; on failure the returned error
 // wraps ErrInvalidInput, ErrNonFinite, ErrStepSizeUnderflow,
-// ErrTooManySteps or ErrPanic.
-func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
+// ErrTooManySteps or ErrPanic; a panic in the field or the loss is
+// recovered and returned as an error wrapping ErrPanic.
+func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (r *GradResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, panicError("vector field", p)
+		}
+	}()
+	return g.gradient(z0, ts, loss)
+}
+
+func (g *GradientSolver) gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
 	if err := g.validate(z0, ts, loss); err != nil {
 		return nil, err
 	}
@@ -410,6 +427,11 @@ func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
 	}
 	if err := checkFinite("params", g.field.Params()); err != nil {
 		return err
+	}
+	if c, ok := g.field.(stateLengthChecker); ok {
+		if err := c.checkStateLen(len(z0)); err != nil {
+			return err
+		}
 	}
 	if len(ts) < 2 {
 		return invalidf("ts", "need at least two times, got %d", len(ts))

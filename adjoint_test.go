@@ -23,8 +23,8 @@ func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
 		}
 		return math.Cos(t), -math.Sin(t)
 	}
-	ff.F = func(t float64, z, dz []float64) {
-		w, b := ff.P[:d*d], ff.P[d*d:]
+	ff.F = func(t float64, z, p, dz []float64) {
+		w, b := p[:d*d], p[d*d:]
 		c, _ := ct(t)
 		for r := 0; r < len(z)/d; r++ {
 			zr, dr := z[r*d:(r+1)*d], dz[r*d:(r+1)*d]
@@ -37,11 +37,11 @@ func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
 			}
 		}
 	}
-	ff.VJPFunc = func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	ff.VJPFunc = func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
 		if f != nil {
-			ff.F(t, z, f)
+			ff.F(t, z, p, f)
 		}
-		w, b := ff.P[:d*d], ff.P[d*d:]
+		w, b := p[:d*d], p[d*d:]
 		c, dc := ct(t)
 		tsum := 0.0
 		for r := 0; r < len(z)/d; r++ {
@@ -406,8 +406,8 @@ func ExampleGradientSolver_Gradient() {
 func TestGradientFieldFailures(t *testing.T) {
 	base, z0, ts, targets := testProblem(8, 3, 4, 2, true)
 	nanField := &FuncField{D: base.D, P: base.P,
-		F: func(t float64, z, dz []float64) {
-			base.F(t, z, dz)
+		F: func(t float64, z, p, dz []float64) {
+			base.F(t, z, p, dz)
 			if t > 0.5 {
 				dz[0] = math.NaN()
 			}
@@ -424,11 +424,11 @@ func TestGradientFieldFailures(t *testing.T) {
 	// Panic only in parameter products, which GQ evaluates in workers.
 	big, z0b, tsb, targetsb := testProblem(9, 16, 64, 2, false)
 	panicky := &FuncField{D: big.D, P: big.P, F: big.F, Autonomous: true,
-		VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+		VJPFunc: func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
 			if gp != nil && f == nil && gz == nil {
 				panic("boom in a worker")
 			}
-			big.VJPFunc(t, z, a, f, gz, gp, gt)
+			big.VJPFunc(t, z, p, a, f, gz, gp, gt)
 		}}
 	g, _ := NewGradientSolver(panicky, GradOptions{Method: GQAdjoint, Workers: 2, GQ: GQOptions{C: 2}})
 	_, err := g.Gradient(z0b, tsb, MSELoss(targetsb))

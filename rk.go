@@ -559,13 +559,18 @@ func validateTimes(field string, ts []float64) (float64, error) {
 // are served by the dense output; steps are not shortened to hit them.
 //
 // On failure the returned error wraps ErrInvalidInput, ErrNonFinite,
-// ErrStepSizeUnderflow or ErrTooManySteps, and y0 and ts are unchanged (out
-// may hold partial results).
+// ErrStepSizeUnderflow, ErrTooManySteps or ErrPanic (a panic in f is
+// recovered), and y0 and ts are unchanged (out may hold partial results).
 func (s *Solver) Solve(f Func, y0, ts, out []float64) (Stats, error) {
 	return s.solve(f, y0, ts, out, s.opts.OnStep)
 }
 
 func (s *Solver) solve(f Func, y0, ts, out []float64, onStep func(*StepInfo)) (st Stats, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("ODE right-hand side", p)
+		}
+	}()
 	n := len(y0)
 	if f == nil {
 		return st, invalidf("f", "nil function")

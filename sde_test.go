@@ -17,12 +17,12 @@ import (
 func sdeGBM(mu, sigma float64) SDE {
 	lin := func(c float64) *FuncField {
 		return &FuncField{D: 1, Autonomous: true,
-			F: func(t float64, z, dz []float64) {
+			F: func(t float64, z, _, dz []float64) {
 				for i := range dz {
 					dz[i] = c * z[i]
 				}
 			},
-			VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+			VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 				for i := range a {
 					if f != nil {
 						f[i] = c * z[i]
@@ -153,8 +153,8 @@ func sdeTanhField(d int, scale float64, seed uint64) *FuncField {
 		}
 	}
 	return &FuncField{D: d, Autonomous: true,
-		F: func(t float64, z, dz []float64) { eval(z, dz) },
-		VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+		F: func(t float64, z, _, dz []float64) { eval(z, dz) },
+		VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 			for s := 0; s+d <= len(z); s += d {
 				zs, as := z[s:s+d], a[s:s+d]
 				var gzs []float64
@@ -559,12 +559,12 @@ func TestEulerMaruyamaWeakOrderOU(t *testing.T) {
 		batch, batches      = 1 << 14, 8
 	)
 	hs := []float64{0x1p-2, 0x1p-3, 0x1p-4, 0x1p-5}
-	drift := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	drift := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = -theta * z[i]
 		}
 	}}
-	diff := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	diff := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = sigma
 		}
@@ -624,11 +624,11 @@ func TestEulerMaruyamaWeakOrderOU(t *testing.T) {
 // must equal W(t) − W(0) at every output time for every scheme.
 func TestSolveSDEOutputsAndGrid(t *testing.T) {
 	const m = 3
-	one := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	one := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = 1
 		}
-	}, VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	}, VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 		for i := range a {
 			if f != nil {
 				f[i] = 1
@@ -638,7 +638,7 @@ func TestSolveSDEOutputsAndGrid(t *testing.T) {
 			}
 		}
 	}}
-	zero := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	zero := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = 0
 		}
@@ -873,8 +873,8 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 		t.Error("accessors wrong")
 	}
 	// A field with parameters but no BindParams (FuncField has one, so wrap it).
-	withP := struct{ VectorField }{&FuncField{D: 2, P: []float64{1}, F: func(float64, []float64, []float64) {}}}
-	noP := &FuncField{D: 2, F: func(float64, []float64, []float64) {}}
+	withP := struct{ VectorField }{&FuncField{D: 2, P: []float64{1}, F: func(float64, []float64, []float64, []float64) {}}}
+	noP := &FuncField{D: 2, F: func(float64, []float64, []float64, []float64) {}}
 	for _, tc := range []struct {
 		name  string
 		f, g  VectorField
@@ -1556,12 +1556,12 @@ func BenchmarkSDESampleMLP(b *testing.B) {
 func gbmFields(mu, sigma float64) (VectorField, VectorField) {
 	lin := func(c float64) *FuncField {
 		return &FuncField{D: 1, Autonomous: true,
-			F: func(t float64, z, dz []float64) {
+			F: func(t float64, z, _, dz []float64) {
 				for i, v := range z {
 					dz[i] = c * v
 				}
 			},
-			VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+			VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 				for i := range z {
 					if f != nil {
 						f[i] = c * z[i]
