@@ -94,7 +94,7 @@ func lossOf(t *testing.T, field VectorField, z0, ts, targets []float64, opts Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestDirectMatchesFiniteDifferences(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := g.Gradient(z0, ts, MSELoss(targets))
+				r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -191,7 +191,7 @@ func TestMethodsAgree(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := g.Gradient(z0, ts, MSELoss(targets))
+				r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -227,7 +227,7 @@ func TestTimeGradientsFiniteDifferences(t *testing.T) {
 	opts := Options{RTol: 1e-12, ATol: 1e-12}
 	for _, m := range allGradMethods {
 		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: opts, TimeGradients: true, GQ: GQOptions{C: 1}})
-		r, err := g.Gradient(z0, ts, MSELoss(targets))
+		r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +273,7 @@ func gradFor(t *testing.T, field VectorField, z0, ts, targets []float64, o GradO
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestGradientBadInput(t *testing.T) {
 	field, z0, ts, targets := testProblem(6, 2, 2, 2, false)
 	nanParams := tanhField(2, rand.New(rand.NewPCG(1, 1)), false)
 	nanParams.P[3] = math.NaN()
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	nanLoss := func(states, grad []float64) float64 { grad[len(grad)-1] = math.Inf(1); return 1 }
 	cases := []struct {
 		name  string
@@ -383,13 +383,13 @@ func ExampleGradientSolver_Gradient() {
 	z0 := []float64{1, 0, 0, 1}
 	ts := []float64{0, 1}
 	targets := []float64{0, 1, -1, 0}
-	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		panic(err)
 	}
 	// The same gradient by direct backpropagation through the solver.
 	d, _ := NewGradientSolver(field, GradOptions{Method: Direct, Forward: Options{RTol: 1e-8, ATol: 1e-8}})
-	ref, err := d.Gradient(z0, ts, MSELoss(targets))
+	ref, err := d.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		panic(err)
 	}
@@ -415,7 +415,7 @@ func TestGradientFieldFailures(t *testing.T) {
 		VJPFunc: base.VJPFunc}
 	for _, m := range allGradMethods {
 		g, _ := NewGradientSolver(nanField, GradOptions{Method: m})
-		_, err := g.Gradient(z0, ts, MSELoss(targets))
+		_, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 		var se *SolveError
 		if !errors.Is(err, ErrNonFinite) || !errors.As(err, &se) || se.T > 0.5 || se.Phase != "forward" {
 			t.Errorf("%v: got %v, want a forward *SolveError wrapping ErrNonFinite before t=0.5", m, err)
@@ -431,7 +431,7 @@ func TestGradientFieldFailures(t *testing.T) {
 			big.VJPFunc(t, z, p, a, f, gz, gp, gt)
 		}}
 	g, _ := NewGradientSolver(panicky, GradOptions{Method: GQAdjoint, Workers: 2, GQ: GQOptions{C: 2}})
-	_, err := g.Gradient(z0b, tsb, MSELoss(targetsb))
+	_, err := g.Gradient(z0b, tsb, testMSE(z0b, tsb, targetsb))
 	if !errors.Is(err, ErrPanic) {
 		t.Errorf("panicking worker: got %v, want ErrPanic", err)
 	}
@@ -464,7 +464,7 @@ func FuzzGradient(f *testing.F) {
 		g, err := NewGradientSolver(m, GradOptions{Method: gm, Forward: Options{RTol: tol, ATol: tol, MaxSteps: 2000}, TimeGradients: true})
 		var r *GradResult
 		if err == nil {
-			r, err = g.Gradient(z0, ts, MSELoss(targets))
+			r, err = g.Gradient(z0, ts, testMSE(z0, ts, targets))
 		}
 		if fmt.Sprint(z0, ts, m.Params()) != fmt.Sprint(z0c, tsc, params) {
 			t.Fatal("inputs or parameters modified")
@@ -490,7 +490,7 @@ func TestGradientAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	field, z0, ts, targets := testProblem(7, 4, 8, 3, true)
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	for _, m := range allGradMethods {
 		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
 		if _, err := g.Gradient(z0, ts, loss); err != nil {
@@ -618,7 +618,7 @@ func BenchmarkGradient(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				loss := MSELoss(targets)
+				loss := testMSE(z0, ts, targets)
 				r, err := g.Gradient(z0, ts, loss)
 				if err != nil {
 					b.Fatal(err)

@@ -514,6 +514,16 @@ func (c *Case) TargetsFlat() [][]float64 {
 	return out
 }
 
+// Loss returns the case's loss Σ_i mean (z(t_i) − target_i)² as an
+// MSELoss for its shape (B samples of dimension D at len(T) times).
+func (c *Case) Loss() (Loss, error) {
+	var tg []float64
+	for _, row := range c.TargetsFlat() {
+		tg = append(tg, row...)
+	}
+	return MSELoss(LossShape{Batch: c.B, Dim: c.D, Times: len(c.T)}, tg)
+}
+
 // RefGradFlat returns the reference gradient in parameter order, or nil if
 // the case has none.
 func (c *Case) RefGradFlat() []float64 {

@@ -983,7 +983,7 @@ func TestCalibrateQuadrature(t *testing.T) {
 	}
 	for _, H := range []int{4, 8, 16, 32, 64} {
 		m, z0, ts, targets := gradBenchProblem(t, 2, H, 8)
-		loss := MSELoss(targets)
+		loss := testMSE(z0, ts, targets)
 		g, err := NewGradientSolver(m, GradOptions{Method: GQAdjoint, Forward: Options{RTol: 1e-6, ATol: 1e-6}, GQ: GQOptions{C: 1}})
 		if err != nil {
 			t.Fatal(err)

@@ -41,7 +41,7 @@ func TestGradientRecoversFieldPanic(t *testing.T) {
 						gerr = errors.New("panic escaped Gradient")
 					}
 				}()
-				_, gerr = g.Gradient(z0, ts, MSELoss(targets))
+				_, gerr = g.Gradient(z0, ts, testMSE(z0, ts, targets))
 			}()
 			if !errors.Is(gerr, ErrPanic) {
 				t.Errorf("panic in %s, %v: got %v, want ErrPanic", where, m, gerr)
@@ -102,7 +102,7 @@ func TestGradientWongZakaiNoiseSize(t *testing.T) {
 				gerr = errors.New("panic escaped")
 			}
 		}()
-		_, gerr = g.Gradient([]float64{1, 2, 3, 4}, []float64{0, 1}, MSELoss(make([]float64, 4)))
+		_, gerr = g.Gradient([]float64{1, 2, 3, 4}, []float64{0, 1}, testMSE(make([]float64, 8), []float64{0, 1}, make([]float64, 8)))
 	}()
 	var ie *InputError
 	if !errors.Is(gerr, ErrInvalidInput) || !errors.As(gerr, &ie) || ie.Field != "z0" {

@@ -1426,7 +1426,7 @@ func wzProblem(t *testing.T, seed uint64, d, b int) (*WongZakai, *KLNoise, []flo
 func TestWongZakaiGradients(t *testing.T) {
 	wz, _, z0, ts, targets := wzProblem(t, 1, 2, 3)
 	opts := Options{RTol: 1e-11, ATol: 1e-11}
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	var ref *GradResult
 	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
 		g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
@@ -1497,7 +1497,7 @@ func BenchmarkWongZakaiGradient(b *testing.B) {
 				z0[i] = 6*rng.Float64() - 3
 			}
 			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{RTol: 1e-4, ATol: 1e-4}})
-			loss := MSELoss(targets)
+			loss := testMSE(z0, ts, targets)
 			var nfe int
 			noise.Resample(rng)
 			if _, err := g.Gradient(z0, ts, loss); err != nil { // size the workspace
@@ -1627,7 +1627,7 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := gs.Gradient(z0, ts, MSELoss(targets))
+			r, err := gs.Gradient(z0, ts, testMSE(z0, ts, targets))
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
@@ -1662,7 +1662,7 @@ func TestWongZakaiPiecewiseBackwardInTime(t *testing.T) {
 	noise.Value(ts[0], w0)
 	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
 		gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
-		r, err := gs.Gradient(z0, ts, MSELoss(make([]float64, 8)))
+		r, err := gs.Gradient(z0, ts, testMSE(z0, ts, make([]float64, 8)))
 		if err != nil {
 			t.Fatalf("%v: %v", m, err)
 		}
@@ -1695,7 +1695,7 @@ func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
 	z0 := []float64{0.3, -0.2, 1, 0.5}
 	ts := []float64{0, 0.45, 0.8, 1}
 	targets := []float64{1, 0, 0, 1, 0.5, 0.5, -1, 0, 0, 0, 1, 1}
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	fixed := Options{Method: RK4, Step: 0.03}
 	ref := gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: fixed})
 	p := wz.Params()

@@ -104,11 +104,11 @@ func runSolve(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "solve", err)
 	}
-	var targets []float64
-	for _, tr := range c.TargetsFlat() {
-		targets = append(targets, tr...)
+	lossFn, err := c.Loss()
+	if err != nil {
+		return fail(stderr, "solve", err)
 	}
-	loss := neuralode.MSELoss(targets)(out, make([]float64, len(out)))
+	loss := lossFn(out, make([]float64, len(out)))
 	n := len(z0)
 	err = writeJSON(stdout, map[string]any{
 		"loss":           loss,
@@ -168,12 +168,12 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "grad", err)
 	}
-	var targets []float64
-	for _, tr := range c.TargetsFlat() {
-		targets = append(targets, tr...)
+	loss, err := c.Loss()
+	if err != nil {
+		return fail(stderr, "grad", err)
 	}
 	start := time.Now()
-	r, err := g.Gradient(c.Z0Flat(), c.T, neuralode.MSELoss(targets))
+	r, err := g.Gradient(c.Z0Flat(), c.T, loss)
 	if err != nil {
 		return fail(stderr, "grad", err)
 	}
