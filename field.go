@@ -1,5 +1,11 @@
 package neuralode
 
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
 // VectorField is a batched, parameterised right-hand side dz/dt = f(t, z; θ).
 //
 // States are flat and batch-major: a batch of B samples of dimension D is a
@@ -152,4 +158,330 @@ type wzBindable interface {
 // adjoint norm measures each tensor separately, as torchdiffeq does.
 type ParamTensors interface {
 	ParamSizes() []int
+}
+
+// VJPCheckOptions configures CheckVJP.
+type VJPCheckOptions struct {
+	T float64   // the time of the check
+	Z []float64 // a batch of states, B·D values (keep B small: the cost is O((B·D + P)·B·D))
+	// A is the cotangent (B·D values); nil uses a fixed pseudo-random one.
+	A []float64
+	// Step is the relative finite-difference step h·max(1, |x|); default 1e-6.
+	Step float64
+	// Tol bounds |product − reference| by Tol·max(1, max |reference|) for
+	// each product; default 1e-6.
+	Tol float64
+}
+
+// VJPMismatchError reports a vector–Jacobian product that disagrees with
+// its reference: f with Eval, ∂/∂z, ∂/∂θ and ∂/∂t with central finite
+// differences of aᵀf. It wraps ErrInvalidInput.
+type VJPMismatchError struct {
+	Product string // "f", "gz", "gp" or "gt"
+	Call    string // the outputs the call asked for, e.g. "f, gz, gp, gt" or "gp alone"
+	Index   int    // the component that differs most
+	Got     float64
+	Want    float64
+}
+
+// Error describes the mismatch.
+func (e *VJPMismatchError) Error() string {
+	return fmt.Sprintf("neuralode: VJP check: %s[%d] = %v in a call asking for %s, reference %v",
+		e.Product, e.Index, e.Got, e.Call, e.Want)
+}
+
+// Unwrap returns ErrInvalidInput.
+func (e *VJPMismatchError) Unwrap() error { return ErrInvalidInput }
+
+// CheckVJP verifies a field's vector–Jacobian products at (opts.T, opts.Z)
+// against references: the f output against Eval, aᵀ∂f/∂z, aᵀ∂f/∂θ and
+// aᵀ∂f/∂t against central differences of aᵀf(t, z; θ) (θ is perturbed in
+// place in Params and restored). It checks the Evaluator contract too: each
+// product is requested alone, all together, and all but f, with the
+// outputs prefilled with garbage, so an output that is not overwritten (f,
+// gz, gt) or not added to (gp) is caught. Run it on a hand-written field
+// (FuncField) before training: a wrong product gives the gradient methods
+// a wrong gradient without any error. It returns nil, a *VJPMismatchError,
+// an *InputError for bad options, or an error wrapping ErrPanic if the
+// field panics.
+func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("vector field", p)
+		}
+	}()
+	if field == nil {
+		return invalidf("field", "nil vector field")
+	}
+	if v, ok := field.(fieldValidator); ok {
+		if err := v.validateField(true); err != nil {
+			return err
+		}
+	}
+	d, n := field.Dim(), len(opts.Z)
+	if d < 1 || n == 0 || n%d != 0 {
+		return invalidf("VJPCheckOptions.Z", "has length %d, want a positive multiple of the dimension %d", n, d)
+	}
+	if c, ok := field.(stateLengthChecker); ok {
+		if err := c.checkStateLen(n); err != nil {
+			return err
+		}
+	}
+	a := opts.A
+	if a == nil {
+		a = make([]float64, n)
+		x := uint64(0x9e3779b97f4a7c15)
+		for i := range a {
+			x = x*6364136223846793005 + 1442695040888963407
+			a[i] = float64(x>>11)/(1<<53)*2 - 1
+		}
+	} else if len(a) != n {
+		return invalidf("VJPCheckOptions.A", "has length %d, want %d", len(a), n)
+	}
+	step, tol := opts.Step, opts.Tol
+	if step == 0 {
+		step = 1e-6
+	}
+	if tol == 0 {
+		tol = 1e-6
+	}
+	if !(step > 0 && step < 1) || !(tol > 0) || math.IsInf(tol, 0) {
+		return invalidf("VJPCheckOptions", "Step %v must be in (0, 1) and Tol %v positive and finite", opts.Step, opts.Tol)
+	}
+	for _, x := range []struct {
+		name string
+		v    []float64
+	}{{"VJPCheckOptions.Z", opts.Z}, {"VJPCheckOptions.A", a}, {"VJPCheckOptions.T", []float64{opts.T}}, {"params", field.Params()}} {
+		if err := checkFinite(x.name, x.v); err != nil {
+			return err
+		}
+	}
+	ev := field.NewEvaluator()
+	t, theta := opts.T, field.Params()
+	z := append([]float64(nil), opts.Z...)
+	buf := make([]float64, n)
+	// aᵀf at the current arguments.
+	dot := func() float64 {
+		ev.Eval(t, z, buf)
+		s := 0.0
+		for i, v := range buf {
+			s += a[i] * v
+		}
+		return s
+	}
+	central := func(x *float64) float64 {
+		x0 := *x
+		h := step * math.Max(1, math.Abs(x0))
+		*x = x0 + h
+		up := dot()
+		*x = x0 - h
+		down := dot()
+		*x = x0
+		return (up - down) / (2 * h)
+	}
+	wantF := make([]float64, n)
+	ev.Eval(t, z, wantF)
+	wantGz := make([]float64, n)
+	for i := range z {
+		wantGz[i] = central(&z[i])
+	}
+	wantGp := make([]float64, len(theta))
+	for k := range theta {
+		wantGp[k] = central(&theta[k])
+	}
+	wantGt := central(&t)
+
+	// The calls: which outputs each one asks for.
+	type call struct {
+		name          string
+		f, gz, gp, gt bool
+	}
+	calls := []call{
+		{"f, gz, gp, gt", true, true, true, true},
+		{"gz, gp, gt", false, true, true, true},
+		{"f alone", true, false, false, false},
+		{"gz alone", false, true, false, false},
+		{"gp alone", false, false, true, false},
+		{"gt alone", false, false, false, true},
+	}
+	nan := math.NaN()
+	for _, c := range calls {
+		var f, gz, gp []float64
+		var gt *float64
+		if c.f {
+			f = make([]float64, n)
+			fill(f, nan)
+		}
+		if c.gz {
+			gz = make([]float64, n)
+			fill(gz, nan)
+		}
+		if c.gp {
+			// gp is accumulated into: start from 1 and subtract it after.
+			gp = make([]float64, len(theta))
+			fill(gp, 1)
+		}
+		if c.gt {
+			gt = new(float64)
+			*gt = nan
+		}
+		ev.VJP(t, z, a, f, gz, gp, gt)
+		for i := range gp {
+			gp[i]--
+		}
+		for _, p := range []struct {
+			name      string
+			got, want []float64
+		}{{"f", f, wantF}, {"gz", gz, wantGz}, {"gp", gp, wantGp}} {
+			if p.got == nil {
+				continue
+			}
+			if e := compareProducts(p.got, p.want, tol); e != nil {
+				e.Product, e.Call = p.name, c.name
+				return e
+			}
+		}
+		if gt != nil {
+			if e := compareProducts([]float64{*gt}, []float64{wantGt}, tol); e != nil {
+				e.Product, e.Call = "gt", c.name
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+func fill(x []float64, v float64) {
+	for i := range x {
+		x[i] = v
+	}
+}
+
+// compareProducts returns the worst component of got that differs from want
+// by more than tol·max(1, max|want|), or nil.
+func compareProducts(got, want []float64, tol float64) *VJPMismatchError {
+	scale := 1.0
+	for _, v := range want {
+		scale = math.Max(scale, math.Abs(v))
+	}
+	worst, at := 0.0, -1
+	for i := range want {
+		d := math.Abs(got[i] - want[i])
+		if !(d <= tol*scale) && (at < 0 || !(d <= worst)) { // NaN counts as worst
+			worst, at = d, i
+			if d != d {
+				break
+			}
+		}
+	}
+	if at < 0 {
+		return nil
+	}
+	return &VJPMismatchError{Index: at, Got: got[at], Want: want[at]}
+}
+
+// Predict integrates a (typically trained) field dz/dt = field(t, z) from
+// z0 at ts[0] through the times ts, strictly increasing or decreasing and
+// independent of the times it was trained on, and returns z(ts[i]) for
+// every i (len(ts)·len(z0) values, row 0 is z0). It is the way to evaluate
+// a trained or loaded model at arbitrary times. opts configures the solver
+// as for NewSolver (zero value: Dormand–Prince at rtol 1e-7, atol 1e-9…, see
+// Options). Like the gradient methods, it restarts the solve at the field's
+// break points (Breakpointer), selecting the piece of each segment
+// (PieceSelector). For a continuous trajectory evaluated at many times,
+// SolveDense with an Evaluator's Eval as the Func returns an interpolant
+// instead (without break-point handling).
+func Predict(field VectorField, opts Options, z0, ts []float64) (out []float64, st Stats, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = nil, panicError("vector field", p)
+		}
+	}()
+	if field == nil {
+		return nil, st, invalidf("field", "nil vector field")
+	}
+	if v, ok := field.(fieldValidator); ok {
+		if err := v.validateField(false); err != nil {
+			return nil, st, err
+		}
+	}
+	d, n := field.Dim(), len(z0)
+	if d < 1 || n == 0 || n%d != 0 {
+		return nil, st, invalidf("z0", "has length %d, want a positive multiple of the state dimension %d", n, d)
+	}
+	if c, ok := field.(stateLengthChecker); ok {
+		if err := c.checkStateLen(n); err != nil {
+			return nil, st, err
+		}
+	}
+	if err := checkFinite("params", field.Params()); err != nil {
+		return nil, st, err
+	}
+	dir, err := validateTimes("ts", ts)
+	if err != nil {
+		return nil, st, err
+	}
+	s, err := NewSolver(opts)
+	if err != nil {
+		return nil, st, err
+	}
+	ev := field.NewEvaluator()
+	sel, _ := ev.(PieceSelector)
+	f := func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }
+	out = make([]float64, len(ts)*n)
+	if len(ts) == 1 {
+		copy(out, z0)
+		return out, st, nil
+	}
+	// Segment ends: t_0, the break points strictly inside the span in
+	// solve order, t_M.
+	knots := []float64{ts[0]}
+	if bp, ok := field.(Breakpointer); ok {
+		br := append([]float64(nil), bp.Breakpoints()...)
+		sort.Float64s(br)
+		if dir < 0 {
+			for i, j := 0, len(br)-1; i < j; i, j = i+1, j-1 {
+				br[i], br[j] = br[j], br[i]
+			}
+		}
+		for _, b := range br {
+			if dir*(b-ts[0]) > 0 && dir*(ts[len(ts)-1]-b) > 0 && b != knots[len(knots)-1] {
+				knots = append(knots, b)
+			}
+		}
+	}
+	knots = append(knots, ts[len(ts)-1])
+	copy(out[:n], z0)
+	cur := append([]float64(nil), z0...)
+	next := 1 // the next output time
+	var sub, rows []float64
+	for k := 0; k+1 < len(knots); k++ {
+		a, b := knots[k], knots[k+1]
+		sub = append(sub[:0], a)
+		first := next
+		for next < len(ts) && dir*(b-ts[next]) > 0 {
+			sub = append(sub, ts[next])
+			next++
+		}
+		sub = append(sub, b)
+		if cap(rows) < len(sub)*n {
+			rows = make([]float64, len(sub)*n)
+		}
+		rows = rows[:len(sub)*n]
+		if sel != nil {
+			sel.SelectPiece(a, b)
+		}
+		sst, err := s.Solve(f, cur, sub, rows)
+		st.Add(sst)
+		if err != nil {
+			return nil, st, err
+		}
+		copy(out[first*n:next*n], rows[n:(len(sub)-1)*n])
+		copy(cur, rows[(len(sub)-1)*n:])
+		if next < len(ts) && ts[next] == b {
+			copy(out[next*n:(next+1)*n], cur)
+			next++
+		}
+	}
+	return out, st, nil
 }
