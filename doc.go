@@ -21,7 +21,11 @@
 //     the forward solve);
 //   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off;
 //   - stochastic differential equations trained through the Wong–Zakai
-//     approximation and sampled with Stratonovich or Itô schemes.
+//     approximation and sampled with Stratonovich or Itô schemes;
+//   - ready-made losses that know their shape (MSELoss, SelectedMSELoss,
+//     SoftmaxCrossEntropyLoss, GaussianMomentLoss), CheckVJP for
+//     hand-written fields, and Model files (SaveModel, LoadModel) with
+//     Predict to evaluate a trained field at any times.
 //
 // States are flat []float64 slices in batch-major order: sample b,
 // component d of a batch of dimension D is at index b·D+d. The whole batch
