@@ -516,8 +516,17 @@ func (c *Case) TargetsFlat() [][]float64 {
 }
 
 // Loss returns the case's loss Σ_i mean (z(t_i) − target_i)² as an
-// MSELoss for its shape (B samples of dimension D at len(T) times).
+// MSELoss for its shape (B samples of dimension D at len(T) times, from
+// Z0 and the layers).
 func (c *Case) Loss() (Loss, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	shape := *c
+	if err := shape.inferShape(); err != nil {
+		return nil, err
+	}
+	c = &shape
 	var tg []float64
 	for _, row := range c.TargetsFlat() {
 		tg = append(tg, row...)

@@ -15,18 +15,24 @@ import (
 // a quadrature worker) comes back from Gradient as ErrPanic for every method.
 func TestGradientRecoversFieldPanic(t *testing.T) {
 	base, z0, ts, targets := testProblem(8, 3, 4, 2, true)
+	armed := false // the field panics once, then behaves
 	for _, where := range []string{"F", "VJP"} {
 		ff := *base
 		if where == "F" {
 			ff.F = func(tt float64, z, p, dz []float64) {
-				if tt > 0.3 {
+				if armed && tt > 0.3 {
+					armed = false
 					panic("boom in F")
 				}
 				base.F(tt, z, p, dz)
 			}
 		} else {
-			ff.VJPFunc = func(tt float64, z, _, a, f, gz, gp []float64, gt *float64) {
-				panic("boom in VJP")
+			ff.VJPFunc = func(tt float64, z, p, a, f, gz, gp []float64, gt *float64) {
+				if armed {
+					armed = false
+					panic("boom in VJP")
+				}
+				base.VJPFunc(tt, z, p, a, f, gz, gp, gt)
 			}
 		}
 		for _, m := range allGradMethods {
@@ -34,6 +40,7 @@ func TestGradientRecoversFieldPanic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			armed = true
 			var gerr error
 			func() {
 				defer func() {
@@ -45,6 +52,19 @@ func TestGradientRecoversFieldPanic(t *testing.T) {
 			}()
 			if !errors.Is(gerr, ErrPanic) {
 				t.Errorf("panic in %s, %v: got %v, want ErrPanic", where, m, gerr)
+			}
+			// The solver is usable again, with the same result as a fresh one.
+			r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
+			if err != nil {
+				t.Fatalf("after the panic, %v: %v", m, err)
+			}
+			fresh, _ := NewGradientSolver(&ff, GradOptions{Method: m})
+			want, err := fresh.Gradient(z0, ts, testMSE(z0, ts, targets))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Loss != want.Loss || relErr(r.Params, want.Params) != 0 {
+				t.Errorf("after the panic, %v: loss %v, gradient error %g against a fresh solver", m, r.Loss, relErr(r.Params, want.Params))
 			}
 		}
 	}

@@ -339,8 +339,9 @@ func (p *PiecewiseLinearNoise) Value(t float64, dst []float64) {
 // joint parameter vector [θ_f, θ_g], so any gradient method trains it.
 //
 // The noise fixes the batch: len(z) must equal Noise().Size() = B·D in every
-// Eval and VJP (a mismatch panics with a descriptive message; the solvers
-// recover panics in callbacks as ErrPanic). Resample the noise between
+// Eval and VJP. GradientSolver.Gradient and Predict check it before solving
+// (an *InputError on z0); an Evaluator called directly with another length
+// panics with a descriptive message, which the solvers recover as ErrPanic. Resample the noise between
 // solves, never during one. With a PiecewiseNoise, the field has break
 // points (Breakpoints): solvers must not step across them and quadrature
 // intervals must not straddle them; its evaluators implement PieceSelector.
