@@ -869,16 +869,14 @@ func SaveModel(path string, m *Model) (err error) {
 	return nil
 }
 
-// LoadModel reads a model file; see ReadModel.
+// LoadModel reads a model file; see ReadModel. Errors name the path.
 func LoadModel(path string) (*Model, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	data, err := os.ReadFile(path)
+	if err == nil {
+		var m *Model
+		if m, err = ReadModel(bytes.NewReader(data)); err == nil {
+			return m, nil
+		}
 	}
-	defer f.Close()
-	m, err := ReadModel(f)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return m, nil
+	return nil, fmt.Errorf("neuralode: loading model %s: %w", path, err)
 }
