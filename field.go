@@ -385,8 +385,8 @@ func compareProducts(got, want []float64, tol float64) *VJPMismatchError {
 // independent of the times it was trained on, and returns z(ts[i]) for
 // every i (len(ts)·len(z0) values, row 0 is z0). It is the way to evaluate
 // a trained or loaded model at arbitrary times. opts configures the solver
-// as for NewSolver (zero value: Dormand–Prince at rtol 1e-7, atol 1e-9…, see
-// Options). Like the gradient methods, it restarts the solve at the field's
+// as for NewSolver (the zero value is Dormand–Prince at torchdiffeq's
+// tolerances, rtol 1e-7 and atol 1e-9). Like the gradient methods, it restarts the solve at the field's
 // break points (Breakpointer), selecting the piece of each segment
 // (PieceSelector). For a continuous trajectory evaluated at many times,
 // SolveDense with an Evaluator's Eval as the Func returns an interpolant
