@@ -147,8 +147,8 @@ type GradientSolver struct {
 	// gridStates, gridGrad alias states, lossGrad.
 	grid             []float64
 	gridBuf          []float64
-	obsRow           []int  // grid row of each observation time
-	isBreak          []bool // grid row j is a break point
+	obsRow           []int     // grid row of each observation time
+	breaks           []float64 // the field's break points, when some lie inside the span
 	hasBreaks        bool
 	gridStates       []float64
 	gridGrad         []float64
@@ -164,8 +164,9 @@ type GradientSolver struct {
 	bnorm                 *GroupedNorm
 	bnormN, bnormP        int // sizes bnorm was built for
 
-	fRHS Func      // g.rhs, bound once so that passing it allocates nothing
-	pool *taskPool // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
+	fRHS   Func                 // g.rhs, bound once so that passing it allocates nothing
+	fPiece func(lo, hi float64) // g.startPiece, bound once
+	pool   *taskPool            // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
 }
 
 // gradStrategy is one gradient method. The GradientSolver runs the forward
@@ -231,6 +232,9 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if opts.Forward.OnStep != nil || opts.Forward.QuadratureTail != 0 {
 		return nil, invalidf("GradOptions.Forward", "OnStep and QuadratureTail are set by the gradient method")
 	}
+	if opts.Forward.Breaks != nil || (opts.Backward != nil && opts.Backward.Breaks != nil) {
+		return nil, invalidf("GradOptions.Forward", "Breaks come from the field (see Breakpointer)")
+	}
 	if opts.GQ.C == 0 {
 		opts.GQ.C = 0.1
 	}
@@ -269,7 +273,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	}
 	g.ev = field.NewEvaluator()
 	g.selector, _ = g.ev.(PieceSelector)
-	g.fRHS = g.rhs
+	g.fRHS, g.fPiece = g.rhs, g.startPiece
 	g.method = gradMethods[opts.Method].strategy(g)
 	// The quadrature pool's helpers reference only the pool; stop them once
 	// the solver is unreachable.
@@ -379,10 +383,7 @@ func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
 			return err
 		}
 	}
-	if len(ts) < 2 {
-		return invalidf("ts", "need at least two times, got %d", len(ts))
-	}
-	_, err := validateTimes("ts", ts)
+	_, err := validateTimes("ts", ts, 2, false)
 	return err
 }
 
@@ -411,9 +412,10 @@ func (g *GradientSolver) setup(ts []float64, n int) {
 
 // Breakpointer is implemented by vector fields that are discontinuous in t
 // at known times, such as a WongZakai field driven by piecewise-linear noise.
-// The gradient methods never step across a break point inside the solve's
-// span: every solve restarts there (re-evaluating f with the new piece), and
-// no quadrature interval straddles one. If the field's evaluators implement
+// Breakpoints returns them in increasing order. The gradient methods never
+// step across a break point inside the solve's span: every solve restarts
+// there (re-evaluating f with the new piece; see Options.Breaks), and no
+// quadrature interval straddles one. If the field's evaluators implement
 // PieceSelector, the solver selects the piece of every sub-interval first.
 type Breakpointer interface {
 	Breakpoints() []float64
@@ -439,47 +441,34 @@ func (g *GradientSolver) setupGrid(ts []float64) {
 	}
 	g.obsRow = g.obsRow[:0]
 	if inside == 0 {
-		g.hasBreaks = false
+		g.hasBreaks, g.breaks = false, nil
 		g.grid, g.gridStates, g.gridGrad = ts, g.states, g.lossGrad
-		g.isBreak = g.isBreak[:0]
 		for i := range ts {
 			g.obsRow = append(g.obsRow, i)
-			g.isBreak = append(g.isBreak, false)
 		}
 		return
 	}
-	g.hasBreaks = true
+	g.hasBreaks, g.breaks = true, bps
 	// Merge in the direction of integration; a break point equal to an
 	// observation time is kept once.
-	g.gridBuf, g.isBreak = g.gridBuf[:0], g.isBreak[:0]
+	g.gridBuf = g.gridBuf[:0]
 	j, step := 0, 1
 	if dir < 0 {
 		j, step = len(bps)-1, -1
 	}
-	for i, t := range ts {
+	for _, t := range ts {
 		for j >= 0 && j < len(bps) && (bps[j]-t)*dir <= 0 {
 			b := bps[j]
 			j += step
 			if b <= lo || b >= hi {
 				continue
 			}
-			if b == t {
-				continue // marked below
+			if b != t {
+				g.gridBuf = append(g.gridBuf, b)
 			}
-			g.gridBuf = append(g.gridBuf, b)
-			g.isBreak = append(g.isBreak, true)
 		}
 		g.obsRow = append(g.obsRow, len(g.gridBuf))
 		g.gridBuf = append(g.gridBuf, t)
-		onBreak := false
-		if i > 0 && i < len(ts)-1 {
-			for _, b := range bps {
-				if b == t {
-					onBreak = true
-				}
-			}
-		}
-		g.isBreak = append(g.isBreak, onBreak)
 	}
 	g.grid = g.gridBuf
 	n := g.n
@@ -501,34 +490,16 @@ func (g *GradientSolver) selectPiece(a, b float64) {
 // forward solves from z0 through the grid, piece by piece between break
 // points, recording what the method needs.
 func (g *GradientSolver) forward(z0 []float64) error {
-	r := &g.res
 	n := g.n
 	rc := g.fwd.runConfig()
 	rc.onStep = g.method.forward(n)
-	overshoot := rc.overshoot
+	rc.breaks, rc.onPiece = g.breaks, g.fPiece
 	g.pieceLo, g.pieceHi = g.pieceLo[:0], g.pieceHi[:0]
-	start := 0
-	g.piece = 0
-	for end := 1; end < len(g.grid); end++ {
-		if !g.isBreak[end] && end != len(g.grid)-1 {
-			continue
-		}
-		// Piece [grid[start], grid[end]]; only the last may overshoot.
-		rc.overshoot = overshoot && end == len(g.grid)-1
-		g.pieceLo, g.pieceHi = append(g.pieceLo, g.grid[start]), append(g.pieceHi, g.grid[end])
-		g.selectPiece(g.grid[start], g.grid[end])
-		y0 := z0
-		if start > 0 {
-			y0 = g.gridStates[start*n : (start+1)*n]
-		}
-		st, err := g.fwd.run(g.fRHS, y0, g.grid[start:end+1], g.gridStates[start*n:(end+1)*n], rc)
-		r.Stats.Forward.Add(st)
-		if err != nil {
-			return err
-		}
-		rc.firstStep = st.LastStep // the next piece continues with the step this one ended with
-		start = end
-		g.piece++
+	g.piece = -1
+	st, err := g.fwd.run(g.fRHS, z0, g.grid, g.gridStates, rc)
+	g.res.Stats.Forward = st
+	if err != nil {
+		return err
 	}
 	if g.hasBreaks {
 		for i, row := range g.obsRow {
@@ -536,6 +507,15 @@ func (g *GradientSolver) forward(z0 []float64) error {
 		}
 	}
 	return nil
+}
+
+// startPiece is called by the forward solve before each piece [lo, hi]
+// between break points: it selects the field's piece and records the bounds
+// for the backward pass.
+func (g *GradientSolver) startPiece(lo, hi float64) {
+	g.piece++
+	g.pieceLo, g.pieceHi = append(g.pieceLo, lo), append(g.pieceHi, hi)
+	g.selectPiece(lo, hi)
 }
 
 // rhs is the forward vector field.
@@ -1156,7 +1136,7 @@ const quadChunks = 4
 // quadSerialWork is the amount of work (nodes · batch · parameters) below
 // which the chunks run on the calling goroutine: waking a helper costs
 // microseconds, a node's product on a small network less. Chosen by
-// BenchmarkCalibrateQuadrature.
+// TestCalibrateQuadrature; see calibrate.md.
 var quadSerialWork = 1 << 16
 
 // sum evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.

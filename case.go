@@ -12,11 +12,48 @@ import (
 	"sort"
 )
 
-// Case is one neural-ODE gradient problem in the JSON interchange format of
-// spec/case-format.md (version 1): an MLP's weights, a batch of initial
-// states, observation times, targets, tolerances and optional reference
-// results. Nested slices mirror the JSON arrays; Z0Flat, TargetsFlat and
-// MLP convert to the library's flat layouts.
+// Case is one neural-ODE gradient problem in the package's JSON interchange
+// format (version 1): an MLP's weights, a batch of initial states,
+// observation times, targets, tolerances and optional reference results,
+// written so that a model built in PyTorch loads in Go (and back) without
+// reshuffling, and two implementations can be compared number for number.
+// Nested slices mirror the JSON arrays; Z0Flat, TargetsFlat and MLP convert
+// to the library's flat layouts. The files in testdata/cases follow it.
+//
+// The model is f(t, z) = MLP(z), or MLP([z, t]) when "time_input" is
+// "concat":
+//
+//	h_0 = z                       one row of the batch (length D, or D+1 with t)
+//	h_{l+1} = act(W_l h_l + b_l)  l = 0 … L−1, L = hidden_layers
+//	f = W_L h_L + b_L             the last layer is linear
+//
+// W_l has shape (out, in) and b_l shape (out), as PyTorch's nn.Linear stores
+// them; the flat parameter vector is W_0 (row-major), b_0, W_1, b_1, …, the
+// order of PyTorch's parameters(). "activation" is "tanh" (default),
+// "softplus" (log(1+eˣ)), "relu" or "sigmoid"; "time_input" is "none"
+// (default, autonomous) or "concat" (t appended as the last input).
+//
+// The problem's fields:
+//
+//	layers        [{"W": [[…]], "b": […]}, …], first layer first
+//	z0            B × D initial states, one row per sample
+//	t             increasing times t_0 < t_1 < … < t_M; the solve starts at t_0
+//	target        M × B × D; target[i−1] is compared with z(t_i)
+//	rtol, atol    tolerances of the solves being compared
+//
+// The whole batch is integrated as one ODE system of size B·D, with one
+// shared adaptive step sequence and the RMS error norm over all B·D
+// entries. The loss is L = Σ_{i=1..M} mean_{b,d} (z_b(t_i)_d − target[i−1]_{b,d})²
+// (MSELoss).
+//
+// The optional "reference" holds the loss, z_T (B × D at t_M) and grad
+// (shaped like layers: dL/dW_l and dL/db_l per layer), computed by direct
+// backpropagation through a Dormand–Prince 5(4) solve at rtol = atol =
+// 1e−12 (CaseReference). "cross_check" records an independent check of it
+// and "peers_at_case_tol" what PyTorch libraries produced at the case's own
+// tolerance (Peers): figures to compare with, not targets to copy. Readers
+// ignore fields they do not know, so cases can carry more; this one keeps
+// them in Extra and writes them back.
 type Case struct {
 	Name       string
 	Activation string // "tanh" (default), "softplus", "relu", "sigmoid", "identity"

@@ -386,11 +386,11 @@ func compareProducts(got, want []float64, tol float64) *VJPMismatchError {
 // every i (len(ts)·len(z0) values, row 0 is z0). It is the way to evaluate
 // a trained or loaded model at arbitrary times. opts configures the solver
 // as for NewSolver (the zero value is Dormand–Prince at torchdiffeq's
-// tolerances, rtol 1e-7 and atol 1e-9). Like the gradient methods, it restarts the solve at the field's
-// break points (Breakpointer), selecting the piece of each segment
-// (PieceSelector). For a continuous trajectory evaluated at many times,
-// SolveDense with an Evaluator's Eval as the Func returns an interpolant
-// instead (without break-point handling).
+// tolerances, rtol 1e-7 and atol 1e-9); the field's break points
+// (Breakpointer) are added to opts.Breaks, so no step crosses them, as in
+// the gradient methods. For a continuous trajectory evaluated at many
+// times, SolveDense with an Evaluator's Eval as the Func returns an
+// interpolant instead.
 func Predict(field VectorField, opts Options, z0, ts []float64) (out []float64, st Stats, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -417,71 +417,25 @@ func Predict(field VectorField, opts Options, z0, ts []float64) (out []float64, 
 	if err := checkFinite("params", field.Params()); err != nil {
 		return nil, st, err
 	}
-	dir, err := validateTimes("ts", ts)
-	if err != nil {
-		return nil, st, err
+	if bp, ok := field.(Breakpointer); ok && len(bp.Breakpoints()) > 0 {
+		br := append(append([]float64(nil), opts.Breaks...), bp.Breakpoints()...)
+		sort.Float64s(br)
+		opts.Breaks = br[:0]
+		for i, b := range br {
+			if i == 0 || b != br[i-1] {
+				opts.Breaks = append(opts.Breaks, b)
+			}
+		}
 	}
 	s, err := NewSolver(opts)
 	if err != nil {
 		return nil, st, err
 	}
 	ev := field.NewEvaluator()
-	sel, _ := ev.(PieceSelector)
-	f := func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }
 	out = make([]float64, len(ts)*n)
-	if len(ts) == 1 {
-		copy(out, z0)
-		return out, st, nil
-	}
-	// Segment ends: t_0, the break points strictly inside the span in
-	// solve order, t_M.
-	knots := []float64{ts[0]}
-	if bp, ok := field.(Breakpointer); ok {
-		br := append([]float64(nil), bp.Breakpoints()...)
-		sort.Float64s(br)
-		if dir < 0 {
-			for i, j := 0, len(br)-1; i < j; i, j = i+1, j-1 {
-				br[i], br[j] = br[j], br[i]
-			}
-		}
-		for _, b := range br {
-			if dir*(b-ts[0]) > 0 && dir*(ts[len(ts)-1]-b) > 0 && b != knots[len(knots)-1] {
-				knots = append(knots, b)
-			}
-		}
-	}
-	knots = append(knots, ts[len(ts)-1])
-	copy(out[:n], z0)
-	cur := append([]float64(nil), z0...)
-	next := 1 // the next output time
-	var sub, rows []float64
-	for k := 0; k+1 < len(knots); k++ {
-		a, b := knots[k], knots[k+1]
-		sub = append(sub[:0], a)
-		first := next
-		for next < len(ts) && dir*(b-ts[next]) > 0 {
-			sub = append(sub, ts[next])
-			next++
-		}
-		sub = append(sub, b)
-		if cap(rows) < len(sub)*n {
-			rows = make([]float64, len(sub)*n)
-		}
-		rows = rows[:len(sub)*n]
-		if sel != nil {
-			sel.SelectPiece(a, b)
-		}
-		sst, err := s.Solve(f, cur, sub, rows)
-		st.Add(sst)
-		if err != nil {
-			return nil, st, err
-		}
-		copy(out[first*n:next*n], rows[n:(len(sub)-1)*n])
-		copy(cur, rows[(len(sub)-1)*n:])
-		if next < len(ts) && ts[next] == b {
-			copy(out[next*n:(next+1)*n], cur)
-			next++
-		}
+	st, err = s.Solve(ev.Eval, z0, ts, out)
+	if err != nil {
+		return nil, st, err
 	}
 	return out, st, nil
 }
