@@ -260,7 +260,7 @@ func FuzzLossConstruction(f *testing.F) {
 			}
 			loss, err = SelectedMSELoss(sh, times, []int{k % 3}, vals(k/2))
 		case 2:
-			nc := k%5 + 1
+			nc := (k%5+5)%5 + 1 // k may be negative
 			labels := make([]int, max(b, 0))
 			for i := range labels {
 				labels[i] = (i * 7) % (nc + 1)
