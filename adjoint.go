@@ -128,6 +128,14 @@ type GradResult struct {
 // It owns its workspace: after the first call, calls of the same size
 // reuse every buffer. It is not safe for concurrent use.
 type GradientSolver struct {
+	// A handle, so that a finalizer can stop the helper goroutines: the
+	// state refers to itself (bound method values, the method's back
+	// pointer), and a finalizer on an object in a cycle never runs.
+	*gradState
+}
+
+// gradState is a GradientSolver's state.
+type gradState struct {
 	field  VectorField
 	opts   GradOptions
 	dim    int
@@ -202,7 +210,7 @@ type backwardSpec struct {
 var gradMethods = []struct {
 	name        string
 	backwardODE bool // the method solves an ODE backward (needs GradientSolver.bwd)
-	strategy    func(g *GradientSolver) gradStrategy
+	strategy    func(g *gradState) gradStrategy
 }{
 	Direct:          {"direct", false, newDirectMethod},
 	Adjoint:         {"adjoint", true, newAdjointMethod},
@@ -250,7 +258,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if opts.Workers < 0 {
 		return nil, invalidf("GradOptions.Workers", "negative: %d", opts.Workers)
 	}
-	g := &GradientSolver{field: field, opts: opts, dim: field.Dim()}
+	g := &gradState{field: field, opts: opts, dim: field.Dim()}
 	fo := opts.Forward
 	fo.Overshoot = fo.Overshoot || opts.CompatTorchdiffeq
 	var err error
@@ -276,14 +284,16 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	g.fRHS, g.fPiece = g.rhs, g.startPiece
 	g.method = gradMethods[opts.Method].strategy(g)
 	// The quadrature pool's helpers reference only the pool; stop them once
-	// the solver is unreachable.
+	// the solver is unreachable. The evaluators' own finalizers stop theirs
+	// once the state, no longer reachable, is collected.
 	g.pool = new(taskPool)
-	runtime.SetFinalizer(g, func(g *GradientSolver) { g.pool.close() })
-	return g, nil
+	h := &GradientSolver{g}
+	runtime.SetFinalizer(h, func(h *GradientSolver) { h.pool.close() })
+	return h, nil
 }
 
 // Options returns the solver's options.
-func (g *GradientSolver) Options() GradOptions { return g.opts }
+func (h *GradientSolver) Options() GradOptions { return h.opts }
 
 // Gradient solves the ODE from z0 through the times ts, evaluates the loss
 // on the states, and returns the loss and its gradients with respect to the
@@ -292,16 +302,18 @@ func (g *GradientSolver) Options() GradOptions { return g.opts }
 // wraps ErrInvalidInput, ErrNonFinite, ErrStepSizeUnderflow,
 // ErrTooManySteps or ErrPanic; a panic in the field or the loss is
 // recovered and returned as an error wrapping ErrPanic.
-func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (r *GradResult, err error) {
+func (h *GradientSolver) Gradient(z0, ts []float64, loss Loss) (r *GradResult, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			r, err = nil, panicError("vector field", p)
 		}
 	}()
-	return g.gradient(z0, ts, loss)
+	r, err = h.gradient(z0, ts, loss)
+	runtime.KeepAlive(h) // no finalizer may close the pool during the call
+	return r, err
 }
 
-func (g *GradientSolver) gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
+func (g *gradState) gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
 	if err := g.validate(z0, ts, loss); err != nil {
 		return nil, err
 	}
@@ -365,7 +377,7 @@ func markPhase(err error, phase string) error {
 	return err
 }
 
-func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
+func (g *gradState) validate(z0, ts []float64, loss Loss) error {
 	if loss == nil {
 		return invalidf("loss", "nil loss")
 	}
@@ -388,7 +400,7 @@ func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
 }
 
 // setup sizes the buffers for a state of length n and m times.
-func (g *GradientSolver) setup(ts []float64, n int) {
+func (g *gradState) setup(ts []float64, n int) {
 	m := len(ts)
 	p := len(g.field.Params())
 	if g.n != n || g.p != p || len(g.states) != m*n {
@@ -423,7 +435,7 @@ type Breakpointer interface {
 
 // setupGrid merges the observation times with the break points strictly
 // inside their span.
-func (g *GradientSolver) setupGrid(ts []float64) {
+func (g *gradState) setupGrid(ts []float64) {
 	var bps []float64
 	if bp, ok := g.field.(Breakpointer); ok {
 		bps = bp.Breakpoints()
@@ -481,7 +493,7 @@ func (g *GradientSolver) setupGrid(ts []float64) {
 }
 
 // selectPiece tells a piecewise field which piece [a, b] lies in.
-func (g *GradientSolver) selectPiece(a, b float64) {
+func (g *gradState) selectPiece(a, b float64) {
 	if g.selector != nil && g.hasBreaks {
 		g.selector.SelectPiece(a, b)
 	}
@@ -489,7 +501,7 @@ func (g *GradientSolver) selectPiece(a, b float64) {
 
 // forward solves from z0 through the grid, piece by piece between break
 // points, recording what the method needs.
-func (g *GradientSolver) forward(z0 []float64) error {
+func (g *gradState) forward(z0 []float64) error {
 	n := g.n
 	rc := g.fwd.runConfig()
 	rc.onStep = g.method.forward(n)
@@ -512,14 +524,14 @@ func (g *GradientSolver) forward(z0 []float64) error {
 // startPiece is called by the forward solve before each piece [lo, hi]
 // between break points: it selects the field's piece and records the bounds
 // for the backward pass.
-func (g *GradientSolver) startPiece(lo, hi float64) {
+func (g *gradState) startPiece(lo, hi float64) {
 	g.piece++
 	g.pieceLo, g.pieceHi = append(g.pieceLo, lo), append(g.pieceHi, hi)
 	g.selectPiece(lo, hi)
 }
 
 // rhs is the forward vector field.
-func (g *GradientSolver) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
+func (g *gradState) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
 
 // callLoss runs the user's loss, turning a panic into an error.
 func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
@@ -540,7 +552,7 @@ func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
 // beginBackward points the backward solver at the method's error norm and
 // quadrature tail, keeping its workspace, and returns the zeroed backward
 // state and the first step of the first interval.
-func (g *GradientSolver) beginBackward() ([]float64, float64, error) {
+func (g *gradState) beginBackward() ([]float64, float64, error) {
 	if g.bnorm == nil || g.bnormN != g.n || g.bnormP != g.p {
 		spec, err := g.method.backwardState(g.n, g.p)
 		if err != nil {
@@ -565,7 +577,7 @@ func (g *GradientSolver) beginBackward() ([]float64, float64, error) {
 // solveInterval integrates the backward state y from tFrom to tTo in
 // place, with output at the extra times in between (written to g.augOut
 // rows 1..len(extra)), and accumulates the statistics.
-func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64) error {
+func (g *gradState) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64) error {
 	total := len(y)
 	g.outTimes = append(append(append(g.outTimes[:0], tFrom), extra...), tTo)
 	need := len(g.outTimes) * total
@@ -586,7 +598,7 @@ func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, 
 
 // nextFirstStep is the first step of the next backward interval: a fresh
 // search in torchdiffeq's mode, otherwise the step the last interval ended with.
-func (g *GradientSolver) nextFirstStep() float64 {
+func (g *gradState) nextFirstStep() float64 {
 	if g.opts.CompatTorchdiffeq {
 		return 0 // Hairer's rule
 	}
@@ -595,7 +607,7 @@ func (g *GradientSolver) nextFirstStep() float64 {
 
 // negate writes −a into g.negA: the cotangent of the adjoint dynamics
 // da/dt = −aᵀ∂f/∂z.
-func (g *GradientSolver) negate(a []float64) []float64 {
+func (g *gradState) negate(a []float64) []float64 {
 	negA := g.negA[:len(a)]
 	for i, v := range a {
 		negA[i] = -v
@@ -605,7 +617,7 @@ func (g *GradientSolver) negate(a []float64) []float64 {
 
 // pointTimeGrad returns ∂L/∂z(t_i)·f(t_i, z(t_i)), the loss's derivative
 // with respect to observation time t_i.
-func (g *GradientSolver) pointTimeGrad(t float64, i int) float64 {
+func (g *gradState) pointTimeGrad(t float64, i int) float64 {
 	n := g.n
 	g.ev.Eval(t, g.states[i*n:(i+1)*n], g.tmp)
 	return Dot(g.lossGrad[i*n:(i+1)*n], g.tmp)
@@ -613,7 +625,7 @@ func (g *GradientSolver) pointTimeGrad(t float64, i int) float64 {
 
 // pointTimeGradients fills dL/dt_i for the methods without a time adjoint:
 // ∂L/∂z(t_i)·f(t_i, z_i) for i ≥ 1 and −a(t_0⁺)·f(t_0, z_0) for t_0.
-func (g *GradientSolver) pointTimeGradients(ts []float64) {
+func (g *gradState) pointTimeGradients(ts []float64) {
 	r := &g.res
 	n := g.n
 	for i := 1; i < len(ts); i++ {
@@ -645,14 +657,14 @@ func allZero(x []float64) bool {
 // input, the backward pass is the discrete adjoint of the steps, and there
 // is no backward ODE.
 type directMethod struct {
-	g            *GradientSolver
+	g            *gradState
 	tape         stepRecord
 	ybar, ydense []float64   // cotangents of the step's output and of its dense uses
 	kbar         [][]float64 // cotangents of the stages (and f1 for non-FSAL methods)
 	hook         func(*StepInfo)
 }
 
-func newDirectMethod(g *GradientSolver) gradStrategy {
+func newDirectMethod(g *gradState) gradStrategy {
 	m := &directMethod{g: g}
 	m.hook = m.record
 	return m
@@ -806,11 +818,11 @@ func (m *directMethod) denseCotangents(s, row int) int {
 // augmented state [z, a, aθ, at] is solved backward with every channel in
 // the error norm.
 type adjointMethod struct {
-	g *GradientSolver
+	g *gradState
 	f Func // m.rhs, bound once
 }
 
-func newAdjointMethod(g *GradientSolver) gradStrategy {
+func newAdjointMethod(g *gradState) gradStrategy {
 	m := &adjointMethod{g: g}
 	m.f = m.rhs
 	return m
@@ -827,7 +839,7 @@ func (m *adjointMethod) timeGradients(ts []float64) {}
 
 // augmentedState is the layout of [z, a, aθ, at] with weight wθ on each
 // parameter tensor's group and wt on the time adjoint.
-func augmentedState(g *GradientSolver, n, p int, wθ, wt float64) (backwardSpec, error) {
+func augmentedState(g *gradState, n, p int, wθ, wt float64) (backwardSpec, error) {
 	groups := []Group{{Name: "z", Start: 0, End: n, Weight: 1}, {Name: "a", Start: n, End: 2 * n, Weight: 1}}
 	sizes := []int{p}
 	if pt, ok := g.field.(ParamTensors); ok {
@@ -901,7 +913,7 @@ func (m *adjointMethod) backward() error {
 // compatibility mode does too.
 type seminormMethod struct{ *adjointMethod }
 
-func newSeminormMethod(g *GradientSolver) gradStrategy {
+func newSeminormMethod(g *gradState) gradStrategy {
 	return seminormMethod{newAdjointMethod(g).(*adjointMethod)}
 }
 
@@ -919,12 +931,12 @@ func (m seminormMethod) backwardState(n, p int) (backwardSpec, error) {
 // solved backward, and dL/dθ is the quadrature of aᵀ∂f/∂θ at the nodes,
 // with z and a read from the backward solve's dense output.
 type gqMethod struct {
-	g *GradientSolver
+	g *gradState
 	q gqQuadrature
 	f Func // m.rhs, bound once
 }
 
-func newGQMethod(g *GradientSolver) gradStrategy {
+func newGQMethod(g *gradState) gradStrategy {
 	m := &gqMethod{g: g}
 	m.q.init(g)
 	m.f = m.rhs
@@ -968,7 +980,7 @@ func (m *gqMethod) adjoint(y []float64) []float64 { return y[m.g.n:] }
 // its steps for dense output, only a is solved backward, and z at the
 // nodes and in the adjoint dynamics comes from the forward dense output.
 type gqInterpMethod struct {
-	g     *GradientSolver
+	g     *gradState
 	q     gqQuadrature
 	f     Func // m.rhs, bound once
 	tape  stepRecord
@@ -976,7 +988,7 @@ type gqInterpMethod struct {
 	dense []float64
 }
 
-func newGQInterpMethod(g *GradientSolver) gradStrategy {
+func newGQInterpMethod(g *gradState) gradStrategy {
 	m := &gqInterpMethod{g: g}
 	m.q.init(g)
 	m.f, m.hook = m.rhs, m.record
@@ -1046,7 +1058,7 @@ type gqBackward interface {
 // gqQuadrature collects the Gauss–Legendre nodes of a backward pass and
 // evaluates dL/dθ = Σ_k W_k·a(τ_k)ᵀ ∂f/∂θ(τ_k, z(τ_k)) over them.
 type gqQuadrature struct {
-	g                          *GradientSolver
+	g                          *gradState
 	nodeT, nodeW, nodeZ, nodeA []float64
 	extra                      []float64 // node times of the current interval
 	chunkGrads                 [][]float64
@@ -1055,7 +1067,7 @@ type gqQuadrature struct {
 	fChunk                     func(int) // q.chunk, bound once
 }
 
-func (q *gqQuadrature) init(g *GradientSolver) {
+func (q *gqQuadrature) init(g *gradState) {
 	q.g = g
 	q.fChunk = q.chunk
 }

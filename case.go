@@ -74,7 +74,7 @@ type Case struct {
 	Ref    *CaseReference // optional reference results ("reference")
 
 	// PeersAtCaseTol is the raw "peers_at_case_tol" object, written back
-	// verbatim; Peers parses it.
+	// verbatim.
 	PeersAtCaseTol json.RawMessage
 	// Extra holds the top-level fields this reader does not interpret
 	// (mlp_convention, generation, cross_check, …), written back verbatim so
@@ -103,9 +103,9 @@ type CaseReference struct {
 	TimeS       float64     `json:"time_s,omitempty"`
 }
 
-// PeerResult is what a peer library produced at the case's tolerance
-// (an entry of "peers_at_case_tol"): figures to compare with.
-type PeerResult struct {
+// peerResult is what a peer library produced at the case's tolerance
+// (an entry of "peers_at_case_tol"): figures the tests compare with.
+type peerResult struct {
 	Loss        float64     `json:"loss"`
 	FwdNFE      int         `json:"fwd_nfe"`
 	BwdNFE      int         `json:"bwd_nfe"`
@@ -158,81 +158,140 @@ func ReadCase(r io.Reader) (*Case, error) {
 	if raw == nil {
 		return nil, caseErr("case", "not a JSON object")
 	}
+	cr := caseFields(raw)
 	c := &Case{Activation: "tanh", TimeInput: "none"}
-	get := func(key string, dst any, required bool) (bool, error) {
-		v, ok := raw[key]
-		if !ok || string(bytes.TrimSpace(v)) == "null" {
-			if required {
-				return false, caseErr(key, "missing")
-			}
-			return false, nil
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			return false, caseErr(key, "%s", jsonReason(err))
-		}
-		return true, nil
+	if err := cr.readModel(c); err != nil {
+		return nil, err
 	}
+	decl, err := cr.readDeclaredShape()
+	if err != nil {
+		return nil, err
+	}
+	if err := cr.readProblem(c); err != nil {
+		return nil, err
+	}
+	// The architecture comes from the layer shapes.
+	if err := c.inferShape(); err != nil {
+		return nil, err
+	}
+	if err := decl.check(c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// caseFields is a decoded case object, read field by field.
+type caseFields map[string]json.RawMessage
+
+// get decodes the field key into dst and reports whether it was present
+// (null counts as absent); a missing required field is an error.
+func (cr caseFields) get(key string, dst any, required bool) (bool, error) {
+	v, ok := cr[key]
+	if !ok || string(bytes.TrimSpace(v)) == "null" {
+		if required {
+			return false, caseErr(key, "missing")
+		}
+		return false, nil
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		return false, caseErr(key, "%s", jsonReason(err))
+	}
+	return true, nil
+}
+
+// readModel reads the format version, the name and the network's
+// activation and time input.
+func (cr caseFields) readModel(c *Case) error {
 	var version int
-	if ok, err := get("format_version", &version, false); err != nil {
-		return nil, err
+	if ok, err := cr.get("format_version", &version, false); err != nil {
+		return err
 	} else if ok && version != 1 {
-		return nil, caseErr("format_version", "%d, want 1", version)
+		return caseErr("format_version", "%d, want 1", version)
 	}
-	if _, err := get("name", &c.Name, false); err != nil {
-		return nil, err
+	if _, err := cr.get("name", &c.Name, false); err != nil {
+		return err
 	}
-	if _, err := get("activation", &c.Activation, false); err != nil {
-		return nil, err
+	if _, err := cr.get("activation", &c.Activation, false); err != nil {
+		return err
 	}
 	if _, err := ParseActivation(c.Activation); err != nil {
-		return nil, caseErr("activation", "unknown activation %q", c.Activation)
+		return caseErr("activation", "unknown activation %q", c.Activation)
 	}
-	if _, err := get("time_input", &c.TimeInput, false); err != nil {
-		return nil, err
+	if _, err := cr.get("time_input", &c.TimeInput, false); err != nil {
+		return err
 	}
 	if c.TimeInput != "none" && c.TimeInput != "concat" {
-		return nil, caseErr("time_input", "%q, want \"none\" or \"concat\"", c.TimeInput)
+		return caseErr("time_input", "%q, want \"none\" or \"concat\"", c.TimeInput)
 	}
-	var hl, d, h, b, nobs int
-	var hasHL, hasD, hasH, hasB, hasNobs bool
+	return nil
+}
+
+// declaredShape holds the optional shape fields of a case file, which must
+// agree with the shapes of the data.
+type declaredShape struct {
+	hl, d, h, b, nobs                int
+	hasHL, hasD, hasH, hasB, hasNobs bool
+}
+
+func (cr caseFields) readDeclaredShape() (declaredShape, error) {
+	var ds declaredShape
 	var err error
 	for _, x := range []struct {
 		key string
 		dst *int
 		has *bool
-	}{{"hidden_layers", &hl, &hasHL}, {"D", &d, &hasD}, {"H", &h, &hasH}, {"B", &b, &hasB}, {"nobs", &nobs, &hasNobs}} {
-		if *x.has, err = get(x.key, x.dst, false); err != nil {
-			return nil, err
+	}{{"hidden_layers", &ds.hl, &ds.hasHL}, {"D", &ds.d, &ds.hasD}, {"H", &ds.h, &ds.hasH}, {"B", &ds.b, &ds.hasB}, {"nobs", &ds.nobs, &ds.hasNobs}} {
+		if *x.has, err = cr.get(x.key, x.dst, false); err != nil {
+			return ds, err
 		}
 	}
-	if _, err := get("layers", &c.Layers, true); err != nil {
-		return nil, err
+	return ds, nil
+}
+
+// check compares the declared shape with the one inferred from the data.
+func (ds declaredShape) check(c *Case) error {
+	for _, x := range []struct {
+		key      string
+		has      bool
+		got, inf int
+	}{{"hidden_layers", ds.hasHL, ds.hl, c.HiddenLayers}, {"D", ds.hasD, ds.d, c.D}, {"B", ds.hasB, ds.b, c.B}, {"nobs", ds.hasNobs, ds.nobs, len(c.Target)}} {
+		if x.has && x.got != x.inf {
+			return caseErr(x.key, "%d, but the data give %d", x.got, x.inf)
+		}
 	}
-	if _, err := get("z0", &c.Z0, true); err != nil {
-		return nil, err
+	if ds.hasH && ds.h != c.H {
+		if c.H == 0 {
+			return caseErr("H", "%d, but the hidden layers have different widths", ds.h)
+		}
+		return caseErr("H", "%d, but the layers give %d", ds.h, c.H)
 	}
-	if _, err := get("t", &c.T, true); err != nil {
-		return nil, err
-	}
-	if _, err := get("target", &c.Target, true); err != nil {
-		return nil, err
-	}
-	if _, err := get("rtol", &c.RTol, true); err != nil {
-		return nil, err
-	}
-	if _, err := get("atol", &c.ATol, true); err != nil {
-		return nil, err
+	return nil
+}
+
+// readProblem reads the weights, the data, the tolerances and the optional
+// reference, and keeps the peers' record and unknown fields verbatim.
+func (cr caseFields) readProblem(c *Case) error {
+	for _, x := range []struct {
+		key string
+		dst any
+	}{{"layers", &c.Layers}, {"z0", &c.Z0}, {"t", &c.T}, {"target", &c.Target}, {"rtol", &c.RTol}, {"atol", &c.ATol}} {
+		if _, err := cr.get(x.key, x.dst, true); err != nil {
+			return err
+		}
 	}
 	var ref CaseReference
-	if ok, err := get("reference", &ref, false); err != nil {
-		return nil, err
+	if ok, err := cr.get("reference", &ref, false); err != nil {
+		return err
 	} else if ok {
 		c.Ref = &ref
 	}
-	if v, ok := raw["peers_at_case_tol"]; ok {
+	if v, ok := cr["peers_at_case_tol"]; ok {
 		c.PeersAtCaseTol = compactJSON(v)
 	}
-	for k, v := range raw {
+	for k, v := range cr {
 		if !isKnownCaseKey(k) {
 			if c.Extra == nil {
 				c.Extra = make(map[string]json.RawMessage)
@@ -240,30 +299,7 @@ func ReadCase(r io.Reader) (*Case, error) {
 			c.Extra[k] = compactJSON(v)
 		}
 	}
-
-	// The architecture comes from the layer shapes.
-	if err := c.inferShape(); err != nil {
-		return nil, err
-	}
-	for _, x := range []struct {
-		key      string
-		has      bool
-		got, inf int
-	}{{"hidden_layers", hasHL, hl, c.HiddenLayers}, {"D", hasD, d, c.D}, {"B", hasB, b, c.B}, {"nobs", hasNobs, nobs, len(c.Target)}} {
-		if x.has && x.got != x.inf {
-			return nil, caseErr(x.key, "%d, but the data give %d", x.got, x.inf)
-		}
-	}
-	if hasH && h != c.H {
-		if c.H == 0 {
-			return nil, caseErr("H", "%d, but the hidden layers have different widths", h)
-		}
-		return nil, caseErr("H", "%d, but the layers give %d", h, c.H)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return nil
 }
 
 // compactJSON returns v without insignificant white space (v is valid JSON,
@@ -474,15 +510,16 @@ func (c *Case) MLP() (*MLP, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := FlattenLayers(m.Params(), c.Layers); err != nil {
+	if err := FlattenLayers(c.Layers, m.Params()); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 // FlattenLayers writes layers in parameter order (W_0 row-major, b_0, W_1,
-// …) into dst, whose length must equal the total number of entries.
-func FlattenLayers(dst []float64, layers []CaseLayer) error {
+// …) into dst, whose length must equal the total number of entries. It is
+// the inverse of UnflattenLayers.
+func FlattenLayers(layers []CaseLayer, dst []float64) error {
 	n := 0
 	for _, ly := range layers {
 		for _, row := range ly.W {
@@ -585,7 +622,7 @@ func (c *Case) RefGradFlat() []float64 {
 		n += len(ly.B)
 	}
 	g := make([]float64, n)
-	_ = FlattenLayers(g, c.Ref.Grad) // sizes match by construction
+	_ = FlattenLayers(c.Ref.Grad, g) // sizes match by construction
 	return g
 }
 
@@ -601,11 +638,11 @@ func flattenRows(x [][]float64) []float64 {
 	return out
 }
 
-// Peers parses PeersAtCaseTol: one PeerResult for every entry that is a
+// peers parses PeersAtCaseTol: one peerResult for every entry that is a
 // JSON object (e.g. "direct", "adjoint", "seminorm", "gq"); string entries
 // such as notes are skipped. A case without peers gives an empty map.
-func (c *Case) Peers() (map[string]PeerResult, error) {
-	res := map[string]PeerResult{}
+func (c *Case) peers() (map[string]peerResult, error) {
+	res := map[string]peerResult{}
 	if len(c.PeersAtCaseTol) == 0 {
 		return res, nil
 	}
@@ -618,7 +655,7 @@ func (c *Case) Peers() (map[string]PeerResult, error) {
 		if len(v) == 0 || v[0] != '{' {
 			continue
 		}
-		var p PeerResult
+		var p peerResult
 		if err := json.Unmarshal(v, &p); err != nil {
 			return nil, caseErr("peers_at_case_tol."+k, "%s", jsonReason(err))
 		}
@@ -858,7 +895,7 @@ func ReadModel(r io.Reader) (*Model, error) {
 		if err != nil {
 			return nil, &InputError{Field: field, Reason: err.Error(), Err: ErrInvalidInput}
 		}
-		if err := FlattenLayers(net.Params(), nw.Layers); err != nil {
+		if err := FlattenLayers(nw.Layers, net.Params()); err != nil {
 			return nil, err
 		}
 		m.MLPs[nw.Name] = net
@@ -866,10 +903,10 @@ func ReadModel(r io.Reader) (*Model, error) {
 	return m, nil
 }
 
-// SaveModel writes the model to path atomically: into a temporary file in
-// the same directory, synced and renamed over path, so a crash leaves
-// either the old file or the new one (mode 0644).
-func SaveModel(path string, m *Model) (err error) {
+// Save writes the model to path atomically: into a temporary file in the
+// same directory, synced and renamed over path, so a crash leaves either
+// the old file or the new one (mode 0644).
+func (m *Model) Save(path string) (err error) {
 	var buf bytes.Buffer
 	if err := m.Write(&buf); err != nil {
 		return err

@@ -24,7 +24,7 @@
 //     approximation and sampled with Stratonovich or Itô schemes;
 //   - ready-made losses that know their shape (MSELoss, SelectedMSELoss,
 //     SoftmaxCrossEntropyLoss, GaussianMomentLoss), CheckVJP for
-//     hand-written fields, and Model files (SaveModel, LoadModel) with
+//     hand-written fields, and Model files (Model.Save, LoadModel) with
 //     Predict to evaluate a trained field at any times.
 //
 // States are flat []float64 slices in batch-major order: sample b,

@@ -171,7 +171,7 @@ func Example_saveLoadModel() {
 	path := dir + "/model.json"
 	model := &neuralode.Model{Name: "spiral", MLPs: map[string]*neuralode.MLP{"field": field},
 		Meta: map[string]string{"epochs": "0"}}
-	if err := neuralode.SaveModel(path, model); err != nil {
+	if err := model.Save(path); err != nil {
 		panic(err)
 	}
 	loaded, err := neuralode.LoadModel(path)

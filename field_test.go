@@ -250,7 +250,7 @@ func TestModelSaveLoad(t *testing.T) {
 	diff, _ := NewMLP(MLPConfig{Dim: 2, Hidden: []int{4}, Activation: Tanh}, rng)
 	m := &Model{Name: "sde", MLPs: map[string]*MLP{"drift": drift, "diffusion": diff}, Meta: map[string]string{"epochs": "10"}}
 	path := filepath.Join(t.TempDir(), "model.json")
-	if err := SaveModel(path, m); err != nil {
+	if err := m.Save(path); err != nil {
 		t.Fatal(err)
 	}
 	got, err := LoadModel(path)
@@ -327,7 +327,7 @@ func TestModelSaveLoad(t *testing.T) {
 	if err := m.Write(&buf); !errors.Is(err, ErrNonFinite) || buf.Len() != 0 {
 		t.Errorf("NaN parameter: got %v with %d bytes written", err, buf.Len())
 	}
-	if err := SaveModel(filepath.Join(t.TempDir(), "missing", "m.json"), &Model{MLPs: map[string]*MLP{"f": diff}}); err == nil {
+	if err := (&Model{MLPs: map[string]*MLP{"f": diff}}).Save(filepath.Join(t.TempDir(), "missing", "m.json")); err == nil {
 		t.Error("saving into a missing directory succeeded")
 	}
 }

@@ -67,28 +67,6 @@ func (p odeProblem) y0() []float64 {
 	return y
 }
 
-func maxAbsDiff(a, b []float64) float64 {
-	m := 0.0
-	for i := range a {
-		m = math.Max(m, math.Abs(a[i]-b[i]))
-	}
-	return m
-}
-
-// slope fits log(err) against log(h) by least squares.
-func slope(hs, errs []float64) float64 {
-	var sx, sy, sxx, sxy float64
-	n := float64(len(hs))
-	for i := range hs {
-		x, y := math.Log(hs[i]), math.Log(errs[i])
-		sx += x
-		sy += y
-		sxx += x * x
-		sxy += x * y
-	}
-	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
-}
-
 func TestConvergenceOrder(t *testing.T) {
 	methods := []struct {
 		tb *Tableau
@@ -535,7 +513,7 @@ type loadedCase struct {
 	m       *MLP
 	z0      []float64
 	targets []float64
-	peers   map[string]PeerResult
+	peers   map[string]peerResult
 }
 
 func loadCaseFixture(t testing.TB, path string) *loadedCase {
@@ -548,7 +526,7 @@ func loadCaseFixture(t testing.TB, path string) *loadedCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peers, err := c.Peers()
+	peers, err := c.peers()
 	if err != nil {
 		t.Fatal(err)
 	}

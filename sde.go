@@ -875,7 +875,7 @@ func (b *BrownianTree) freeBuf(lo, hi []float64) int {
 // every sample has its own Brownian motion (g ⊙ dW). By default the SDE is
 // read in the Stratonovich sense (the Wong–Zakai limit); set Ito to read it
 // in the Itô sense. Schemes of the other calculus convert the drift with
-// f_Itô = f_Strat + ½ g ⊙ ∂g/∂z (see ItoCorrection).
+// f_Itô = f_Strat + ½ g ⊙ ∂g/∂z (see itoCorrection).
 type SDE struct {
 	Drift, Diffusion VectorField
 	// Ito reports that Drift is the Itô drift.
@@ -927,14 +927,14 @@ func (s SDEScheme) String() string {
 	return fmt.Sprintf("SDEScheme(%d)", int(s))
 }
 
-// ItoCorrection writes ½ (∂g/∂z)ᵀ g into dst, given g = g(t, z) computed
+// itoCorrection writes ½ (∂g/∂z)ᵀ g into dst, given g = g(t, z) computed
 // by the diffusion evaluator ge. For diagonal noise where g_i depends on z_i
 // only (component-wise diffusion, as torchsde assumes for "diagonal" noise),
 // (∂g/∂z)ᵀ g = g ⊙ ∂g_i/∂z_i exactly, and dst is the
 // Itô–Stratonovich drift correction: f_Itô = f_Strat + dst. If g_i depends on
 // other components, this is the VJP, not the diagonal term. It costs one VJP
 // of the diffusion.
-func ItoCorrection(ge Evaluator, t float64, z, g, dst []float64) {
+func itoCorrection(ge Evaluator, t float64, z, g, dst []float64) {
 	ge.VJP(t, z, g, nil, dst, nil, nil)
 	dst = dst[:len(g)]
 	for i := range dst {
@@ -1106,7 +1106,7 @@ func (s *SDESolver) stratDrift(t float64, z, f, g []float64) {
 	s.fe.Eval(t, z, f)
 	s.ge.Eval(t, z, g)
 	if s.sde.Ito {
-		ItoCorrection(s.ge, t, z, g, s.gdg)
+		itoCorrection(s.ge, t, z, g, s.gdg)
 		Axpy(-1, s.gdg[:len(f)], f)
 	}
 }
@@ -1129,7 +1129,7 @@ func (s *SDESolver) step(t, h float64) {
 		s.ge.Eval(t, z, g)
 		gdg := s.gdg[:n]
 		if !s.sde.Ito || s.scheme == Milstein {
-			ItoCorrection(s.ge, t, z, g, gdg) // gdg = ½ g ∂g/∂z
+			itoCorrection(s.ge, t, z, g, gdg) // gdg = ½ g ∂g/∂z
 			if !s.sde.Ito {
 				for i := range f {
 					f[i] += gdg[i] // Itô drift
@@ -1149,7 +1149,7 @@ func (s *SDESolver) step(t, h float64) {
 		s.fe.Eval(t, z, f)
 		s.ge.Eval(t, z, g)
 		gdg := s.gdg[:n]
-		ItoCorrection(s.ge, t, z, g, gdg)
+		itoCorrection(s.ge, t, z, g, gdg)
 		if s.sde.Ito {
 			Axpy(-1, gdg[:len(f)], f)
 		}
