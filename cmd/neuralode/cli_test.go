@@ -175,18 +175,6 @@ func checkpointParams(t *testing.T, path string) *checkpointState {
 	return st
 }
 
-func sameBits(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 // TestResumeEqualsUninterrupted trains 4 epochs in one go, and 2 epochs, then
 // 2 more resumed from the checkpoint: the parameters and Adam moments must
 // agree bit for bit. The spheres variant also interrupts in the middle of an
@@ -270,7 +258,7 @@ func TestSavedModelIsACase(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	// The saved file is an ordinary case: solve reads it.
-	code, out, errs := runCLI("solve", "--case", path)
+	code, out, errs := runCLI("solve", "--case", path, "--json")
 	if code != 0 {
 		t.Fatalf("solve on the saved model: exit %d: %s", code, errs)
 	}
@@ -335,7 +323,7 @@ func TestSolveGradCase1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCLI("solve", "--case", case1)
+	code, out, errs := runCLI("solve", "--case", case1, "--json")
 	if code != 0 {
 		t.Fatalf("solve: exit %d: %s", code, errs)
 	}
@@ -343,11 +331,11 @@ func TestSolveGradCase1(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(s.Loss-c.Ref.Loss) > 1e-5*math.Abs(c.Ref.Loss) {
+	if !relClose(s.Loss, c.Ref.Loss, 1e-5) {
 		t.Errorf("solve loss %.12g, reference %.12g", s.Loss, c.Ref.Loss)
 	}
 	for _, m := range allMethods {
-		code, out, errs := runCLI("grad", "--case", case1, "--method", m)
+		code, out, errs := runCLI("grad", "--case", case1, "--method", m, "--json")
 		if code != 0 {
 			t.Fatalf("grad %s: exit %d: %s", m, code, errs)
 		}
@@ -358,7 +346,7 @@ func TestSolveGradCase1(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &g); err != nil {
 			t.Fatal(err)
 		}
-		if math.Abs(g.Loss-c.Ref.Loss) > 1e-5*math.Abs(c.Ref.Loss) {
+		if !relClose(g.Loss, c.Ref.Loss, 1e-5) {
 			t.Errorf("grad %s loss %.12g, reference %.12g", m, g.Loss, c.Ref.Loss)
 		}
 		m2, _ := c.MLP()
@@ -515,13 +503,13 @@ func TestSecondOrderVJP(t *testing.T) {
 		return (up - dn) / (2 * h)
 	}
 	for i := range z {
-		if g := fd(z, i); math.Abs(g-gz[i]) > 1e-6*(1+math.Abs(g)) {
+		if g := fd(z, i); !absRelClose(gz[i], g, 1e-6) {
 			t.Errorf("gz[%d] = %v, finite difference %v", i, gz[i], g)
 		}
 	}
 	p := field.Params()
 	for i := range p {
-		if g := fd(p, i); math.Abs(g-(gp[i]-1)) > 1e-6*(1+math.Abs(g)) {
+		if g := fd(p, i); !absRelClose(gp[i]-1, g, 1e-6) {
 			t.Errorf("gp[%d] = %v, finite difference %v", i, gp[i]-1, g)
 		}
 	}
