@@ -199,3 +199,20 @@ func Example_saveLoadModel() {
 	// hidden widths: [8] parameters: 42
 	// identical predictions: true
 }
+
+// ExampleSoftmaxCrossEntropyLoss: two classes read out of a 1-D final state
+// with logits (−z, z); for label 1 the loss is log(1 + e^(−2z)) and
+// ∂L/∂z = −2/(1 + e^(2z)).
+func ExampleSoftmaxCrossEntropyLoss() {
+	shape := neuralode.LossShape{Batch: 1, Dim: 1, Times: 2}
+	w, bias := []float64{-1, 1}, []float64{0, 0}
+	dw, dbias := make([]float64, 2), make([]float64, 2)
+	loss, err := neuralode.SoftmaxCrossEntropyLoss(shape, []int{1}, w, bias, dw, dbias)
+	if err != nil {
+		panic(err)
+	}
+	states := []float64{0.3, 1} // z(t_0), z(t_1)
+	grad := make([]float64, 2)
+	fmt.Printf("loss %.6f, ∂L/∂z(t_1) %.6f, ∂L/∂W %.6f\n", loss(states, grad), grad[1], dw)
+	// Output: loss 0.126928, ∂L/∂z(t_1) -0.238406, ∂L/∂W [0.119203 -0.119203]
+}

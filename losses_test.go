@@ -291,3 +291,28 @@ func FuzzLossConstruction(f *testing.F) {
 		}
 	})
 }
+
+// TestLossesAllocs: a ready-made loss allocates nothing per call, so a
+// training loop stays allocation-free.
+func TestLossesAllocs(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector allocates")
+	}
+	sh := LossShape{Batch: 8, Dim: 3, Times: 3}
+	rng := rand.New(rand.NewPCG(1, 2))
+	states, grad := randSlice(rng, 72), make([]float64, 72)
+	w, bias, dw, db := randSlice(rng, 9), randSlice(rng, 3), make([]float64, 9), make([]float64, 3)
+	vr := make([]float64, 6)
+	for i := range vr {
+		vr[i] = 1
+	}
+	mse, _ := MSELoss(sh, randSlice(rng, 48))
+	sel, _ := SelectedMSELoss(sh, []int{1, 2}, []int{0}, randSlice(rng, 16))
+	ce, _ := SoftmaxCrossEntropyLoss(sh, []int{0, 1, 2, 0, 1, 2, 0, 1}, w, bias, dw, db)
+	gm, _ := GaussianMomentLoss(sh, randSlice(rng, 6), vr)
+	for name, l := range map[string]Loss{"mse": mse, "selected": sel, "cross-entropy": ce, "moments": gm} {
+		if a := testing.AllocsPerRun(20, func() { l(states, grad) }); a != 0 {
+			t.Errorf("%s: %g allocations per call", name, a)
+		}
+	}
+}
