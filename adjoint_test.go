@@ -716,6 +716,13 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	m, z0, ts, targets := gradBenchProblem(t, 4, 64, 64)
+	// Solvers dropped by earlier tests stop their helpers when collected;
+	// let that finish first, or base counts goroutines that leave meanwhile.
+	for prev := -1; runtime.NumGoroutine() != prev; {
+		prev = runtime.NumGoroutine()
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
 	base := runtime.NumGoroutine()
 	for _, method := range allGradMethods {
 		g, err := NewGradientSolver(m, GradOptions{Method: method, Forward: Options{RTol: 1e-5, ATol: 1e-5}})
