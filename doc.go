@@ -20,6 +20,8 @@
 //     quadrature of the parameter gradient, Norcliffe & Deisenroth, TMLR
 //     2023) and GQInterpAdjoint (the same with the state interpolated from
 //     the forward solve);
+//   - continuous normalizing flows (CNF) over the MLP, with exact or
+//     Hutchinson traces and the RNODE regularisers, trained by every method;
 //   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off;
 //   - stochastic differential equations trained through the Wong–Zakai
 //     approximation and sampled with Stratonovich or Itô schemes;
