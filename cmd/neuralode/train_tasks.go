@@ -235,6 +235,13 @@ func newTask(cfg trainConfig) (task, error) {
 // function (which the Loss signature cannot return).
 type lossCapture struct{ err error }
 
+func (c *lossCapture) check(l float64, err error) float64 {
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return l
+}
+
 // gradient runs one gradient computation whose loss reports through c, and
 // copies dL/dθ into grad.
 func (c *lossCapture) gradient(gs *neuralode.GradientSolver, z0, ts []float64, loss neuralode.Loss, grad []float64) (float64, neuralode.GradStats, error) {
