@@ -107,19 +107,17 @@ func TestLossesGradients(t *testing.T) {
 	grad := make([]float64, n)
 	ce(states, grad)
 	gotW, gotB := append([]float64(nil), dw...), append([]float64(nil), db...)
-	for _, pv := range []struct {
-		name string
-		p, g []float64
-	}{{"W", w, gotW}, {"bias", bias, gotB}} {
-		for i := range pv.p {
-			v := pv.p[i]
-			pv.p[i] = v + 1e-6
+	readout := map[string][2][]float64{"W": {w, gotW}, "bias": {bias, gotB}} // parameter, gradient
+	for name, pg := range readout {
+		p, g := pg[0], pg[1]
+		for i, v := range p {
+			p[i] = v + 1e-6
 			lp := ce(states, make([]float64, n))
-			pv.p[i] = v - 1e-6
+			p[i] = v - 1e-6
 			lm := ce(states, make([]float64, n))
-			pv.p[i] = v
-			if fd := (lp - lm) / 2e-6; math.Abs(fd-pv.g[i]) > 1e-7 {
-				t.Errorf("SoftmaxCrossEntropyLoss: ∂L/∂%s[%d] = %v, central difference %v", pv.name, i, pv.g[i], fd)
+			p[i] = v
+			if fd := (lp - lm) / 2e-6; math.Abs(fd-g[i]) > 1e-7 {
+				t.Errorf("SoftmaxCrossEntropyLoss: ∂L/∂%s[%d] = %v, central difference %v", name, i, g[i], fd)
 			}
 		}
 	}
