@@ -103,43 +103,6 @@ type GradOptions struct {
 	Workers int
 }
 
-// Loss computes a scalar loss from the states at the observation times.
-// states holds len(ts) rows of B·D values (row 0 is z0); Loss writes
-// ∂L/∂z(t_i) into the matching rows of grad (zeroed before the call) and
-// returns L. Neither slice may be kept.
-type Loss func(states, grad []float64) float64
-
-// MSELoss returns the loss Σ_{i≥1} mean_{b,d} (z_b(t_i)_d − target_{i−1,b,d})²
-// of the case format, for targets holding (len(ts)−1)·B·D values, one row
-// per observation time after t_0.
-func MSELoss(targets []float64) Loss {
-	return func(states, grad []float64) float64 {
-		off := len(states) - len(targets) // skip the row of z0
-		m := len(states)/off - 1          // observation rows
-		if m < 1 || len(targets) != m*off {
-			panic(fmt.Sprintf("neuralode: MSELoss: %d target values do not fill the %d observation rows of length %d", len(targets), m, off))
-		}
-		return mseLoss(states[off:], targets, grad[off:], off)
-	}
-}
-
-// mseLoss computes Σ_i mean((z_i − target_i)²) over rows of length rowLen.
-func mseLoss(z, target, grad []float64, rowLen int) float64 {
-	total := 0.0
-	scale := 1 / float64(rowLen)
-	for r := 0; r+rowLen <= len(z); r += rowLen {
-		zr, tr, gr := z[r:r+rowLen], target[r:r+rowLen], grad[r:r+rowLen]
-		s := 0.0
-		for i := range zr {
-			d := zr[i] - tr[i]
-			s += d * d
-			gr[i] = 2 * d * scale
-		}
-		total += s * scale
-	}
-	return total
-}
-
 // GradStats reports the work of one gradient computation.
 type GradStats struct {
 	Forward  Stats
@@ -273,6 +236,13 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if field.Dim() < 1 {
 		return nil, invalidf("field", "state dimension %d < 1", field.Dim())
 	}
+	if v, ok := field.(fieldValidator); ok {
+		// Every method evaluates vector–Jacobian products (Direct through
+		// the solver's stages), so the field must provide them.
+		if err := v.validateField(true); err != nil {
+			return nil, err
+		}
+	}
 	if opts.Method < 0 || int(opts.Method) >= len(gradMethods) {
 		return nil, invalidf("GradOptions.Method", "unknown method %d", int(opts.Method))
 	}
@@ -339,9 +309,15 @@ func (h *GradientSolver) Options() GradOptions { return h.opts }
 // parameters, z0 and (optionally) the times. z0 holds a batch of B samples
 // (B·D values). Inputs are never modified; on failure the returned error
 // wraps ErrInvalidInput, ErrNonFinite, ErrStepSizeUnderflow,
-// ErrTooManySteps or ErrPanic.
-func (h *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
-	r, err := h.gradient(z0, ts, loss)
+// ErrTooManySteps or ErrPanic; a panic in the field or the loss is
+// recovered and returned as an error wrapping ErrPanic.
+func (h *GradientSolver) Gradient(z0, ts []float64, loss Loss) (r *GradResult, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, panicError("vector field", p)
+		}
+	}()
+	r, err = h.gradient(z0, ts, loss)
 	runtime.KeepAlive(h) // no finalizer may close the pool during the call
 	return r, err
 }
@@ -425,6 +401,11 @@ func (g *gradState) validate(z0, ts []float64, loss Loss) error {
 	}
 	if err := checkFinite("params", g.field.Params()); err != nil {
 		return err
+	}
+	if c, ok := g.field.(stateLengthChecker); ok {
+		if err := c.checkStateLen(len(z0)); err != nil {
+			return err
+		}
 	}
 	_, err := validateTimes("ts", ts, 2, false)
 	return err
@@ -568,6 +549,10 @@ func (g *gradState) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
 func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			if le, ok := p.(*lossShapeError); ok {
+				err = le.err // a ready-made loss given states of another shape
+				return
+			}
 			err = &InputError{Field: "loss", Reason: fmt.Sprintf("panicked: %v", p), Err: ErrPanic}
 		}
 	}()

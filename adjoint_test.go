@@ -24,8 +24,8 @@ func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
 		}
 		return math.Cos(t), -math.Sin(t)
 	}
-	ff.F = func(t float64, z, dz []float64) {
-		w, b := ff.P[:d*d], ff.P[d*d:]
+	ff.F = func(t float64, z, p, dz []float64) {
+		w, b := p[:d*d], p[d*d:]
 		c, _ := ct(t)
 		for r := 0; r < len(z)/d; r++ {
 			zr, dr := z[r*d:(r+1)*d], dz[r*d:(r+1)*d]
@@ -38,11 +38,11 @@ func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
 			}
 		}
 	}
-	ff.VJPFunc = func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	ff.VJPFunc = func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
 		if f != nil {
-			ff.F(t, z, f)
+			ff.F(t, z, p, f)
 		}
-		w, b := ff.P[:d*d], ff.P[d*d:]
+		w, b := p[:d*d], p[d*d:]
 		c, dc := ct(t)
 		tsum := 0.0
 		for r := 0; r < len(z)/d; r++ {
@@ -85,7 +85,7 @@ func lossOf(t *testing.T, field VectorField, z0, ts, targets []float64, opts Opt
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func TestDirectMatchesFiniteDifferences(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := g.Gradient(z0, ts, MSELoss(targets))
+				r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -182,7 +182,7 @@ func TestMethodsAgree(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := g.Gradient(z0, ts, MSELoss(targets))
+				r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
@@ -218,7 +218,7 @@ func TestTimeGradientsFiniteDifferences(t *testing.T) {
 	opts := Options{RTol: 1e-12, ATol: 1e-12}
 	for _, m := range allGradMethods {
 		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: opts, TimeGradients: true, GQ: GQOptions{C: 1}})
-		r, err := g.Gradient(z0, ts, MSELoss(targets))
+		r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -264,7 +264,7 @@ func gradFor(t *testing.T, field VectorField, z0, ts, targets []float64, o GradO
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestGradientBadInput(t *testing.T) {
 	field, z0, ts, targets := testProblem(6, 2, 2, 2, false)
 	nanParams := tanhField(2, rand.New(rand.NewPCG(1, 1)), false)
 	nanParams.P[3] = math.NaN()
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	nanLoss := func(states, grad []float64) float64 { grad[len(grad)-1] = math.Inf(1); return 1 }
 	cases := []struct {
 		name  string
@@ -374,13 +374,13 @@ func ExampleGradientSolver_Gradient() {
 	z0 := []float64{1, 0, 0, 1}
 	ts := []float64{0, 1}
 	targets := []float64{0, 1, -1, 0}
-	r, err := g.Gradient(z0, ts, MSELoss(targets))
+	r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		panic(err)
 	}
 	// The same gradient by direct backpropagation through the solver.
 	d, _ := NewGradientSolver(field, GradOptions{Method: Direct, Forward: Options{RTol: 1e-8, ATol: 1e-8}})
-	ref, err := d.Gradient(z0, ts, MSELoss(targets))
+	ref, err := d.Gradient(z0, ts, testMSE(z0, ts, targets))
 	if err != nil {
 		panic(err)
 	}
@@ -397,8 +397,8 @@ func ExampleGradientSolver_Gradient() {
 func TestGradientFieldFailures(t *testing.T) {
 	base, z0, ts, targets := testProblem(8, 3, 4, 2, true)
 	nanField := &FuncField{D: base.D, P: base.P,
-		F: func(t float64, z, dz []float64) {
-			base.F(t, z, dz)
+		F: func(t float64, z, p, dz []float64) {
+			base.F(t, z, p, dz)
 			if t > 0.5 {
 				dz[0] = math.NaN()
 			}
@@ -406,7 +406,7 @@ func TestGradientFieldFailures(t *testing.T) {
 		VJPFunc: base.VJPFunc}
 	for _, m := range allGradMethods {
 		g, _ := NewGradientSolver(nanField, GradOptions{Method: m})
-		_, err := g.Gradient(z0, ts, MSELoss(targets))
+		_, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
 		var se *SolveError
 		if !errors.Is(err, ErrNonFinite) || !errors.As(err, &se) || se.T > 0.5 || se.Phase != "forward" {
 			t.Errorf("%v: got %v, want a forward *SolveError wrapping ErrNonFinite before t=0.5", m, err)
@@ -415,14 +415,14 @@ func TestGradientFieldFailures(t *testing.T) {
 	// Panic only in parameter products, which GQ evaluates in workers.
 	big, z0b, tsb, targetsb := testProblem(9, 16, 64, 2, false)
 	panicky := &FuncField{D: big.D, P: big.P, F: big.F, Autonomous: true,
-		VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+		VJPFunc: func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
 			if gp != nil && f == nil && gz == nil {
 				panic("boom in a worker")
 			}
-			big.VJPFunc(t, z, a, f, gz, gp, gt)
+			big.VJPFunc(t, z, p, a, f, gz, gp, gt)
 		}}
 	g, _ := NewGradientSolver(panicky, GradOptions{Method: GQAdjoint, Workers: 2, GQ: GQOptions{C: 2}})
-	_, err := g.Gradient(z0b, tsb, MSELoss(targetsb))
+	_, err := g.Gradient(z0b, tsb, testMSE(z0b, tsb, targetsb))
 	if !errors.Is(err, ErrPanic) {
 		t.Errorf("panicking worker: got %v, want ErrPanic", err)
 	}
@@ -455,7 +455,7 @@ func FuzzGradient(f *testing.F) {
 		g, err := NewGradientSolver(m, GradOptions{Method: gm, Forward: Options{RTol: tol, ATol: tol, MaxSteps: 2000}, TimeGradients: true})
 		var r *GradResult
 		if err == nil {
-			r, err = g.Gradient(z0, ts, MSELoss(targets))
+			r, err = g.Gradient(z0, ts, testMSE(z0, ts, targets))
 		}
 		if fmt.Sprint(z0, ts, m.Params()) != fmt.Sprint(z0c, tsc, params) {
 			t.Fatal("inputs or parameters modified")
@@ -481,7 +481,7 @@ func TestGradientAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	field, z0, ts, targets := testProblem(7, 4, 8, 3, true)
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	for _, m := range allGradMethods {
 		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
 		if _, err := g.Gradient(z0, ts, loss); err != nil {
@@ -609,7 +609,7 @@ func BenchmarkGradient(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				loss := MSELoss(targets)
+				loss := testMSE(z0, ts, targets)
 				r, err := g.Gradient(z0, ts, loss)
 				if err != nil {
 					b.Fatal(err)
@@ -737,7 +737,7 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := g.Gradient(z0, ts, MSELoss(targets)); err != nil {
+		if _, err := g.Gradient(z0, ts, testMSE(z0, ts, targets)); err != nil {
 			t.Fatal(err)
 		}
 		live = append(live, g)

@@ -192,7 +192,10 @@ func timeProblem(p *benchProblem, ms []string, repeats int, gqC float64, logf fu
 		solvers[i] = g
 		prow[i] = &benchRow{Method: m, Size: p.name, Params: p.mlp.NumParams()}
 	}
-	loss := neuralode.MSELoss(p.targets)
+	loss, err := p.loss()
+	if err != nil {
+		return nil, err
+	}
 	for rep := -1; rep < repeats; rep++ {
 		for i, g := range solvers {
 			if rep >= 0 {
@@ -285,13 +288,23 @@ func genProblem(d [3]int, seed uint64, rtol, atol float64) (*benchProblem, error
 	return p, nil
 }
 
+// loss returns the problem's case-format MSE loss.
+func (p *benchProblem) loss() (neuralode.Loss, error) {
+	d := p.mlp.Dim()
+	return neuralode.MSELoss(neuralode.LossShape{Batch: len(p.z0) / d, Dim: d, Times: len(p.ts)}, p.targets)
+}
+
 func referenceGrad(p *benchProblem) ([]float64, error) {
 	g, err := neuralode.NewGradientSolver(p.mlp, neuralode.GradOptions{Method: neuralode.Direct,
 		Forward: neuralode.Options{RTol: 1e-10, ATol: 1e-10, MaxSteps: 1000000}})
 	if err != nil {
 		return nil, err
 	}
-	r, err := g.Gradient(p.z0, p.ts, neuralode.MSELoss(p.targets))
+	loss, err := p.loss()
+	if err != nil {
+		return nil, err
+	}
+	r, err := g.Gradient(p.z0, p.ts, loss)
 	if err != nil {
 		return nil, err
 	}

@@ -184,7 +184,11 @@ func solveCase(fs *flag.FlagSet, cf *caseFlags, method string, step float64, com
 	if err != nil {
 		return nil, err
 	}
-	loss := neuralode.MSELoss(caseTargets(c))(out, make([]float64, len(out)))
+	lossFn, err := c.Loss()
+	if err != nil {
+		return nil, err
+	}
+	loss := lossFn(out, make([]float64, len(out)))
 	n := len(z0)
 	if err := checkFinite("the state", out...); err != nil {
 		return nil, err
@@ -279,8 +283,12 @@ func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap
 	if err != nil {
 		return nil, err
 	}
+	loss, err := c.Loss()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	r, err := g.Gradient(c.Z0Flat(), c.T, neuralode.MSELoss(caseTargets(c)))
+	r, err := g.Gradient(c.Z0Flat(), c.T, loss)
 	if err != nil {
 		if errors.Is(err, neuralode.ErrNonFinite) || strings.Contains(err.Error(), "Inf") {
 			return nil, fmt.Errorf("%v: %w", cliError(err), errOverflow)
