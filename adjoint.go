@@ -37,9 +37,20 @@ const (
 	// backward, so it stays accurate on contracting dynamics where
 	// backsolving z diverges. It stores the forward steps like Direct.
 	GQInterpAdjoint
+	// GQAdaptive is GQAdjoint with the quadrature error controlled by the
+	// backward tolerances instead of the node count rule: each observation
+	// interval is integrated by an adaptive Gauss–Legendre rule on the
+	// backward solve's dense output, checked per parameter tensor by the
+	// decay of the integrand's Legendre coefficients and a Gauss–Kronrod
+	// extension, and bisected where the estimate exceeds rtol·|integral| +
+	// atol (see backwardGQA).
+	GQAdaptive
+	// GQAdaptiveInterp is GQAdaptive with z(τ) from the forward solve's
+	// dense output, as GQInterpAdjoint.
+	GQAdaptiveInterp
 )
 
-var gradMethodNames = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp"}
+var gradMethodNames = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp", "gq-adaptive", "gq-adaptive-interp"}
 
 // String returns the method's command-line name.
 func (m GradMethod) String() string {
@@ -50,14 +61,15 @@ func (m GradMethod) String() string {
 }
 
 // ParseGradMethod returns the method with the given name: "direct",
-// "adjoint", "seminorm", "gq" or "gq-interp".
+// "adjoint", "seminorm", "gq", "gq-interp", "gq-adaptive" or
+// "gq-adaptive-interp".
 func ParseGradMethod(name string) (GradMethod, error) {
 	for i, s := range gradMethodNames {
 		if s == name {
 			return GradMethod(i), nil
 		}
 	}
-	return 0, invalidf("method", "unknown gradient method %q (want direct, adjoint, seminorm, gq or gq-interp)", name)
+	return 0, invalidf("method", "unknown gradient method %q (want direct, adjoint, seminorm, gq, gq-interp, gq-adaptive or gq-adaptive-interp)", name)
 }
 
 // GQOptions configures the Gauss–Legendre quadrature adjoints.
@@ -219,6 +231,7 @@ type GradientSolver struct {
 	hookStages, hookDense        func(*StepInfo)
 	fChunk                       func(int)
 	quadChunksNow                int
+	gqa                          *gqaState // GQAdaptive's workspace
 	pool                         *taskPool // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
 }
 
@@ -263,7 +276,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if field.Dim() < 1 {
 		return nil, invalidf("field", "state dimension %d < 1", field.Dim())
 	}
-	if opts.Method < Direct || opts.Method > GQInterpAdjoint {
+	if opts.Method < Direct || opts.Method > GQAdaptiveInterp {
 		return nil, invalidf("GradOptions.Method", "unknown method %d", int(opts.Method))
 	}
 	if opts.Forward.OnStep != nil || opts.Forward.QuadratureTail != 0 {
@@ -371,6 +384,8 @@ func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, err
 		err = g.backwardAdjoint()
 	case GQAdjoint, GQInterpAdjoint:
 		err = g.backwardGQ()
+	case GQAdaptive, GQAdaptiveInterp:
+		err = g.backwardGQA()
 	}
 	if err != nil {
 		return nil, markPhase(err, "backward")
@@ -548,7 +563,7 @@ func (g *GradientSolver) forward(z0 []float64) error {
 	case Direct:
 		g.tape.reset(g.fwd.tb.Stages()-btoi(g.fwd.tb.FSAL), g.n)
 		hook = g.hookStages
-	case GQInterpAdjoint:
+	case GQInterpAdjoint, GQAdaptiveInterp:
 		g.tape.reset(1+g.fwd.tb.denseVectors(), g.n)
 		hook = g.hookDense
 	}
@@ -774,7 +789,7 @@ func (g *GradientSolver) backwardNorm(total int) (*GroupedNorm, error) {
 		}
 		groups = append(groups, Group{Name: "at", Start: off, End: off + 1, Weight: wt})
 	}
-	if g.opts.Method == GQInterpAdjoint {
+	if g.opts.Method == GQInterpAdjoint || g.opts.Method == GQAdaptiveInterp {
 		groups = []Group{{Name: "a", Start: 0, End: n, Weight: 1}}
 	}
 	nm, err := NewGroupedNorm(total, groups...)
