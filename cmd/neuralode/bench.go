@@ -48,7 +48,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		"initialisation, a batch of B standard-normal states, t ∈ [0, 1] with one observation\n"+
 		"at t = 1, MSE to standard-normal targets, Dormand–Prince at rtol = atol = 1e-6.", stdout)
 	sizes := fs.String("sizes", "2x32x64,2x128x256,16x256x128,64x512x64", "problem sizes `DxHxB`: state dimension, hidden width, batch")
-	methods := fs.String("methods", "all", "methods to time, comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
+	methods := fs.String("methods", "all", "methods to time, comma-separated: "+strings.Join(allMethods, ", ")+", or all")
 	repeats := fs.Int("repeats", 3, "timed repeats per method and problem (the median is reported)")
 	rtol := fs.Float64("rtol", 1e-6, "relative tolerance of the timed solves (a --case uses its own unless set)")
 	atol := fs.Float64("atol", 1e-6, "absolute tolerance of the timed solves (a --case uses its own unless set)")
@@ -58,6 +58,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	out := fs.String("out", "neuralode-out", "output directory for the bar chart bench.svg")
 	jsonOut := fs.Bool("json", false, "print one JSON object per (method, size) on stdout instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	sweep := fs.Bool("sweep", false, "sweep rtol = atol over --sweep-tols and chart gradient error against time (sweep-NAME.svg)")
+	sweepTols := fs.String("sweep-tols", defaultSweepTols, "tolerances of --sweep, comma-separated")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -132,6 +134,13 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	if *sweep {
+		tols, err := parseTols(*sweepTols)
+		if err != nil {
+			return usageErr(stderr, "bench", "--sweep-tols %v", err)
+		}
+		return runSweep(probs, sweepConfig{ms, tols, *repeats, *gqC, *out, *jsonOut, logf}, stdout, stderr)
+	}
 	var rows []*benchRow
 	for _, p := range probs {
 		solvers := make([]*neuralode.GradientSolver, len(ms))

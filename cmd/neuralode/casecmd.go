@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/neuralode/neuralode"
@@ -128,7 +129,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 		"object: loss, grad (same layout as the case's layers), grad_z0, nfe_forward, nfe_backward,\n"+
 		"quadrature_nodes, seconds.", stdout)
 	path := fs.String("case", "", "case file (JSON, spec/case-format.md)")
-	method := fs.String("method", "direct", "gradient method: direct, adjoint, seminorm, gq, gq-interp")
+	method := fs.String("method", "direct", "gradient method: "+strings.Join(allMethods, ", "))
 	rtol := fs.Float64("rtol", 0, "relative tolerance of both passes (default: the case's)")
 	atol := fs.Float64("atol", 0, "absolute tolerance of both passes (default: the case's)")
 	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C: n_i = ceil(C·NFE_fwd·Δ_i/(t_M−t_0))")
@@ -139,7 +140,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 	}
 	gm, err := neuralode.ParseGradMethod(*method)
 	if err != nil {
-		return usageErr(stderr, "grad", "--method %q: want direct, adjoint, seminorm, gq or gq-interp", *method)
+		return usageErr(stderr, "grad", "--method %q: want one of %s", *method, strings.Join(allMethods, ", "))
 	}
 	over, err := parseCompat(*compat)
 	if err != nil {

@@ -20,7 +20,7 @@ import (
 )
 
 // allMethods lists the gradient methods in the order tables show them.
-var allMethods = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp"}
+var allMethods = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp", "gq-adaptive", "gq-adaptive-interp"}
 
 // exitInterrupted is the exit status of a run stopped by SIGINT/SIGTERM
 // (after saving its checkpoint), the shell convention 128 + SIGINT.
@@ -109,7 +109,7 @@ func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int
 		"final table (or, with --json, JSON lines) to stdout. SIGINT/SIGTERM stop after the\n"+
 		"current step and save a checkpoint (exit status 130).", stdout)
 	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines or ou")
-	method := fs.String("method", "gq", "gradient method(s), comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
+	method := fs.String("method", "gq", "gradient method(s), comma-separated: "+strings.Join(allMethods, ", ")+", or all")
 	width := fs.Int("width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
 	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
 	lr := fs.Float64("lr", 0, "Adam learning rate; default per task")
@@ -233,7 +233,7 @@ func parseMethods(s string) ([]string, error) {
 	for _, m := range strings.Split(s, ",") {
 		m = strings.TrimSpace(m)
 		if _, err := neuralode.ParseGradMethod(m); err != nil {
-			return nil, fmt.Errorf("%q: want direct, adjoint, seminorm, gq, gq-interp or all", m)
+			return nil, fmt.Errorf("%q: want %s or all", m, strings.Join(allMethods, ", "))
 		}
 		if !seen[m] {
 			seen[m] = true
