@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"sort"
 	"time"
 )
 
@@ -38,24 +37,22 @@ const (
 	// backsolving z diverges. It stores the forward steps like Direct.
 	GQInterpAdjoint
 	// GQAdaptive is GQAdjoint with the quadrature error controlled by the
-	// backward tolerances instead of the node count rule: each observation
-	// interval is integrated by an adaptive Gauss–Legendre rule on the
-	// backward solve's dense output, checked per parameter tensor by the
-	// decay of the integrand's Legendre coefficients and a Gauss–Kronrod
-	// extension, and bisected where the estimate exceeds rtol·|integral| +
-	// atol (see backwardGQA).
+	// backward tolerances instead of the node-count rule: every accepted
+	// backward step is recorded with its dense output, and each observation
+	// interval is integrated by an adaptive Gauss–Legendre rule, checked per
+	// parameter tensor by the decay of the integrand's Legendre coefficients
+	// and by a Gauss–Kronrod extension, and bisected where the estimate
+	// exceeds rtol·|integral| + atol (see gqaMethod).
 	GQAdaptive
 	// GQAdaptiveInterp is GQAdaptive with z(τ) from the forward solve's
-	// dense output, as GQInterpAdjoint.
+	// dense output, as in GQInterpAdjoint.
 	GQAdaptiveInterp
 )
 
-var gradMethodNames = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp", "gq-adaptive", "gq-adaptive-interp"}
-
 // String returns the method's command-line name.
 func (m GradMethod) String() string {
-	if m >= 0 && int(m) < len(gradMethodNames) {
-		return gradMethodNames[m]
+	if m >= 0 && int(m) < len(gradMethods) {
+		return gradMethods[m].name
 	}
 	return fmt.Sprintf("GradMethod(%d)", int(m))
 }
@@ -64,8 +61,8 @@ func (m GradMethod) String() string {
 // "adjoint", "seminorm", "gq", "gq-interp", "gq-adaptive" or
 // "gq-adaptive-interp".
 func ParseGradMethod(name string) (GradMethod, error) {
-	for i, s := range gradMethodNames {
-		if s == name {
+	for i, gm := range gradMethods {
+		if gm.name == name {
 			return GradMethod(i), nil
 		}
 	}
@@ -180,13 +177,14 @@ type GradResult struct {
 // It owns its workspace: after the first call, calls of the same size
 // reuse every buffer. It is not safe for concurrent use.
 type GradientSolver struct {
-	field VectorField
-	opts  GradOptions
-	dim   int
-	ev    Evaluator
+	field  VectorField
+	opts   GradOptions
+	dim    int
+	ev     Evaluator
+	method gradStrategy // the gradient method: what is recorded, how the backward pass runs
 
 	fwd *Solver
-	bwd *Solver
+	bwd *Solver // nil for a method without a backward ODE (Direct)
 
 	n, p int // state length B·D and parameter count
 
@@ -207,65 +205,60 @@ type GradientSolver struct {
 	piece            int           // piece being recorded by the forward hooks
 	pieceLo, pieceHi []float64     // bounds of each forward piece
 
-	// Direct and GQ-interp: the forward steps.
-	tape stepTape
+	// Scratch shared by the methods' right-hand sides and point products.
+	negA, tmp []float64
 
-	// Backward work vectors.
-	ybar, ydense, negA, tmp []float64
-	kbar                    [][]float64
-	beta                    []float64
-	aug, augOut             []float64
+	// The backward ODE: its state, outputs and error norm (see beginBackward).
+	aug, augOut, outTimes []float64
+	bnorm                 *GroupedNorm
+	bnormN, bnormP        int // sizes bnorm was built for
 
-	// Quadrature: node times, weights and states, and per-chunk workspaces.
-	nodeT, nodeW []float64
-	nodeZ, nodeA []float64
-	chunkGrads   [][]float64
-	chunkEvals   []Evaluator
-	outTimes     []float64
-	extraBuf     []float64 // node times of the current interval
-	normCache    map[int]*GroupedNorm
-	fwdDense     []float64
-
-	// Method values, bound once so that passing them allocates nothing.
-	fRHS, fAdjoint, fGQ, fInterp Func
-	hookStages, hookDense        func(*StepInfo)
-	fChunk                       func(int)
-	quadChunksNow                int
-	gqa                          *gqaState // GQAdaptive's workspace
-	pool                         *taskPool // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
+	fRHS Func      // g.rhs, bound once so that passing it allocates nothing
+	pool *taskPool // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
 }
 
-// stepTape stores accepted forward steps: for each, its start time, size,
-// and a fixed number of state-sized vectors.
-type stepTape struct {
-	perStep  int
-	n        int
-	t, t1, h []float64
-	piece    []int // forward piece of each step (break points separate pieces)
-	data     []float64
+// gradStrategy is one gradient method. The GradientSolver runs the forward
+// pass piece by piece, evaluates the loss and checks the result; the
+// strategy decides what the forward pass records, what the backward ODE's
+// state and error norm are, how the backward pass runs and how the time
+// gradients are found. Adding a method is adding one implementation, a
+// GradMethod constant and its row in gradMethods.
+type gradStrategy interface {
+	// forward prepares the forward record for states of length n and
+	// returns the OnStep hook that fills it; nil records nothing.
+	forward(n int) func(*StepInfo)
+	// backwardState returns the layout of the backward ODE's state for
+	// states of length n and p parameters. Methods without a backward ODE
+	// are never asked.
+	backwardState(n, p int) (backwardSpec, error)
+	// backward runs the backward pass from g.gridGrad, filling g.res.Params
+	// (zeroed) and g.res.Z0, and g.res.Times if the method has a time adjoint.
+	backward() error
+	// timeGradients fills g.res.Times after the backward pass, when
+	// GradOptions.TimeGradients asks for them.
+	timeGradients(ts []float64)
 }
 
-func (tp *stepTape) reset(perStep, n int) {
-	tp.perStep, tp.n = perStep, n
-	tp.t, tp.t1, tp.h, tp.data, tp.piece = tp.t[:0], tp.t1[:0], tp.h[:0], tp.data[:0], tp.piece[:0]
+// backwardSpec describes the state of a backward ODE.
+type backwardSpec struct {
+	total  int     // state length
+	tail   int     // trailing pure quadratures (Options.QuadratureTail)
+	groups []Group // groups of its error norm
 }
 
-func (tp *stepTape) push(si *StepInfo, piece int, vecs [][]float64) {
-	tp.piece = append(tp.piece, piece)
-	tp.t = append(tp.t, si.T)
-	tp.t1 = append(tp.t1, si.T1)
-	tp.h = append(tp.h, si.H)
-	for _, v := range vecs {
-		tp.data = append(tp.data, v[:tp.n]...)
-	}
-}
-
-func (tp *stepTape) steps() int { return len(tp.t) }
-
-// vec returns vector j of step i.
-func (tp *stepTape) vec(i, j int) []float64 {
-	off := (i*tp.perStep + j) * tp.n
-	return tp.data[off : off+tp.n : off+tp.n]
+// gradMethods lists the gradient methods in GradMethod order.
+var gradMethods = []struct {
+	name        string
+	backwardODE bool // the method solves an ODE backward (needs GradientSolver.bwd)
+	strategy    func(g *GradientSolver) gradStrategy
+}{
+	Direct:           {"direct", false, newDirectMethod},
+	Adjoint:          {"adjoint", true, newAdjointMethod},
+	SeminormAdjoint:  {"seminorm", true, newSeminormMethod},
+	GQAdjoint:        {"gq", true, newGQMethod},
+	GQInterpAdjoint:  {"gq-interp", true, newGQInterpMethod},
+	GQAdaptive:       {"gq-adaptive", true, newGQAdaptiveMethod},
+	GQAdaptiveInterp: {"gq-adaptive-interp", true, newGQAdaptiveInterpMethod},
 }
 
 // NewGradientSolver returns a GradientSolver for field with the given options.
@@ -276,7 +269,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if field.Dim() < 1 {
 		return nil, invalidf("field", "state dimension %d < 1", field.Dim())
 	}
-	if opts.Method < Direct || opts.Method > GQAdaptiveInterp {
+	if opts.Method < 0 || int(opts.Method) >= len(gradMethods) {
 		return nil, invalidf("GradOptions.Method", "unknown method %d", int(opts.Method))
 	}
 	if opts.Forward.OnStep != nil || opts.Forward.QuadratureTail != 0 {
@@ -297,7 +290,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if opts.Workers < 0 {
 		return nil, invalidf("GradOptions.Workers", "negative: %d", opts.Workers)
 	}
-	g := &GradientSolver{field: field, opts: opts, dim: field.Dim(), normCache: map[int]*GroupedNorm{}}
+	g := &GradientSolver{field: field, opts: opts, dim: field.Dim()}
 	fo := opts.Forward
 	fo.Overshoot = fo.Overshoot || opts.CompatTorchdiffeq
 	var err error
@@ -313,16 +306,15 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	}
 	bo.Overshoot = bo.Overshoot || opts.CompatTorchdiffeq
 	bo.Norm = nil
-	if opts.Method != Direct {
+	if gradMethods[opts.Method].backwardODE {
 		if g.bwd, err = NewSolver(bo); err != nil {
 			return nil, err
 		}
 	}
 	g.ev = field.NewEvaluator()
 	g.selector, _ = g.ev.(PieceSelector)
-	g.fRHS, g.fAdjoint, g.fGQ, g.fInterp = g.rhs, g.adjointRHS, g.gqRHS, g.interpRHS
-	g.hookStages, g.hookDense = g.recordStages, g.recordDense
-	g.fChunk = g.quadChunk
+	g.fRHS = g.rhs
+	g.method = gradMethods[opts.Method].strategy(g)
 	// The quadrature pool's helpers reference only the pool; stop them once
 	// the solver is unreachable.
 	g.pool = new(taskPool)
@@ -377,21 +369,11 @@ func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, err
 	// Backward pass.
 	start = time.Now()
 	clear(r.Params)
-	switch g.opts.Method {
-	case Direct:
-		err = g.backwardDirect()
-	case Adjoint, SeminormAdjoint:
-		err = g.backwardAdjoint()
-	case GQAdjoint, GQInterpAdjoint:
-		err = g.backwardGQ()
-	case GQAdaptive, GQAdaptiveInterp:
-		err = g.backwardGQA()
-	}
-	if err != nil {
+	if err := g.method.backward(); err != nil {
 		return nil, markPhase(err, "backward")
 	}
 	if g.opts.TimeGradients {
-		g.timeGradients(ts)
+		g.method.timeGradients(ts)
 	}
 	// A last guard: the parameter products of the quadrature, or channels a
 	// seminorm ignores, can overflow without any step seeing it.
@@ -443,17 +425,8 @@ func (g *GradientSolver) setup(ts []float64, n int) {
 		g.lossGrad = make([]float64, m*n)
 		g.res.Params = make([]float64, p)
 		g.res.Z0 = make([]float64, n)
-		g.ybar = make([]float64, n)
-		g.ydense = make([]float64, n)
 		g.negA = make([]float64, n)
 		g.tmp = make([]float64, n)
-		nk := g.fwd.tb.denseVectors()
-		g.kbar = make([][]float64, nk)
-		for i := range g.kbar {
-			g.kbar[i] = make([]float64, n)
-		}
-		g.beta = make([]float64, nk)
-		g.fwdDense = make([]float64, n)
 	}
 	g.res.States = g.states
 	if g.opts.TimeGradients {
@@ -558,18 +531,10 @@ func (g *GradientSolver) selectPiece(a, b float64) {
 // points, recording what the method needs.
 func (g *GradientSolver) forward(z0 []float64) error {
 	r := &g.res
-	var hook func(*StepInfo)
-	switch g.opts.Method {
-	case Direct:
-		g.tape.reset(g.fwd.tb.Stages()-btoi(g.fwd.tb.FSAL), g.n)
-		hook = g.hookStages
-	case GQInterpAdjoint, GQAdaptiveInterp:
-		g.tape.reset(1+g.fwd.tb.denseVectors(), g.n)
-		hook = g.hookDense
-	}
 	n := g.n
-	overshoot, first := g.fwd.opts.Overshoot, g.fwd.opts.FirstStep
-	defer func() { g.fwd.opts.Overshoot, g.fwd.opts.FirstStep = overshoot, first }()
+	rc := g.fwd.runConfig()
+	rc.onStep = g.method.forward(n)
+	overshoot := rc.overshoot
 	g.pieceLo, g.pieceHi = g.pieceLo[:0], g.pieceHi[:0]
 	start := 0
 	g.piece = 0
@@ -578,29 +543,21 @@ func (g *GradientSolver) forward(z0 []float64) error {
 			continue
 		}
 		// Piece [grid[start], grid[end]]; only the last may overshoot.
-		g.fwd.opts.Overshoot = overshoot && end == len(g.grid)-1
+		rc.overshoot = overshoot && end == len(g.grid)-1
 		g.pieceLo, g.pieceHi = append(g.pieceLo, g.grid[start]), append(g.pieceHi, g.grid[end])
 		g.selectPiece(g.grid[start], g.grid[end])
 		y0 := z0
 		if start > 0 {
 			y0 = g.gridStates[start*n : (start+1)*n]
 		}
-		st, err := g.fwd.solve(g.fRHS, y0, g.grid[start:end+1], g.gridStates[start*n:(end+1)*n], hook)
+		st, err := g.fwd.run(g.fRHS, y0, g.grid[start:end+1], g.gridStates[start*n:(end+1)*n], rc)
 		r.Stats.Forward.Add(st)
 		if err != nil {
 			return err
 		}
-		g.fwd.opts.FirstStep = st.LastStep
+		rc.firstStep = st.LastStep // the next piece continues with the step this one ended with
 		start = end
 		g.piece++
-	}
-	if g.opts.Method == Direct {
-		// The state at the end of the last step: past t_M in overshoot mode.
-		if g.fwd.opts.Overshoot {
-			g.tape.data = append(g.tape.data, g.fwd.y...)
-		} else {
-			g.tape.data = append(g.tape.data, g.gridStates[len(g.gridStates)-n:]...)
-		}
 	}
 	if g.hasBreaks {
 		for i, row := range g.obsRow {
@@ -613,208 +570,6 @@ func (g *GradientSolver) forward(z0 []float64) error {
 // rhs is the forward vector field.
 func (g *GradientSolver) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
 
-func (g *GradientSolver) recordStages(si *StepInfo) {
-	g.tape.push(si, g.piece, si.Stages[:g.tape.perStep])
-}
-
-func (g *GradientSolver) recordDense(si *StepInfo) {
-	g.tape.push(si, g.piece, nil) // times only
-	g.tape.data = append(g.tape.data, si.Y0...)
-	for _, k := range si.K {
-		g.tape.data = append(g.tape.data, k...)
-	}
-}
-
-// locate returns the step containing time t (t_i < t ≤ t1_i in the
-// direction of integration) and the fraction θ into it; exact reports that t
-// is the step's end.
-func (tp *stepTape) locate(t, dir float64) (step int, theta float64, exact bool) {
-	i := sort.Search(len(tp.t), func(i int) bool { return (tp.t[i]-t)*dir >= 0 }) - 1
-	if i < 0 {
-		i = 0
-	}
-	if t == tp.t1[i] {
-		return i, 1, true
-	}
-	return i, (t - tp.t[i]) / tp.h[i], false
-}
-
-// backwardDirect is the discrete adjoint of the recorded Runge–Kutta steps.
-//
-// Forward, a step is Y_i = y + h·Σ_{j<i} A_ij·k_j, k_i = f(t + c_i·h, Y_i),
-// y1 = y + h·Σ b_i·k_i, and an observation inside the step is
-// z(t + θh) = y + h·Σ β_i(θ)·K_i (denseWeights). Walking the steps backward
-// with ȳ the cotangent of y1: k̄_i = h·b_i·ȳ + (dense terms) + Σ_{l>i} h·A_li·Ȳ_l,
-// Ȳ_i = (∂f/∂z)ᵀ k̄_i, θ̄ += (∂f/∂θ)ᵀ k̄_i, and the cotangent of y is ȳ + Σ Ȳ_i.
-// The point evaluation f(t_n, y_n) is shared by the previous step (its last
-// FSAL stage, or f1) and this step (its first stage), so its cotangents are
-// summed and it costs one product.
-func (g *GradientSolver) backwardDirect() error {
-	tb := g.fwd.tb
-	tp := &g.tape
-	n := g.n
-	ns := tp.steps()
-	grid := g.grid
-	dir := 1.0
-	if grid[len(grid)-1] < grid[0] {
-		dir = -1
-	}
-	nst := tb.Stages()
-	inner := tp.perStep // stages with their own inputs: 0..inner-1
-	lastK := tb.denseVectors() - 1
-	r := &g.res
-	gp := r.Params
-	ybar := g.ybar
-	clear(ybar)
-	kPoint := g.tmp // cotangent on f(t_{n+1}, y_{n+1}), carried between steps
-	clear(kPoint)
-	stats := &r.Stats
-
-	row := len(grid) - 1 // grid rows are walked from the last
-	for s := ns - 1; s >= 0; s-- {
-		t0, h, t1 := tp.t[s], tp.h[s], tp.t1[s]
-		pc := tp.piece[s]
-		g.selectPiece(g.pieceLo[pc], g.pieceHi[pc])
-		for _, kb := range g.kbar {
-			clear(kb)
-		}
-		clear(g.ydense)
-		// Loss gradients at grid times in (t0, t1].
-		for row >= 1 {
-			st, theta, exact := tp.locate(grid[row], dir)
-			if st != s {
-				break
-			}
-			gi := g.gridGrad[row*n : (row+1)*n]
-			row--
-			if exact {
-				Axpy(1, gi, ybar)
-				continue
-			}
-			tb.denseWeights(theta, g.beta)
-			for j, b := range g.beta {
-				if b != 0 {
-					Axpy(h*b, gi, g.kbar[j])
-				}
-			}
-			Axpy(1, gi, g.ydense)
-		}
-		// The point evaluation at the step's end: this step's dense use
-		// plus, within a piece, the next step's first stage.
-		Axpy(1, g.kbar[lastK], kPoint)
-		yEnd := tp.vec(s+1, 0) // next step's input, or the final state
-		if s == ns-1 {
-			yEnd = tp.data[ns*tp.perStep*n : ns*tp.perStep*n+n]
-		}
-		if !allZero(kPoint) {
-			g.ev.VJP(t1, yEnd, kPoint, nil, g.negA, gp, nil)
-			stats.VJPs++
-			Axpy(1, g.negA, ybar)
-		}
-		// Stage cotangents from y1.
-		for j := 0; j < nst; j++ {
-			if b := tb.B[j]; b != 0 {
-				Axpy(h*b, ybar, g.kbar[j])
-			}
-		}
-		// Inner stages, last to first; stage 0 is the point evaluation at y.
-		for i := inner - 1; i >= 1; i-- {
-			ki := g.kbar[i]
-			if allZero(ki) {
-				continue
-			}
-			g.ev.VJP(t0+tb.C[i]*h, tp.vec(s, i), ki, nil, g.negA, gp, nil)
-			stats.VJPs++
-			for j, a := range tb.A[i] {
-				if a != 0 {
-					Axpy(h*a, g.negA, g.kbar[j])
-				}
-			}
-			Axpy(1, g.negA, ybar)
-		}
-		Axpy(1, g.ydense, ybar)
-		copy(kPoint, g.kbar[0])
-		// A piece starts here: f(t0, y) was evaluated afresh with this
-		// piece, not shared with the previous step.
-		if s == 0 || tp.piece[s-1] != pc {
-			if !allZero(kPoint) {
-				g.ev.VJP(t0, tp.vec(s, 0), kPoint, nil, g.negA, gp, nil)
-				stats.VJPs++
-				Axpy(1, g.negA, ybar)
-			}
-			clear(kPoint)
-		}
-	}
-	copy(r.Z0, ybar)
-	Axpy(1, g.gridGrad[:n], r.Z0)
-	return nil
-}
-
-func allZero(x []float64) bool {
-	for _, v := range x {
-		if v != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// backwardNorm returns the grouped norm of the backward state for the method.
-func (g *GradientSolver) backwardNorm(total int) (*GroupedNorm, error) {
-	if nm, ok := g.normCache[total]; ok {
-		return nm, nil
-	}
-	n, p := g.n, g.p
-	groups := []Group{{Name: "z", Start: 0, End: n, Weight: 1}, {Name: "a", Start: n, End: 2 * n, Weight: 1}}
-	if g.opts.Method == Adjoint || g.opts.Method == SeminormAdjoint {
-		w := 1.0
-		if g.opts.Method == SeminormAdjoint {
-			w = 0
-		}
-		sizes := []int{p}
-		if pt, ok := g.field.(ParamTensors); ok {
-			sizes = pt.ParamSizes()
-		}
-		off := 2 * n
-		for i, sz := range sizes {
-			groups = append(groups, Group{Name: fmt.Sprintf("aθ[%d]", i), Start: off, End: off + sz, Weight: w})
-			off += sz
-		}
-		if off != 2*n+p {
-			return nil, invalidf("field.ParamSizes", "sizes sum to %d, field has %d parameters", off-2*n, p)
-		}
-		wt := 1.0
-		if g.opts.Method == SeminormAdjoint && !g.opts.CompatTorchdiffeq {
-			wt = 0
-		}
-		groups = append(groups, Group{Name: "at", Start: off, End: off + 1, Weight: wt})
-	}
-	if g.opts.Method == GQInterpAdjoint || g.opts.Method == GQAdaptiveInterp {
-		groups = []Group{{Name: "a", Start: 0, End: n, Weight: 1}}
-	}
-	nm, err := NewGroupedNorm(total, groups...)
-	if err != nil {
-		return nil, err
-	}
-	g.normCache[total] = nm
-	return nm, nil
-}
-
-// adjointRHS is the augmented backward dynamics of Chen et al. (2018), eq. (4)–(5):
-// dz/dt = f, da/dt = −aᵀ∂f/∂z, daθ/dt = −aᵀ∂f/∂θ, dat/dt = −aᵀ∂f/∂t.
-// One vector–Jacobian product with the cotangent −a gives all three.
-func (g *GradientSolver) adjointRHS(t float64, y, dy []float64) {
-	n, p := g.n, g.p
-	a := y[n : 2*n]
-	negA := g.negA[:n]
-	for i, v := range a {
-		negA[i] = -v
-	}
-	dp := dy[2*n : 2*n+p]
-	clear(dp)
-	g.ev.VJP(t, y[:n], negA, dy[:n], dy[n:2*n], dp, &dy[2*n+p])
-}
-
 // callLoss runs the user's loss, turning a panic into an error.
 func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
 	defer func() {
@@ -825,19 +580,24 @@ func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
 	return loss(states, grad), nil
 }
 
-// configureBackward points the backward solver at the method's norm and
+// The backward ODE, shared by the adjoint and quadrature methods.
+
+// beginBackward points the backward solver at the method's error norm and
 // quadrature tail, keeping its workspace, and returns the zeroed backward
-// state of length total and the first step of the first interval.
-func (g *GradientSolver) configureBackward(total, tail int) ([]float64, float64, error) {
-	norm, err := g.backwardNorm(total)
-	if err != nil {
-		return nil, 0, err
-	}
-	g.bwd.norm, g.bwd.isRMS = norm, false
-	g.bwd.opts.Norm = norm
-	g.bwd.opts.QuadratureTail = tail
-	if len(g.aug) != total {
-		g.aug = make([]float64, total)
+// state and the first step of the first interval.
+func (g *GradientSolver) beginBackward() ([]float64, float64, error) {
+	if g.bnorm == nil || g.bnormN != g.n || g.bnormP != g.p {
+		spec, err := g.method.backwardState(g.n, g.p)
+		if err != nil {
+			return nil, 0, err
+		}
+		nm, err := NewGroupedNorm(spec.total, spec.groups...)
+		if err != nil {
+			return nil, 0, err
+		}
+		g.bnorm, g.bnormN, g.bnormP = nm, g.n, g.p
+		g.aug = make([]float64, spec.total)
+		g.bwd.setErrorNorm(nm, spec.tail)
 	}
 	clear(g.aug)
 	first := g.opts.Forward.FirstStep
@@ -847,9 +607,9 @@ func (g *GradientSolver) configureBackward(total, tail int) ([]float64, float64,
 	return g.aug, first, nil
 }
 
-// solveInterval integrates the backward state y from ts[i] to ts[i−1] in
-// place, with output at the extra times in between (written to out rows
-// 1..len(extra)), and accumulates the statistics.
+// solveInterval integrates the backward state y from tFrom to tTo in
+// place, with output at the extra times in between (written to g.augOut
+// rows 1..len(extra)), and accumulates the statistics.
 func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64) error {
 	total := len(y)
 	g.outTimes = append(append(append(g.outTimes[:0], tFrom), extra...), tTo)
@@ -858,8 +618,9 @@ func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, 
 		g.augOut = make([]float64, need)
 	}
 	out := g.augOut[:need]
-	g.bwd.opts.FirstStep = first
-	st, err := g.bwd.solve(f, y, g.outTimes, out, nil)
+	rc := g.bwd.runConfig()
+	rc.firstStep = first
+	st, err := g.bwd.run(f, y, g.outTimes, out, rc)
 	g.res.Stats.Backward.Add(st)
 	if err != nil {
 		return err
@@ -877,11 +638,276 @@ func (g *GradientSolver) nextFirstStep() float64 {
 	return g.res.Stats.Backward.LastStep
 }
 
-// backwardAdjoint backsolves [z, a, aθ, at] interval by interval, resetting z
-// to the stored forward state and adding ∂L/∂z(t_i) to a at each observation.
-func (g *GradientSolver) backwardAdjoint() error {
+// negate writes −a into g.negA: the cotangent of the adjoint dynamics
+// da/dt = −aᵀ∂f/∂z.
+func (g *GradientSolver) negate(a []float64) []float64 {
+	negA := g.negA[:len(a)]
+	for i, v := range a {
+		negA[i] = -v
+	}
+	return negA
+}
+
+// pointTimeGrad returns ∂L/∂z(t_i)·f(t_i, z(t_i)), the loss's derivative
+// with respect to observation time t_i.
+func (g *GradientSolver) pointTimeGrad(t float64, i int) float64 {
+	n := g.n
+	g.ev.Eval(t, g.states[i*n:(i+1)*n], g.tmp)
+	return Dot(g.lossGrad[i*n:(i+1)*n], g.tmp)
+}
+
+// pointTimeGradients fills dL/dt_i for the methods without a time adjoint:
+// ∂L/∂z(t_i)·f(t_i, z_i) for i ≥ 1 and −a(t_0⁺)·f(t_0, z_0) for t_0.
+func (g *GradientSolver) pointTimeGradients(ts []float64) {
+	r := &g.res
+	n := g.n
+	for i := 1; i < len(ts); i++ {
+		row := g.obsRow[i]
+		g.selectPiece(g.grid[row-1], g.grid[row]) // the left piece: z arrives from it
+		r.Times[i] = g.pointTimeGrad(ts[i], i)
+	}
+	g.selectPiece(g.grid[0], g.grid[1])
+	g.ev.Eval(ts[0], g.states[:n], g.tmp)
+	s := 0.0
+	for j, v := range g.tmp {
+		s += (r.Z0[j] - g.lossGrad[j]) * v
+	}
+	r.Times[0] = -s
+}
+
+func allZero(x []float64) bool {
+	for _, v := range x {
+		if v != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Direct: backpropagation through the recorded forward steps.
+
+// directMethod is GradMethod Direct: the forward pass records every stage
+// input, the backward pass is the discrete adjoint of the steps, and there
+// is no backward ODE.
+type directMethod struct {
+	g            *GradientSolver
+	tape         stepRecord
+	ybar, ydense []float64   // cotangents of the step's output and of its dense uses
+	kbar         [][]float64 // cotangents of the stages (and f1 for non-FSAL methods)
+	hook         func(*StepInfo)
+}
+
+func newDirectMethod(g *GradientSolver) gradStrategy {
+	m := &directMethod{g: g}
+	m.hook = m.record
+	return m
+}
+
+func (m *directMethod) forward(n int) func(*StepInfo) {
+	tb := m.g.fwd.Method()
+	if len(m.ybar) != n {
+		m.ybar, m.ydense = make([]float64, n), make([]float64, n)
+		nk := tb.denseVectors()
+		m.kbar = make([][]float64, nk)
+		for i := range m.kbar {
+			m.kbar[i] = make([]float64, n)
+		}
+	}
+	// The stage inputs; an FSAL method's last one is the next step's y0.
+	m.tape.reset(tb, n, false, tb.Stages()-btoi(tb.FSAL))
+	return m.hook
+}
+
+func (m *directMethod) record(si *StepInfo) {
+	m.tape.push(si, m.g.piece)
+}
+
+func (m *directMethod) backwardState(n, p int) (backwardSpec, error) { return backwardSpec{}, nil }
+
+func (m *directMethod) timeGradients(ts []float64) { m.g.pointTimeGradients(ts) }
+
+// backward is the discrete adjoint of the recorded Runge–Kutta steps.
+//
+// Forward, a step is Y_i = y + h·Σ_{j<i} A_ij·k_j, k_i = f(t + c_i·h, Y_i),
+// y1 = y + h·Σ b_i·k_i, and an observation inside the step is
+// z(t + θh) = y + h·Σ β_i(θ)·K_i (denseWeights). Walking the steps backward
+// with ȳ the cotangent of y1: k̄_i = h·b_i·ȳ + (dense terms) + Σ_{l>i} h·A_li·Ȳ_l,
+// Ȳ_i = (∂f/∂z)ᵀ k̄_i, θ̄ += (∂f/∂θ)ᵀ k̄_i, and the cotangent of y is ȳ + Σ Ȳ_i.
+// The point evaluation f(t_n, y_n) is shared by the previous step (its last
+// FSAL stage, or f1) and this step (its first stage), so its cotangents are
+// summed and it costs one product.
+func (m *directMethod) backward() error {
+	g := m.g
+	tb := g.fwd.Method()
+	tp := &m.tape
+	n := g.n
+	ns := tp.steps()
+	nst := tb.Stages()
+	inner := tp.nstages // stages with their own inputs: 0..inner-1
+	lastK := tb.denseVectors() - 1
+	r := &g.res
+	gp := r.Params
+	ybar := m.ybar
+	clear(ybar)
+	kPoint := g.tmp // cotangent on f(t_{n+1}, y_{n+1}), carried between steps
+	clear(kPoint)
+	stats := &r.Stats
+
+	row := len(g.grid) - 1 // grid rows are walked from the last
+	for s := ns - 1; s >= 0; s-- {
+		t0, h, t1 := tp.t[s], tp.h[s], tp.t1[s]
+		pc := tp.piece[s]
+		g.selectPiece(g.pieceLo[pc], g.pieceHi[pc])
+		row = m.denseCotangents(s, row)
+		// The point evaluation at the step's end: this step's dense use
+		// plus, within a piece, the next step's first stage.
+		Axpy(1, m.kbar[lastK], kPoint)
+		var yEnd []float64 // next step's input, or the final state
+		if s == ns-1 {
+			yEnd = g.fwd.lastState()
+		} else {
+			yEnd = tp.y0(s + 1)
+		}
+		if !allZero(kPoint) {
+			g.ev.VJP(t1, yEnd, kPoint, nil, g.negA, gp, nil)
+			stats.VJPs++
+			Axpy(1, g.negA, ybar)
+		}
+		// Stage cotangents from y1.
+		for j := 0; j < nst; j++ {
+			if b := tb.B[j]; b != 0 {
+				Axpy(h*b, ybar, m.kbar[j])
+			}
+		}
+		// Inner stages, last to first; stage 0 is the point evaluation at y.
+		for i := inner - 1; i >= 1; i-- {
+			ki := m.kbar[i]
+			if allZero(ki) {
+				continue
+			}
+			g.ev.VJP(t0+tb.C[i]*h, tp.stage(s, i), ki, nil, g.negA, gp, nil)
+			stats.VJPs++
+			for j, a := range tb.A[i] {
+				if a != 0 {
+					Axpy(h*a, g.negA, m.kbar[j])
+				}
+			}
+			Axpy(1, g.negA, ybar)
+		}
+		Axpy(1, m.ydense, ybar)
+		copy(kPoint, m.kbar[0])
+		// A piece starts here: f(t0, y) was evaluated afresh with this
+		// piece, not shared with the previous step.
+		if s == 0 || tp.piece[s-1] != pc {
+			if !allZero(kPoint) {
+				g.ev.VJP(t0, tp.y0(s), kPoint, nil, g.negA, gp, nil)
+				stats.VJPs++
+				Axpy(1, g.negA, ybar)
+			}
+			clear(kPoint)
+		}
+	}
+	copy(r.Z0, ybar)
+	Axpy(1, g.gridGrad[:n], r.Z0)
+	return nil
+}
+
+// denseCotangents starts the backward sweep of step s: it zeroes the stage
+// cotangents and adds the loss gradients of the grid times in (t_s, t1_s],
+// from grid row down, to ȳ (a time at the step's end) or to the stage
+// cotangents through the dense output (a time inside it). It returns the
+// first row not in the step.
+func (m *directMethod) denseCotangents(s, row int) int {
+	g := m.g
+	tp, n := &m.tape, g.n
+	h := tp.h[s]
+	for _, kb := range m.kbar {
+		clear(kb)
+	}
+	clear(m.ydense)
+	for ; row >= 1; row-- {
+		st, theta, exact := tp.locate(g.grid[row])
+		if st != s {
+			break
+		}
+		gi := g.gridGrad[row*n : (row+1)*n]
+		if exact {
+			Axpy(1, gi, m.ybar)
+			continue
+		}
+		for j, b := range tp.interp.weights(theta) {
+			if b != 0 {
+				Axpy(h*b, gi, m.kbar[j])
+			}
+		}
+		Axpy(1, gi, m.ydense)
+	}
+	return row
+}
+
+// Adjoint and SeminormAdjoint: the augmented backward ODE.
+
+// adjointMethod is GradMethod Adjoint: nothing is recorded forward, and the
+// augmented state [z, a, aθ, at] is solved backward with every channel in
+// the error norm.
+type adjointMethod struct {
+	g *GradientSolver
+	f Func // m.rhs, bound once
+}
+
+func newAdjointMethod(g *GradientSolver) gradStrategy {
+	m := &adjointMethod{g: g}
+	m.f = m.rhs
+	return m
+}
+
+func (m *adjointMethod) forward(n int) func(*StepInfo) { return nil }
+
+func (m *adjointMethod) backwardState(n, p int) (backwardSpec, error) {
+	return augmentedState(m.g, n, p, 1, 1)
+}
+
+// timeGradients has nothing to do: the time adjoint at gave them.
+func (m *adjointMethod) timeGradients(ts []float64) {}
+
+// augmentedState is the layout of [z, a, aθ, at] with weight wθ on each
+// parameter tensor's group and wt on the time adjoint.
+func augmentedState(g *GradientSolver, n, p int, wθ, wt float64) (backwardSpec, error) {
+	groups := []Group{{Name: "z", Start: 0, End: n, Weight: 1}, {Name: "a", Start: n, End: 2 * n, Weight: 1}}
+	sizes := []int{p}
+	if pt, ok := g.field.(ParamTensors); ok {
+		sizes = pt.ParamSizes()
+	}
+	off := 2 * n
+	for i, sz := range sizes {
+		groups = append(groups, Group{Name: fmt.Sprintf("aθ[%d]", i), Start: off, End: off + sz, Weight: wθ})
+		off += sz
+	}
+	if off != 2*n+p {
+		return backwardSpec{}, invalidf("field.ParamSizes", "sizes sum to %d, field has %d parameters", off-2*n, p)
+	}
+	groups = append(groups, Group{Name: "at", Start: off, End: off + 1, Weight: wt})
+	return backwardSpec{total: 2*n + p + 1, tail: p + 1, groups: groups}, nil
+}
+
+// rhs is the augmented backward dynamics of Chen et al. (2018), eq. (4)–(5):
+// dz/dt = f, da/dt = −aᵀ∂f/∂z, daθ/dt = −aᵀ∂f/∂θ, dat/dt = −aᵀ∂f/∂t.
+// One vector–Jacobian product with the cotangent −a gives all three.
+func (m *adjointMethod) rhs(t float64, y, dy []float64) {
+	g := m.g
 	n, p := g.n, g.p
-	y, first, err := g.configureBackward(2*n+p+1, p+1)
+	negA := g.negate(y[n : 2*n])
+	dp := dy[2*n : 2*n+p]
+	clear(dp)
+	g.ev.VJP(t, y[:n], negA, dy[:n], dy[n:2*n], dp, &dy[2*n+p])
+}
+
+// backward backsolves [z, a, aθ, at] interval by interval, resetting z to
+// the stored forward state and adding ∂L/∂z(t_i) to a at each observation.
+func (m *adjointMethod) backward() error {
+	g := m.g
+	n, p := g.n, g.p
+	y, first, err := g.beginBackward()
 	if err != nil {
 		return err
 	}
@@ -899,7 +925,7 @@ func (g *GradientSolver) backwardAdjoint() error {
 			}
 			obs--
 		}
-		if err := g.solveInterval(g.fAdjoint, y, grid[j], grid[j-1], nil, first); err != nil {
+		if err := g.solveInterval(m.f, y, grid[j], grid[j-1], nil, first); err != nil {
 			return err
 		}
 		first = g.nextFirstStep()
@@ -914,72 +940,175 @@ func (g *GradientSolver) backwardAdjoint() error {
 	return nil
 }
 
-// pointTimeGrad returns ∂L/∂z(t_i)·f(t_i, z(t_i)), the loss's derivative
-// with respect to observation time t_i.
-func (g *GradientSolver) pointTimeGrad(t float64, i int) float64 {
+// seminormMethod is GradMethod SeminormAdjoint: Adjoint with zero weight
+// on the parameter and time adjoints, which feed back into nothing (Kidger,
+// Chen & Lyons 2021). torchdiffeq's seminorm keeps the time adjoint, so the
+// compatibility mode does too.
+type seminormMethod struct{ *adjointMethod }
+
+func newSeminormMethod(g *GradientSolver) gradStrategy {
+	return seminormMethod{newAdjointMethod(g).(*adjointMethod)}
+}
+
+func (m seminormMethod) backwardState(n, p int) (backwardSpec, error) {
+	wt := 0.0
+	if m.g.opts.CompatTorchdiffeq {
+		wt = 1
+	}
+	return augmentedState(m.g, n, p, 0, wt)
+}
+
+// GQAdjoint and GQInterpAdjoint: Gauss–Legendre quadrature of dL/dθ.
+
+// gqMethod is GradMethod GQAdjoint: nothing is recorded forward, [z, a] is
+// solved backward, and dL/dθ is the quadrature of aᵀ∂f/∂θ at the nodes,
+// with z and a read from the backward solve's dense output.
+type gqMethod struct {
+	g *GradientSolver
+	q gqQuadrature
+	f Func // m.rhs, bound once
+}
+
+func newGQMethod(g *GradientSolver) gradStrategy {
+	m := &gqMethod{g: g}
+	m.q.init(g)
+	m.f = m.rhs
+	return m
+}
+
+func (m *gqMethod) forward(n int) func(*StepInfo) { return nil }
+
+func (m *gqMethod) backwardState(n, p int) (backwardSpec, error) {
+	return backwardSpec{total: 2 * n, groups: []Group{{Name: "z", Start: 0, End: n, Weight: 1}, {Name: "a", Start: n, End: 2 * n, Weight: 1}}}, nil
+}
+
+func (m *gqMethod) backward() error            { return m.q.backward(m.f, m) }
+func (m *gqMethod) timeGradients(ts []float64) { m.g.pointTimeGradients(ts) }
+
+// rhs is the [z, a] backward dynamics: dz/dt = f, da/dt = −aᵀ∂f/∂z.
+func (m *gqMethod) rhs(t float64, y, dy []float64) {
+	g := m.g
 	n := g.n
-	g.ev.Eval(t, g.states[i*n:(i+1)*n], g.tmp)
-	return Dot(g.lossGrad[i*n:(i+1)*n], g.tmp)
+	g.ev.VJP(t, y[:n], g.negate(y[n:]), dy[:n], dy[n:], nil, nil)
 }
 
-// timeGradients fills dL/dt_i for the methods without a time adjoint:
-// ∂L/∂z(t_i)·f(t_i, z_i) for i ≥ 1 and −a(t_0⁺)·f(t_0, z_0) for t_0.
-func (g *GradientSolver) timeGradients(ts []float64) {
-	r := &g.res
-	if g.opts.Method == Adjoint || g.opts.Method == SeminormAdjoint {
-		return // filled during the backward pass
-	}
+// observe resets z to the forward state at grid row i and adds ∂L/∂z there to a.
+func (m *gqMethod) observe(y []float64, i int) {
+	g := m.g
 	n := g.n
-	for i := 1; i < len(ts); i++ {
-		row := g.obsRow[i]
-		g.selectPiece(g.grid[row-1], g.grid[row]) // the left piece: z arrives from it
-		r.Times[i] = g.pointTimeGrad(ts[i], i)
-	}
-	g.selectPiece(g.grid[0], g.grid[1])
-	g.ev.Eval(ts[0], g.states[:n], g.tmp)
-	s := 0.0
-	for j, v := range g.tmp {
-		s += (r.Z0[j] - g.lossGrad[j]) * v
-	}
-	r.Times[0] = -s
+	copy(y[:n], g.gridStates[i*n:(i+1)*n])
+	Axpy(1, g.gridGrad[i*n:(i+1)*n], y[n:2*n])
 }
 
-// interpRHS is the adjoint dynamics da/dt = −aᵀ∂f/∂z(t, z(t)) with z(t)
-// from the forward solve's dense output.
-func (g *GradientSolver) interpRHS(t float64, a, da []float64) {
-	z := g.forwardAt(t)
-	negA := g.negA
-	for i, v := range a {
-		negA[i] = -v
-	}
-	g.ev.VJP(t, z, negA, nil, da, nil, nil)
+// node stores z and a at the node τ from the backward output row.
+func (m *gqMethod) node(row []float64, tau float64) {
+	n := m.g.n
+	m.q.nodeZ = append(m.q.nodeZ, row[:n]...)
+	m.q.nodeA = append(m.q.nodeA, row[n:]...)
 }
 
-// forwardAt evaluates the forward solve's dense output at t into g.fwdDense.
-func (g *GradientSolver) forwardAt(t float64) []float64 {
-	tp := &g.tape
-	dir := 1.0
-	if tp.h[0] < 0 {
-		dir = -1
-	}
-	s, theta, _ := tp.locate(t, dir)
-	h := tp.h[s]
-	tb := g.fwd.tb
-	tb.denseWeights(theta, g.beta)
-	coef, vecs := g.fwd.coef[:0], g.fwd.vecs[:0]
-	for j, b := range g.beta {
-		if b != 0 {
-			coef = append(coef, h*b)
-			vecs = append(vecs, tp.vec(s, 1+j))
-		}
-	}
-	LinComb(g.fwdDense, tp.vec(s, 0), coef, vecs)
-	return g.fwdDense
+func (m *gqMethod) adjoint(y []float64) []float64 { return y[m.g.n:] }
+
+// gqInterpMethod is GradMethod GQInterpAdjoint: the forward pass records
+// its steps for dense output, only a is solved backward, and z at the
+// nodes and in the adjoint dynamics comes from the forward dense output.
+type gqInterpMethod struct {
+	g     *GradientSolver
+	q     gqQuadrature
+	f     Func // m.rhs, bound once
+	tape  stepRecord
+	hook  func(*StepInfo)
+	dense []float64
 }
 
-// gqNodes returns the node count of interval i by the published rule
+func newGQInterpMethod(g *GradientSolver) gradStrategy {
+	m := &gqInterpMethod{g: g}
+	m.q.init(g)
+	m.f, m.hook = m.rhs, m.record
+	return m
+}
+
+func (m *gqInterpMethod) forward(n int) func(*StepInfo) {
+	if len(m.dense) != n {
+		m.dense = make([]float64, n)
+	}
+	m.tape.reset(m.g.fwd.Method(), n, true, 1)
+	return m.hook
+}
+
+func (m *gqInterpMethod) record(si *StepInfo) {
+	m.tape.push(si, m.g.piece)
+}
+
+func (m *gqInterpMethod) backwardState(n, p int) (backwardSpec, error) {
+	return backwardSpec{total: n, groups: []Group{{Name: "a", Start: 0, End: n, Weight: 1}}}, nil
+}
+
+func (m *gqInterpMethod) backward() error            { return m.q.backward(m.f, m) }
+func (m *gqInterpMethod) timeGradients(ts []float64) { m.g.pointTimeGradients(ts) }
+
+// rhs is the adjoint dynamics da/dt = −aᵀ∂f/∂z(t, z(t)) with z(t) from
+// the forward solve's dense output.
+func (m *gqInterpMethod) rhs(t float64, a, da []float64) {
+	g := m.g
+	z := m.forwardAt(t)
+	g.ev.VJP(t, z, g.negate(a), nil, da, nil, nil)
+}
+
+// forwardAt evaluates the forward solve's dense output at t into m.dense.
+func (m *gqInterpMethod) forwardAt(t float64) []float64 {
+	s, theta, _ := m.tape.locate(t)
+	m.tape.at(s, theta, m.dense)
+	return m.dense
+}
+
+// observe adds ∂L/∂z at grid row i to a.
+func (m *gqInterpMethod) observe(y []float64, i int) {
+	n := m.g.n
+	Axpy(1, m.g.gridGrad[i*n:(i+1)*n], y)
+}
+
+// node stores a from the backward output row and z from the forward dense output.
+func (m *gqInterpMethod) node(row []float64, tau float64) {
+	m.q.nodeA = append(m.q.nodeA, row...)
+	m.q.nodeZ = append(m.q.nodeZ, m.forwardAt(tau)...)
+}
+
+func (m *gqInterpMethod) adjoint(y []float64) []float64 { return y }
+
+// gqBackward is what the two quadrature methods differ in: the backward
+// state and where z at a node comes from.
+type gqBackward interface {
+	// observe prepares the backward state y at grid row i: a gains ∂L/∂z(t_i)
+	// and a carried z is reset to the forward state.
+	observe(y []float64, i int)
+	// node stores z(τ) and a(τ), given the backward solve's output row at τ.
+	node(row []float64, tau float64)
+	// adjoint returns the part of the backward state that is a.
+	adjoint(y []float64) []float64
+}
+
+// gqQuadrature collects the Gauss–Legendre nodes of a backward pass and
+// evaluates dL/dθ = Σ_k W_k·a(τ_k)ᵀ ∂f/∂θ(τ_k, z(τ_k)) over them.
+type gqQuadrature struct {
+	g                          *GradientSolver
+	nodeT, nodeW, nodeZ, nodeA []float64
+	extra                      []float64 // node times of the current interval
+	chunkGrads                 [][]float64
+	chunkEvals                 []Evaluator
+	chunksNow                  int
+	fChunk                     func(int) // q.chunk, bound once
+}
+
+func (q *gqQuadrature) init(g *GradientSolver) {
+	q.g = g
+	q.fChunk = q.chunk
+}
+
+// nodes returns the node count of interval i by the published rule
 // n_i = min(ceil(C·NFE_fwd·|Δ_i|/|t_M − t_0|), Cap), at least 1.
-func (g *GradientSolver) gqNodes(i int) int {
+func (q *gqQuadrature) nodes(i int) int {
+	g := q.g
 	grid := g.grid
 	span := math.Abs(grid[len(grid)-1] - grid[0])
 	c := g.opts.GQ.C * float64(g.res.Stats.Forward.NFE) * math.Abs(grid[i]-grid[i-1]) / span
@@ -993,88 +1122,55 @@ func (g *GradientSolver) gqNodes(i int) int {
 	return int(k)
 }
 
-// backwardGQ solves [z, a] (GQAdjoint) or a alone (GQInterpAdjoint)
-// backward, collects z and a at the Gauss–Legendre nodes of every interval,
-// then evaluates the parameter products of all nodes together.
-func (g *GradientSolver) backwardGQ() error {
+// backward solves the backward state with f interval by interval,
+// collects z and a at the Gauss–Legendre nodes of every interval, then
+// evaluates the parameter products of all nodes together.
+func (q *gqQuadrature) backward(f Func, v gqBackward) error {
+	g := q.g
 	n := g.n
-	interp := g.opts.Method == GQInterpAdjoint
-	total := 2 * n
-	f := g.fGQ
-	if interp {
-		total = n
-		f = g.fInterp
-	}
-	y, first, err := g.configureBackward(total, 0)
+	y, first, err := g.beginBackward()
 	if err != nil {
 		return err
 	}
+	total := len(y)
 	r := &g.res
-	g.nodeT, g.nodeW = g.nodeT[:0], g.nodeW[:0]
-	g.nodeZ, g.nodeA = g.nodeZ[:0], g.nodeA[:0]
-	extra := g.extraBuf
+	q.nodeT, q.nodeW = q.nodeT[:0], q.nodeW[:0]
+	q.nodeZ, q.nodeA = q.nodeZ[:0], q.nodeA[:0]
 	ts := g.grid
 	for i := len(ts) - 1; i >= 1; i-- {
 		g.selectPiece(ts[i-1], ts[i])
-		if interp {
-			Axpy(1, g.gridGrad[i*n:(i+1)*n], y)
-		} else {
-			copy(y[:n], g.gridStates[i*n:(i+1)*n])
-			Axpy(1, g.gridGrad[i*n:(i+1)*n], y[n:2*n])
-		}
-		k := g.gqNodes(i)
+		v.observe(y, i)
+		k := q.nodes(i)
 		rule, err := GaussLegendre(k)
 		if err != nil {
 			return err
 		}
 		half, mid := (ts[i]-ts[i-1])/2, (ts[i]+ts[i-1])/2
 		// Nodes in the order the backward solve meets them: from t_i toward t_{i−1}.
-		extra = extra[:0]
+		q.extra = q.extra[:0]
 		for j := k - 1; j >= 0; j-- {
 			tau := half*rule.Nodes[j] + mid
-			extra = append(extra, tau)
-			g.nodeT = append(g.nodeT, tau)
-			g.nodeW = append(g.nodeW, half*rule.Weights[j])
+			q.extra = append(q.extra, tau)
+			q.nodeT = append(q.nodeT, tau)
+			q.nodeW = append(q.nodeW, half*rule.Weights[j])
 		}
-		g.extraBuf = extra
-		if err := g.solveInterval(f, y, ts[i], ts[i-1], extra, first); err != nil {
+		if err := g.solveInterval(f, y, ts[i], ts[i-1], q.extra, first); err != nil {
 			return err
 		}
 		for j := 1; j <= k; j++ {
-			row := g.augOut[j*total : (j+1)*total]
-			if interp {
-				g.nodeA = append(g.nodeA, row...)
-				g.nodeZ = append(g.nodeZ, g.forwardAt(extra[j-1])...)
-			} else {
-				g.nodeZ = append(g.nodeZ, row[:n]...)
-				g.nodeA = append(g.nodeA, row[n:]...)
-			}
+			v.node(g.augOut[j*total:(j+1)*total], q.extra[j-1])
 		}
 		first = g.nextFirstStep()
 	}
-	r.Stats.QuadratureNodes = len(g.nodeT)
-	r.Stats.VJPs = r.Stats.Backward.NFE + len(g.nodeT)
-	if interp {
-		copy(r.Z0, y)
-	} else {
-		copy(r.Z0, y[n:])
-	}
+	r.Stats.QuadratureNodes = len(q.nodeT)
+	r.Stats.VJPs = r.Stats.Backward.NFE + len(q.nodeT)
+	copy(r.Z0, v.adjoint(y))
 	Axpy(1, g.gridGrad[:n], r.Z0)
 	// Cotangents W_k·a(τ_k): dL/dθ = Σ_k W_k·a(τ_k)ᵀ ∂f/∂θ(τ_k, z(τ_k)).
-	for k, w := range g.nodeW {
-		Scale(w, g.nodeA[k*n:(k+1)*n])
+	for k, w := range q.nodeW {
+		Scale(w, q.nodeA[k*n:(k+1)*n])
 	}
-	return g.quadrature()
-}
-
-// gqRHS is the [z, a] backward dynamics: dz/dt = f, da/dt = −aᵀ∂f/∂z.
-func (g *GradientSolver) gqRHS(t float64, y, dy []float64) {
-	n := g.n
-	negA := g.negA
-	for i, v := range y[n:] {
-		negA[i] = -v
-	}
-	g.ev.VJP(t, y[:n], negA, dy[:n], dy[n:], nil, nil)
+	return q.sum()
 }
 
 // quadChunks is the number of chunks the quadrature nodes are split into.
@@ -1088,27 +1184,28 @@ const quadChunks = 4
 // BenchmarkCalibrateQuadrature.
 var quadSerialWork = 1 << 16
 
-// quadrature evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.
+// sum evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.
 // The nodes are split into quadChunks contiguous chunks; each chunk sums into
 // its own buffer and the buffers are added in chunk order. Autonomous fields
 // take a whole chunk as one large batch.
-func (g *GradientSolver) quadrature() error {
-	nodes := len(g.nodeT)
+func (q *gqQuadrature) sum() error {
+	g := q.g
+	nodes := len(q.nodeT)
 	if nodes == 0 {
 		return nil
 	}
 	chunks := min(quadChunks, nodes)
-	for len(g.chunkGrads) < chunks {
-		g.chunkGrads = append(g.chunkGrads, make([]float64, g.p))
-		g.chunkEvals = append(g.chunkEvals, g.field.NewEvaluator())
+	for len(q.chunkGrads) < chunks {
+		q.chunkGrads = append(q.chunkGrads, make([]float64, g.p))
+		q.chunkEvals = append(q.chunkEvals, g.field.NewEvaluator())
 	}
 	for c := 0; c < chunks; c++ {
-		if len(g.chunkGrads[c]) != g.p {
-			g.chunkGrads[c] = make([]float64, g.p)
+		if len(q.chunkGrads[c]) != g.p {
+			q.chunkGrads[c] = make([]float64, g.p)
 		}
-		clear(g.chunkGrads[c])
+		clear(q.chunkGrads[c])
 	}
-	g.quadChunksNow = chunks
+	q.chunksNow = chunks
 	workers := g.opts.Workers
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -1116,7 +1213,7 @@ func (g *GradientSolver) quadrature() error {
 	workers = min(workers, chunks)
 	// When the field splits each chunk's product over the cores itself,
 	// fanning the chunks out as well would only oversubscribe them.
-	if sp, ok := g.chunkEvals[0].(interface{ splits(rows int) bool }); ok {
+	if sp, ok := q.chunkEvals[0].(interface{ splits(rows int) bool }); ok {
 		rows := g.n / g.dim
 		if !isTimeDependent(g.field) {
 			rows *= (nodes + chunks - 1) / chunks
@@ -1127,31 +1224,32 @@ func (g *GradientSolver) quadrature() error {
 	}
 	if workers <= 1 || nodes*g.n*g.p < quadSerialWork {
 		for c := 0; c < chunks; c++ {
-			g.quadChunk(c)
+			q.chunk(c)
 		}
-	} else if err := fanOut(g.pool, workers, chunks, g.fChunk); err != nil {
+	} else if err := fanOut(g.pool, workers, chunks, q.fChunk); err != nil {
 		return err
 	}
 	gp := g.res.Params
 	for c := 0; c < chunks; c++ {
-		Axpy(1, g.chunkGrads[c], gp)
+		Axpy(1, q.chunkGrads[c], gp)
 	}
 	return nil
 }
 
-// quadChunk evaluates the parameter products of quadrature chunk c into
-// its own buffer.
-func (g *GradientSolver) quadChunk(c int) {
-	nodes, chunks, n := len(g.nodeT), g.quadChunksNow, g.n
+// chunk evaluates the parameter products of quadrature chunk c into its
+// own buffer.
+func (q *gqQuadrature) chunk(c int) {
+	g := q.g
+	nodes, chunks, n := len(q.nodeT), q.chunksNow, g.n
 	lo, hi := c*nodes/chunks, (c+1)*nodes/chunks
-	ev, gp := g.chunkEvals[c], g.chunkGrads[c]
+	ev, gp := q.chunkEvals[c], q.chunkGrads[c]
 	if !isTimeDependent(g.field) {
 		// One product over the whole chunk as a single large batch.
-		ev.VJP(0, g.nodeZ[lo*n:hi*n], g.nodeA[lo*n:hi*n], nil, nil, gp, nil)
+		ev.VJP(0, q.nodeZ[lo*n:hi*n], q.nodeA[lo*n:hi*n], nil, nil, gp, nil)
 		return
 	}
 	for k := lo; k < hi; k++ {
-		ev.VJP(g.nodeT[k], g.nodeZ[k*n:(k+1)*n], g.nodeA[k*n:(k+1)*n], nil, nil, gp, nil)
+		ev.VJP(q.nodeT[k], q.nodeZ[k*n:(k+1)*n], q.nodeA[k*n:(k+1)*n], nil, nil, gp, nil)
 	}
 }
 

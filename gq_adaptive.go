@@ -54,19 +54,57 @@ const gqaMinN = 6
 // gqaSafety multiplies the decay-predicted error of step 1.
 const gqaSafety = 10
 
-// gqaState is the workspace of the error-controlled quadrature.
-type gqaState struct {
-	tape        stepTape // backward steps of every interval, in solve order
-	first, last []int    // tape steps of grid interval i: [first[i], last[i])
-	nodes0      []int    // first Gauss rule size of interval i
-	blocks      []int    // parameter block boundaries, len = blocks+1
+// gqaMethod is GradMethod GQAdaptive or GQAdaptiveInterp. It shares the
+// published methods' backward ODE (its base: the state, its norm, the
+// observation jumps, the right-hand side and, for the interp variant, the
+// forward record) and replaces their fixed nodes by an error-controlled
+// quadrature on the recorded backward steps.
+type gqaMethod struct {
+	g      *GradientSolver
+	base   gqaBase
+	f      Func            // base's backward right-hand side
+	fwd    *stepRecord     // forward record (interp variant), else nil
+	tape   stepRecord      // backward steps of every interval, in solve order
+	hook   func(*StepInfo) // m.record, bound once
+	fChunk func(int)       // m.chunk, bound once
+
+	first, last []int // tape steps of grid interval i: [first[i], last[i])
+	nodes0      []int // first Gauss rule size of interval i
+	blocks      []int // parameter block boundaries, len = blocks+1
 	chunks      []*gqaChunk
 	nChunks     int
 	rtol, atol  float64
 	tails       map[int][]float64 // per rule size n: (2j+1)·w_k·P_j(x_k) for j = n−1…n−4
-	hook        func(*StepInfo)
-	fChunk      func(int)
 }
+
+// gqaBase is what the adaptive methods take from GQAdjoint / GQInterpAdjoint.
+type gqaBase interface {
+	gradStrategy
+	gqBackward
+}
+
+func newGQAdaptiveMethod(g *GradientSolver) gradStrategy {
+	b := newGQMethod(g).(*gqMethod)
+	return newGQA(g, b, b.f, nil)
+}
+
+func newGQAdaptiveInterpMethod(g *GradientSolver) gradStrategy {
+	b := newGQInterpMethod(g).(*gqInterpMethod)
+	return newGQA(g, b, b.f, &b.tape)
+}
+
+func newGQA(g *GradientSolver, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
+	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd, tails: map[int][]float64{}}
+	m.hook, m.fChunk = m.record, m.chunk
+	return m
+}
+
+func (m *gqaMethod) forward(n int) func(*StepInfo) { return m.base.forward(n) }
+func (m *gqaMethod) backwardState(n, p int) (backwardSpec, error) {
+	return m.base.backwardState(n, p)
+}
+func (m *gqaMethod) timeGradients(ts []float64) { m.base.timeGradients(ts) }
+func (m *gqaMethod) record(si *StepInfo)        { m.tape.push(si, 0) }
 
 // gqaChunk is the workspace of one quadrature task.
 type gqaChunk struct {
@@ -74,9 +112,9 @@ type gqaChunk struct {
 	sum                []float64 // integral over the task's intervals
 	gk, ig, sk         []float64 // node product, Gauss sum, Kronrod sum
 	tail               [4][]float64
-	y, z               []float64 // interpolated backward state and forward state
-	beta, coef         []float64
-	vecs               [][]float64
+	y, z               []float64   // interpolated backward and forward states
+	ipB, ipF           interpolant // backward and forward dense output
+	kvB, kvF           [][]float64
 	stack              []gqaPanel
 	nodes, kronrod     int
 	bisections, capped int
@@ -88,90 +126,66 @@ type gqaPanel struct {
 	depth  int
 }
 
-func (g *GradientSolver) gqaSetup() *gqaState {
-	q := g.gqa
-	if q == nil {
-		q = &gqaState{tails: map[int][]float64{}}
-		q.hook = func(si *StepInfo) {
-			q.tape.push(si, 0, nil)
-			q.tape.data = append(q.tape.data, si.Y0...)
-			for _, k := range si.K {
-				q.tape.data = append(q.tape.data, k...)
-			}
-		}
-		q.fChunk = g.gqaChunkTask
-		g.gqa = q
-	}
-	q.blocks = q.blocks[:0]
-	q.blocks = append(q.blocks, 0)
+// setBlocks splits the parameters into the field's tensors (one block if
+// it has no ParamTensors or their sizes do not add up).
+func (m *gqaMethod) setBlocks() {
+	g := m.g
+	m.blocks = append(m.blocks[:0], 0)
 	if pt, ok := g.field.(ParamTensors); ok {
 		off := 0
 		for _, sz := range pt.ParamSizes() {
 			off += sz
-			q.blocks = append(q.blocks, off)
+			m.blocks = append(m.blocks, off)
 		}
-		if off != g.p {
-			q.blocks = append(q.blocks[:1], g.p)
+		if off == g.p {
+			return
 		}
-	} else {
-		q.blocks = append(q.blocks, g.p)
+		m.blocks = m.blocks[:1]
 	}
-	return q
+	m.blocks = append(m.blocks, g.p)
 }
 
-// backwardGQA is the backward pass of GQAdaptive and GQAdaptiveInterp.
-func (g *GradientSolver) backwardGQA() error {
+// backward solves the base's backward state interval by interval,
+// recording every accepted step, then integrates dL/dθ over the intervals.
+func (m *gqaMethod) backward() error {
+	g := m.g
 	n := g.n
-	interp := g.opts.Method == GQAdaptiveInterp
-	total := 2 * n
-	f := g.fGQ
-	if interp {
-		total = n
-		f = g.fInterp
-	}
-	y, first, err := g.configureBackward(total, 0)
+	y, first, err := g.beginBackward()
 	if err != nil {
 		return err
 	}
-	q := g.gqaSetup()
-	q.rtol, q.atol = g.bwd.rtol, g.bwd.atol
-	q.tape.reset(1+g.bwd.tb.denseVectors(), total)
+	total := len(y)
+	m.setBlocks()
+	m.rtol, m.atol = g.bwd.rtol, g.bwd.atol
+	m.tape.reset(g.bwd.Method(), total, true, 1)
 	grid := g.grid
-	m := len(grid)
-	q.first, q.last, q.nodes0 = resizeInts(q.first, m), resizeInts(q.last, m), resizeInts(q.nodes0, m)
+	nGrid := len(grid)
+	m.first, m.last, m.nodes0 = resizeInts(m.first, nGrid), resizeInts(m.last, nGrid), resizeInts(m.nodes0, nGrid)
 	r := &g.res
-	for i := m - 1; i >= 1; i-- {
+	if cap(g.augOut) < 2*total {
+		g.augOut = make([]float64, 2*total)
+	}
+	out := g.augOut[:2*total]
+	for i := nGrid - 1; i >= 1; i-- {
 		g.selectPiece(grid[i-1], grid[i])
-		if interp {
-			Axpy(1, g.gridGrad[i*n:(i+1)*n], y)
-		} else {
-			copy(y[:n], g.gridStates[i*n:(i+1)*n])
-			Axpy(1, g.gridGrad[i*n:(i+1)*n], y[n:2*n])
-		}
-		q.first[i] = q.tape.steps()
+		m.base.observe(y, i)
+		m.first[i] = m.tape.steps()
 		g.outTimes = append(g.outTimes[:0], grid[i], grid[i-1])
-		need := 2 * total
-		if cap(g.augOut) < need {
-			g.augOut = make([]float64, need)
-		}
-		g.bwd.opts.FirstStep = first
-		st, err := g.bwd.solve(f, y, g.outTimes, g.augOut[:need], q.hook)
+		rc := g.bwd.runConfig()
+		rc.firstStep, rc.onStep = first, m.hook
+		st, err := g.bwd.run(m.f, y, g.outTimes, out, rc)
 		r.Stats.Backward.Add(st)
 		if err != nil {
 			return err
 		}
-		copy(y, g.augOut[total:need])
-		q.last[i] = q.tape.steps()
-		q.nodes0[i] = gqaFirstRule(q.last[i]-q.first[i], q.rtol)
+		copy(y, out[total:])
+		m.last[i] = m.tape.steps()
+		m.nodes0[i] = gqaFirstRule(m.last[i]-m.first[i], m.rtol)
 		first = g.nextFirstStep()
 	}
-	if interp {
-		copy(r.Z0, y)
-	} else {
-		copy(r.Z0, y[n:])
-	}
+	copy(r.Z0, m.base.adjoint(y))
 	Axpy(1, g.gridGrad[:n], r.Z0)
-	if err := g.gqaQuadrature(m - 1); err != nil {
+	if err := m.quadrature(nGrid - 1); err != nil {
 		return err
 	}
 	r.Stats.VJPs = r.Stats.Backward.NFE + r.Stats.QuadratureNodes
@@ -198,15 +212,15 @@ func resizeInts(x []int, n int) []int {
 // tasks of contiguous intervals, each summing into its own buffer; the
 // buffers are added in task order, so the result does not depend on the
 // number of goroutines.
-func (g *GradientSolver) gqaQuadrature(intervals int) error {
-	q := g.gqa
+func (m *gqaMethod) quadrature(intervals int) error {
+	g := m.g
+	q := m
 	chunks := min(quadChunks, intervals)
 	for len(q.chunks) < chunks {
 		q.chunks = append(q.chunks, &gqaChunk{ev: g.field.NewEvaluator()})
 	}
-	nk := g.bwd.tb.denseVectors()
 	for _, c := range q.chunks[:chunks] {
-		c.ensure(g.p, g.n, nk, len(g.fwdDense))
+		c.ensure(g.p, g.n, g.bwd.Method(), g.fwd.Method())
 		clear(c.sum)
 		c.nodes, c.kronrod, c.bisections, c.capped = 0, 0, 0, 0
 	}
@@ -228,7 +242,7 @@ func (g *GradientSolver) gqaQuadrature(intervals int) error {
 	}
 	if workers <= 1 {
 		for c := 0; c < chunks; c++ {
-			g.gqaChunkTask(c)
+			m.chunk(c)
 		}
 	} else if err := fanOut(g.pool, workers, chunks, q.fChunk); err != nil {
 		return err
@@ -241,7 +255,7 @@ func (g *GradientSolver) gqaQuadrature(intervals int) error {
 	return nil
 }
 
-func (c *gqaChunk) ensure(p, n, nk, nz int) {
+func (c *gqaChunk) ensure(p, n int, bwd, fwd *Tableau) {
 	if len(c.sum) != p {
 		c.sum, c.gk, c.ig, c.sk = make([]float64, p), make([]float64, p), make([]float64, p), make([]float64, p)
 		for j := range c.tail {
@@ -251,8 +265,13 @@ func (c *gqaChunk) ensure(p, n, nk, nz int) {
 	if len(c.y) != 2*n {
 		c.y, c.z = make([]float64, 2*n), make([]float64, n)
 	}
-	if len(c.beta) != nk {
-		c.beta, c.coef, c.vecs = make([]float64, nk), make([]float64, nk), make([][]float64, nk)
+	if c.ipB.tb != bwd {
+		c.ipB.init(bwd)
+		c.kvB = make([][]float64, bwd.denseVectors())
+	}
+	if c.ipF.tb != fwd {
+		c.ipF.init(fwd)
+		c.kvF = make([][]float64, fwd.denseVectors())
 	}
 }
 
@@ -260,7 +279,7 @@ func (c *gqaChunk) ensure(p, n, nk, nz int) {
 // (2j+1)·w_k·P_j(x_k) of the Legendre coefficients j = n−1, n−2, n−3, n−4,
 // four rows of n values, so that T_j = h·Σ_k row_j[k]·g(x_k) is the
 // coefficient of P_j in the interpolant of g scaled like the integral h·Σ w g.
-func (q *gqaState) tailWeights(n int) ([]float64, error) {
+func (q *gqaMethod) tailWeights(n int) ([]float64, error) {
 	if w, ok := q.tails[n]; ok {
 		return w, nil
 	}
@@ -293,9 +312,9 @@ func (q *gqaState) tailWeights(n int) ([]float64, error) {
 	return w, nil
 }
 
-// gqaChunkTask integrates the intervals of task c.
-func (g *GradientSolver) gqaChunkTask(c int) {
-	q := g.gqa
+// chunk integrates the intervals of task c.
+func (m *gqaMethod) chunk(c int) {
+	g, q := m.g, m
 	ch := q.chunks[c]
 	intervals := len(g.grid) - 1
 	lo, hi := c*intervals/q.nChunks, (c+1)*intervals/q.nChunks
@@ -304,19 +323,19 @@ func (g *GradientSolver) gqaChunkTask(c int) {
 		if sel != nil && g.hasBreaks {
 			sel.SelectPiece(g.grid[i-1], g.grid[i])
 		}
-		g.gqaInterval(ch, i)
+		m.interval(ch, i)
 	}
 }
 
-// gqaInterval integrates grid interval i into ch.sum by adaptive bisection.
-func (g *GradientSolver) gqaInterval(ch *gqaChunk, i int) {
-	q := g.gqa
-	n := q.nodes0[i]
+// interval integrates grid interval i into ch.sum by adaptive bisection.
+func (m *gqaMethod) interval(ch *gqaChunk, i int) {
+	g := m.g
+	n := m.nodes0[i]
 	ch.stack = append(ch.stack[:0], gqaPanel{lo: g.grid[i-1], hi: g.grid[i], frac: 1})
 	for len(ch.stack) > 0 {
 		pn := ch.stack[len(ch.stack)-1]
 		ch.stack = ch.stack[:len(ch.stack)-1]
-		if g.gqaPanel(ch, i, n, pn) {
+		if m.panel(ch, i, n, pn) {
 			continue
 		}
 		// Bisect; the upper half is pushed first so that panels are
@@ -327,12 +346,12 @@ func (g *GradientSolver) gqaInterval(ch *gqaChunk, i int) {
 	}
 }
 
-// gqaPanel integrates one panel with the n-point Gauss rule and, if its
+// panel integrates one panel with the n-point Gauss rule and, if its
 // predicted error is too large, its Kronrod extension. It adds an accepted
 // value to ch.sum and reports whether it accepted one.
-func (g *GradientSolver) gqaPanel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
-	q := g.gqa
-	gk, _ := GaussKronrod(n) // built by gqaQuadrature
+func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
+	q := m
+	gk, _ := GaussKronrod(n) // built by quadrature
 	tw := q.tails[n]
 	half, mid := 0.5*pn.hi-0.5*pn.lo, 0.5*pn.lo+0.5*pn.hi
 	clear(ch.ig)
@@ -345,7 +364,7 @@ func (g *GradientSolver) gqaPanel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 		if !gk.IsGauss[k] {
 			continue
 		}
-		g.gqaNode(ch, i, mid+half*x)
+		m.node(ch, i, mid+half*x)
 		Axpy(half*gk.GaussWeights[k], ch.gk, ch.ig)
 		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
 		for r := range ch.tail {
@@ -362,7 +381,7 @@ func (g *GradientSolver) gqaPanel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 		if gk.IsGauss[k] {
 			continue
 		}
-		g.gqaNode(ch, i, mid+half*x)
+		m.node(ch, i, mid+half*x)
 		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
 	}
 	if q.kronrodOK(ch, pn.frac) || pn.depth >= gqaMaxDepth {
@@ -375,24 +394,24 @@ func (g *GradientSolver) gqaPanel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 	return false
 }
 
-// gqaNode writes the parameter product a(τ)ᵀ ∂f/∂θ(τ, z(τ)) into ch.gk.
-func (g *GradientSolver) gqaNode(ch *gqaChunk, i int, tau float64) {
-	q := g.gqa
-	n := g.n
-	tp := &q.tape
+// node writes the parameter product a(τ)ᵀ ∂f/∂θ(τ, z(τ)) into ch.gk,
+// with a (and z) from the backward dense output of interval i and, for the
+// interp variant, z from the forward dense output.
+func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
+	n := m.g.n
+	tp := &m.tape
 	// The backward steps of interval i run from grid[i] toward grid[i−1].
-	s0, s1 := q.first[i], q.last[i]
-	s := s0
-	for s+1 < s1 && (tp.t1[s]-tau)*tp.h[s] < 0 {
-		s++ // few steps per interval: a linear scan beats a search setup
+	s := m.first[i]
+	for s+1 < m.last[i] && (tp.t1[s]-tau)*tp.h[s] < 0 {
+		s++
 	}
-	h := tp.h[s]
-	theta := (tau - tp.t[s]) / h
-	y := gqaDense(g.bwd.tb, tp, s, theta, ch, ch.y[:tp.n])
-	var z, a []float64
-	if tp.n == n { // GQAdaptiveInterp: a from the backward, z from the forward solve
-		a = y
-		z = g.gqaForwardAt(ch, tau)
+	y := ch.y[:tp.n]
+	tp.atWith(&ch.ipB, ch.kvB, s, (tau-tp.t[s])/tp.h[s], y)
+	z, a := y, y
+	if m.fwd != nil {
+		z = ch.z
+		fs, theta, _ := m.fwd.locate(tau)
+		m.fwd.atWith(&ch.ipF, ch.kvF, fs, theta, z)
 	} else {
 		z, a = y[:n], y[n:]
 	}
@@ -401,37 +420,19 @@ func (g *GradientSolver) gqaNode(ch *gqaChunk, i int, tau float64) {
 	ch.nodes++
 }
 
-// gqaDense evaluates the dense output of tape step s at fraction theta.
-func gqaDense(tb *Tableau, tp *stepTape, s int, theta float64, ch *gqaChunk, dst []float64) []float64 {
-	h := tp.h[s]
-	tb.denseWeights(theta, ch.beta)
-	m := 0
-	for j, b := range ch.beta {
-		if b != 0 {
-			ch.coef[m] = h * b
-			ch.vecs[m] = tp.vec(s, 1+j)
-			m++
-		}
+// atWith is stepRecord.at with the caller's interpolant and vector views,
+// so that concurrent quadrature tasks can read one record.
+func (r *stepRecord) atWith(ip *interpolant, kv [][]float64, i int, theta float64, dst []float64) {
+	for j := range kv {
+		kv[j] = r.vec(i, 1+j)
 	}
-	LinComb(dst, tp.vec(s, 0), ch.coef[:m], ch.vecs[:m])
-	return dst
-}
-
-// gqaForwardAt is forwardAt with the task's own scratch.
-func (g *GradientSolver) gqaForwardAt(ch *gqaChunk, t float64) []float64 {
-	tp := &g.tape
-	dir := 1.0
-	if tp.h[0] < 0 {
-		dir = -1
-	}
-	s, theta, _ := tp.locate(t, dir)
-	return gqaDense(g.fwd.tb, tp, s, theta, ch, ch.z)
+	ip.eval(dst, r.y0(i), kv, theta, r.h[i])
 }
 
 // spectralOK predicts the Gauss rule's error from the decay of the top
 // Legendre coefficients and reports whether it is within the tolerance of
 // every block.
-func (q *gqaState) spectralOK(ch *gqaChunk, n int, frac float64) bool {
+func (q *gqaMethod) spectralOK(ch *gqaChunk, n int, frac float64) bool {
 	if n < gqaMinN {
 		return false
 	}
@@ -465,7 +466,7 @@ func (q *gqaState) spectralOK(ch *gqaChunk, n int, frac float64) bool {
 }
 
 // kronrodOK reports whether |K − G| is within the tolerance of every block.
-func (q *gqaState) kronrodOK(ch *gqaChunk, frac float64) bool {
+func (q *gqaMethod) kronrodOK(ch *gqaChunk, frac float64) bool {
 	for b := 0; b+1 < len(q.blocks); b++ {
 		lo, hi := q.blocks[b], q.blocks[b+1]
 		sum := 0.0

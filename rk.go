@@ -382,9 +382,9 @@ type Solver struct {
 	errBuf []float64
 	stages [][]float64 // stage inputs
 	k      [][]float64 // stage derivatives (+ f1 for non-FSAL)
-	beta   []float64
 	coef   []float64
 	vecs   [][]float64
+	interp interpolant // dense output of the current step
 	info   StepInfo
 }
 
@@ -522,7 +522,7 @@ func (s *Solver) ensure(n int) {
 	for i := range s.k {
 		s.k[i] = take()
 	}
-	s.beta = make([]float64, nk)
+	s.interp.init(s.tb)
 	s.coef = make([]float64, nk)
 	s.vecs = make([][]float64, nk)
 	s.info.K = make([][]float64, nk)
@@ -562,10 +562,40 @@ func validateTimes(field string, ts []float64) (float64, error) {
 // ErrStepSizeUnderflow or ErrTooManySteps, and y0 and ts are unchanged (out
 // may hold partial results).
 func (s *Solver) Solve(f Func, y0, ts, out []float64) (Stats, error) {
-	return s.solve(f, y0, ts, out, s.opts.OnStep)
+	return s.run(f, y0, ts, out, s.runConfig())
 }
 
-func (s *Solver) solve(f Func, y0, ts, out []float64, onStep func(*StepInfo)) (st Stats, err error) {
+// runConfig is what may vary between the solves of one Solver without
+// changing its Options: the gradient methods solve piece by piece and
+// interval by interval, each starting with the step the last one ended with,
+// and record the steps they need through onStep.
+type runConfig struct {
+	firstStep float64 // as Options.FirstStep
+	overshoot bool    // as Options.Overshoot
+	onStep    func(*StepInfo)
+}
+
+// runConfig returns the configuration the Options ask for.
+func (s *Solver) runConfig() runConfig {
+	return runConfig{firstStep: s.opts.FirstStep, overshoot: s.opts.Overshoot, onStep: s.opts.OnStep}
+}
+
+// setErrorNorm replaces the error norm and the quadrature tail, keeping the
+// workspace (a backward solve measures its augmented state with a norm of
+// its own).
+func (s *Solver) setErrorNorm(norm Norm, tail int) {
+	_, isRMS := norm.(RMSNorm)
+	s.norm, s.isRMS = norm, isRMS
+	s.opts.Norm, s.opts.QuadratureTail = norm, tail
+}
+
+// lastState returns the state at the end of the last accepted step: y at
+// the final time, or past it when the solve overshot. It is valid until the
+// next solve.
+func (s *Solver) lastState() []float64 { return s.y }
+
+// run solves like Solve, configured by rc instead of the Options.
+func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err error) {
 	n := len(y0)
 	if f == nil {
 		return st, invalidf("f", "nil function")
@@ -592,11 +622,11 @@ func (s *Solver) solve(f Func, y0, ts, out []float64, onStep func(*StepInfo)) (s
 		return st, nil
 	}
 	copy(s.y, y0)
-	return s.integrate(f, ts, out, dir, onStep)
+	return s.integrate(f, ts, out, dir, rc)
 }
 
 // integrate runs the step loop; the workspace is sized and s.y holds y(ts[0]).
-func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*StepInfo)) (st Stats, err error) {
+func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig) (st Stats, err error) {
 	tb, o := s.tb, &s.opts
 	n := s.n
 	head := n - o.QuadratureTail
@@ -618,8 +648,8 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 	switch {
 	case !adaptive:
 		h = dir * o.Step
-	case o.FirstStep > 0:
-		h = dir * o.FirstStep
+	case rc.firstStep > 0:
+		h = dir * rc.firstStep
 	default:
 		h = dir * s.initialStep(f, t, s.y, k[0], dir)
 		st.NFE++
@@ -634,7 +664,7 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 			return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("%d steps attempted without reaching t=%g", maxSteps, tEnd), Err: ErrTooManySteps}
 		}
 		t1 := t + h
-		if !o.Overshoot {
+		if !rc.overshoot {
 			// Shorten the last step to land on tEnd; stretch a step that would
 			// leave a sliver shorter than a billionth of the step.
 			if rem := tEnd - t; (h-rem)*dir > 0 || math.Abs(rem-h) <= 1e-9*math.Abs(h) {
@@ -670,12 +700,12 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 
 		// f(t1, y1): the last stage of FSAL methods; for the others it is
 		// evaluated when another step follows or the dense output needs it.
-		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || onStep != nil || (ts[next]-t1)*dir < 0)
+		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || rc.onStep != nil || (ts[next]-t1)*dir < 0)
 		if needF1 {
 			f(t1, s.y1, k[nst])
 			st.NFE++
 		}
-		if onStep != nil {
+		if rc.onStep != nil {
 			s.info.T, s.info.H, s.info.T1, s.info.Y0, s.info.Y1 = t, h, t1, s.y, s.y1
 			copy(s.info.Stages, s.stages)
 			s.info.Stages[0] = s.y
@@ -683,7 +713,7 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, onStep func(*
 				s.info.Stages[nst-1] = s.y1
 			}
 			copy(s.info.K, k)
-			onStep(&s.info)
+			rc.onStep(&s.info)
 		}
 		// Outputs inside (t, t1].
 		for next < len(ts) && (ts[next]-t1)*dir <= 0 {
@@ -851,32 +881,148 @@ func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) 
 // denseAt evaluates the dense output of the step just accepted (from s.y
 // with size h, stages in s.k) at fraction theta into dst.
 func (s *Solver) denseAt(theta, h float64, dst []float64) {
-	s.tb.denseWeights(theta, s.beta)
+	s.interp.eval(dst, s.y, s.k, theta, h)
+}
+
+// interpolant evaluates a tableau's dense output on one step,
+// y(t + θh) = y0 + h·Σ β_j(θ)·K_j (see Tableau.denseWeights), with scratch
+// of its own so that evaluating allocates nothing.
+type interpolant struct {
+	tb   *Tableau
+	beta []float64
+	coef []float64
+	vecs [][]float64
+}
+
+func (ip *interpolant) init(tb *Tableau) {
+	nk := tb.denseVectors()
+	ip.tb = tb
+	ip.beta, ip.coef, ip.vecs = make([]float64, nk), make([]float64, nk), make([][]float64, nk)
+}
+
+// weights returns β(θ), valid until the next call.
+func (ip *interpolant) weights(theta float64) []float64 {
+	ip.tb.denseWeights(theta, ip.beta)
+	return ip.beta
+}
+
+// eval writes y0 + h·Σ β_j(θ)·k_j into dst; nil entries of k (an f1 that
+// was not evaluated) must have zero weight.
+func (ip *interpolant) eval(dst, y0 []float64, k [][]float64, theta, h float64) {
 	m := 0
-	for i, b := range s.beta {
-		if b != 0 && s.k[i] != nil {
-			s.coef[m] = h * b
-			s.vecs[m] = s.k[i]
+	for j, b := range ip.weights(theta) {
+		if b != 0 && k[j] != nil {
+			ip.coef[m] = h * b
+			ip.vecs[m] = k[j]
 			m++
 		}
 	}
-	LinComb(dst, s.y, s.coef[:m], s.vecs[:m])
+	LinComb(dst, y0, ip.coef[:m], ip.vecs[:m])
+}
+
+// stepRecord records the accepted steps of a solve (through
+// Options.OnStep-style hooks) and evaluates their dense output. It serves
+// DenseSolution, the forward state of GQInterpAdjoint and the Direct
+// method's tape. Per step it keeps the start time, end time and size, the
+// piece it belongs to (break points separate pieces), the start state y0,
+// and, as asked, the dense vectors K (for evaluating the interpolant) and
+// the stage inputs Y_1…Y_{stages−1} (for differentiating the step).
+type stepRecord struct {
+	tb       *Tableau
+	n        int
+	nk       int // dense vectors per step (0: not recorded)
+	nstages  int // stage inputs per step, Y_0 = y0 included
+	perStep  int // vectors per step
+	t, t1, h []float64
+	piece    []int
+	data     []float64
+	kv       [][]float64 // views of one step's K, for the interpolant
+	interp   interpolant
+}
+
+// reset empties the record for steps of tb on states of length n, keeping
+// its memory. dense asks for the dense vectors, stages for the stage inputs
+// 0..stages−1 (at least 1: y0 is always kept).
+func (r *stepRecord) reset(tb *Tableau, n int, dense bool, stages int) {
+	if r.tb != tb {
+		r.interp.init(tb)
+		r.kv = make([][]float64, tb.denseVectors())
+	}
+	r.tb, r.n, r.nk, r.nstages = tb, n, 0, max(stages, 1)
+	if dense {
+		r.nk = tb.denseVectors()
+	}
+	r.perStep = r.nstages + r.nk
+	r.t, r.t1, r.h, r.data, r.piece = r.t[:0], r.t1[:0], r.h[:0], r.data[:0], r.piece[:0]
+}
+
+// push records the accepted step si as part of the given piece.
+func (r *stepRecord) push(si *StepInfo, piece int) {
+	r.piece = append(r.piece, piece)
+	r.t = append(r.t, si.T)
+	r.t1 = append(r.t1, si.T1)
+	r.h = append(r.h, si.H)
+	r.data = append(r.data, si.Y0[:r.n]...)
+	for _, k := range si.K[:r.nk] {
+		r.data = append(r.data, k[:r.n]...)
+	}
+	for _, y := range si.Stages[1:r.nstages] {
+		r.data = append(r.data, y[:r.n]...)
+	}
+}
+
+func (r *stepRecord) steps() int { return len(r.t) }
+
+// vec returns vector j of step i.
+func (r *stepRecord) vec(i, j int) []float64 {
+	off := (i*r.perStep + j) * r.n
+	return r.data[off : off+r.n : off+r.n]
+}
+
+// y0 returns the state at the start of step i.
+func (r *stepRecord) y0(i int) []float64 { return r.vec(i, 0) }
+
+// stage returns the input Y_j of stage j (< stages) of step i; Y_0 is y0.
+func (r *stepRecord) stage(i, j int) []float64 {
+	if j == 0 {
+		return r.y0(i)
+	}
+	return r.vec(i, r.nk+j)
+}
+
+// locate returns the step containing time t (t_i < t ≤ t1_i in the
+// direction of integration; the first step for t at or before its start)
+// and the fraction θ into it; exact reports that t is the step's end.
+func (r *stepRecord) locate(t float64) (step int, theta float64, exact bool) {
+	dir := 1.0
+	if r.h[0] < 0 {
+		dir = -1
+	}
+	i := sort.Search(len(r.t), func(i int) bool { return (r.t[i]-t)*dir >= 0 }) - 1
+	if i < 0 {
+		i = 0
+	}
+	if t == r.t1[i] {
+		return i, 1, true
+	}
+	return i, (t - r.t[i]) / r.h[i], false
+}
+
+// at writes the dense output of step i at fraction theta into dst.
+func (r *stepRecord) at(i int, theta float64, dst []float64) {
+	for j := range r.kv {
+		r.kv[j] = r.vec(i, 1+j)
+	}
+	r.interp.eval(dst, r.y0(i), r.kv, theta, r.h[i])
 }
 
 // DenseSolution is a finished solve that can be evaluated anywhere inside
 // its time span, by the same interpolant the solver uses for output times.
 // It stores every accepted step (O(steps·stages·n) memory).
 type DenseSolution struct {
-	tb    *Tableau
+	rec   stepRecord
 	n     int
 	dir   float64
-	t     []float64 // step start times, then the end time
-	h     []float64
-	y0    [][]float64
-	k     [][][]float64
-	beta  []float64
-	coef  []float64
-	vecs  [][]float64
 	t0    float64
 	tEnd  float64
 	final []float64
@@ -885,32 +1031,24 @@ type DenseSolution struct {
 // SolveDense solves like Solve and also returns the dense solution over
 // [ts[0], ts[len(ts)-1]].
 func (s *Solver) SolveDense(f Func, y0, ts, out []float64) (*DenseSolution, Stats, error) {
-	d := &DenseSolution{tb: s.tb, n: len(y0)}
+	d := &DenseSolution{n: len(y0)}
+	d.rec.reset(s.tb, len(y0), true, 1)
 	user := s.opts.OnStep
 	rec := func(si *StepInfo) {
-		d.t = append(d.t, si.T)
-		d.h = append(d.h, si.H)
-		d.y0 = append(d.y0, append([]float64(nil), si.Y0...))
-		ks := make([][]float64, len(si.K))
-		for i, v := range si.K {
-			if v != nil {
-				ks[i] = append([]float64(nil), v...)
-			}
-		}
-		d.k = append(d.k, ks)
+		d.rec.push(si, 0)
 		if user != nil {
 			user(si)
 		}
 	}
-	st, err := s.solve(f, y0, ts, out, rec)
+	rc := s.runConfig()
+	rc.onStep = rec
+	st, err := s.run(f, y0, ts, out, rc)
 	if err != nil {
 		return nil, st, err
 	}
 	d.dir, _ = validateTimes("ts", ts)
 	d.t0, d.tEnd = ts[0], ts[len(ts)-1]
 	d.final = append([]float64(nil), out[len(out)-len(y0):]...)
-	nk := s.tb.denseVectors()
-	d.beta, d.coef, d.vecs = make([]float64, nk), make([]float64, nk), make([][]float64, nk)
 	return d, st, nil
 }
 
@@ -918,7 +1056,7 @@ func (s *Solver) SolveDense(f Func, y0, ts, out []float64) (*DenseSolution, Stat
 func (d *DenseSolution) Span() (t0, t1 float64) { return d.t0, d.tEnd }
 
 // Steps returns the number of stored steps.
-func (d *DenseSolution) Steps() int { return len(d.t) }
+func (d *DenseSolution) Steps() int { return d.rec.steps() }
 
 // At writes the solution at time t into dst (length n). t must lie within
 // the span. At is not safe for concurrent use (it reuses scratch space).
@@ -929,30 +1067,20 @@ func (d *DenseSolution) At(t float64, dst []float64) error {
 	if t != t || (t-d.t0)*d.dir < 0 || (t-d.tEnd)*d.dir > 0 {
 		return invalidf("t", "%v outside the solution's span [%v, %v]", t, d.t0, d.tEnd)
 	}
-	if len(d.t) == 0 || t == d.tEnd {
-		if t == d.t0 && len(d.t) > 0 {
-			copy(dst, d.y0[0])
+	steps := d.rec.steps()
+	switch {
+	case steps > 0 && t == d.t0:
+		copy(dst, d.rec.y0(0))
+	case steps == 0 || t == d.tEnd:
+		copy(dst, d.final)
+	default:
+		i, theta, exact := d.rec.locate(t)
+		if exact && i+1 < steps {
+			copy(dst, d.rec.y0(i+1)) // where the interpolant of step i+1 starts
 		} else {
-			copy(dst, d.final)
-		}
-		return nil
-	}
-	// The step whose start is the last one not past t.
-	i := sort.Search(len(d.t), func(i int) bool { return (d.t[i]-t)*d.dir > 0 }) - 1
-	if i < 0 {
-		i = 0
-	}
-	h := d.h[i]
-	d.tb.denseWeights((t-d.t[i])/h, d.beta)
-	m := 0
-	for j, b := range d.beta {
-		if b != 0 && d.k[i][j] != nil {
-			d.coef[m] = h * b
-			d.vecs[m] = d.k[i][j]
-			m++
+			d.rec.at(i, theta, dst)
 		}
 	}
-	LinComb(dst, d.y0[i], d.coef[:m], d.vecs[:m])
 	return nil
 }
 
