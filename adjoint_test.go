@@ -85,7 +85,7 @@ func relErr(got, want []float64) float64 {
 	return math.Sqrt(num / math.Max(den, 1e-300))
 }
 
-var allGradMethods = []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint}
+var allGradMethods = []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint, GQAdaptive, GQAdaptiveInterp}
 
 // lossOf solves forward only and returns the MSE loss (for finite differences).
 func lossOf(t *testing.T, field VectorField, z0, ts, targets []float64, opts Options) float64 {
@@ -708,7 +708,7 @@ func TestFuncFieldInWongZakai(t *testing.T) {
 	targets := make([]float64, 12)
 	opts := Options{RTol: 1e-10, ATol: 1e-10}
 	ref := gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: opts})
-	for _, m := range []GradMethod{Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods[1:] {
 		r := gradFor(t, wz, z0, ts, targets, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
 		if e := relErr(r.Params, ref.Params); e > 1e-7 {
 			t.Errorf("%v: dL/dθ differs from direct by %g", m, e)

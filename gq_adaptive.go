@@ -3,6 +3,7 @@ package neuralode
 import (
 	"math"
 	"runtime"
+	"sync"
 )
 
 // Error-controlled Gauss–Legendre quadrature adjoint (GQAdaptive,
@@ -51,8 +52,16 @@ const gqaMaxN = 48
 // coefficients is meaningless for fewer nodes.
 const gqaMinN = 6
 
+// gqaRetries bounds the fresh Gauss rules a panel tries before its
+// Kronrod extension and bisection.
+const gqaRetries = 2
+
 // gqaSafety multiplies the decay-predicted error of step 1.
 const gqaSafety = 10
+
+// gqaResolved is the largest top Legendre coefficient, relative to ∫|g|,
+// at which the integrand counts as resolved by a Gauss rule.
+const gqaResolved = 0.1
 
 // gqaMethod is GradMethod GQAdaptive or GQAdaptiveInterp. It shares the
 // published methods' backward ODE (its base: the state, its norm, the
@@ -74,7 +83,6 @@ type gqaMethod struct {
 	chunks      []*gqaChunk
 	nChunks     int
 	rtol, atol  float64
-	tails       map[int][]float64 // per rule size n: (2j+1)·w_k·P_j(x_k) for j = n−1…n−4
 }
 
 // gqaBase is what the adaptive methods take from GQAdjoint / GQInterpAdjoint.
@@ -94,7 +102,7 @@ func newGQAdaptiveInterpMethod(g *GradientSolver) gradStrategy {
 }
 
 func newGQA(g *GradientSolver, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
-	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd, tails: map[int][]float64{}}
+	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
 	m.hook, m.fChunk = m.record, m.chunk
 	return m
 }
@@ -108,16 +116,16 @@ func (m *gqaMethod) record(si *StepInfo)        { m.tape.push(si, 0) }
 
 // gqaChunk is the workspace of one quadrature task.
 type gqaChunk struct {
-	ev                 Evaluator
-	sum                []float64 // integral over the task's intervals
-	gk, ig, sk         []float64 // node product, Gauss sum, Kronrod sum
-	tail               [4][]float64
-	y, z               []float64   // interpolated backward and forward states
-	ipB, ipF           interpolant // backward and forward dense output
-	kvB, kvF           [][]float64
-	stack              []gqaPanel
-	nodes, kronrod     int
-	bisections, capped int
+	ev                      Evaluator
+	sum                     []float64 // integral over the task's intervals
+	gk, ig, sk, ab          []float64 // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
+	tail                    [4][]float64
+	y, z                    []float64   // interpolated backward and forward states
+	ipB, ipF                interpolant // backward and forward dense output
+	kvB, kvF                [][]float64
+	stack                   []gqaPanel
+	nodes, kronrod, retries int
+	bisections, capped      int
 }
 
 type gqaPanel struct {
@@ -222,15 +230,11 @@ func (m *gqaMethod) quadrature(intervals int) error {
 	for _, c := range q.chunks[:chunks] {
 		c.ensure(g.p, g.n, g.bwd.Method(), g.fwd.Method())
 		clear(c.sum)
-		c.nodes, c.kronrod, c.bisections, c.capped = 0, 0, 0, 0
+		c.nodes, c.kronrod, c.retries, c.bisections, c.capped = 0, 0, 0, 0, 0
 	}
 	q.nChunks = chunks
-	// Rules are built before the fan-out: the cache of tail weights is not
-	// safe for concurrent writes.
-	for i := 1; i <= intervals; i++ {
-		if _, err := q.tailWeights(q.nodes0[i]); err != nil {
-			return err
-		}
+	if err := gqaBuildRules(); err != nil {
+		return err
 	}
 	workers := g.opts.Workers
 	if workers == 0 {
@@ -257,7 +261,7 @@ func (m *gqaMethod) quadrature(intervals int) error {
 
 func (c *gqaChunk) ensure(p, n int, bwd, fwd *Tableau) {
 	if len(c.sum) != p {
-		c.sum, c.gk, c.ig, c.sk = make([]float64, p), make([]float64, p), make([]float64, p), make([]float64, p)
+		c.sum, c.gk, c.ig, c.sk, c.ab = make([]float64, p), make([]float64, p), make([]float64, p), make([]float64, p), make([]float64, p)
 		for j := range c.tail {
 			c.tail[j] = make([]float64, p)
 		}
@@ -275,41 +279,47 @@ func (c *gqaChunk) ensure(p, n int, bwd, fwd *Tableau) {
 	}
 }
 
-// tailWeights returns, for the n-point Gauss rule, the weights
-// (2j+1)·w_k·P_j(x_k) of the Legendre coefficients j = n−1, n−2, n−3, n−4,
-// four rows of n values, so that T_j = h·Σ_k row_j[k]·g(x_k) is the
-// coefficient of P_j in the interpolant of g scaled like the integral h·Σ w g.
-func (q *gqaMethod) tailWeights(n int) ([]float64, error) {
-	if w, ok := q.tails[n]; ok {
-		return w, nil
-	}
-	gl, err := GaussLegendre(n)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := GaussKronrod(n); err != nil {
-		return nil, err
-	}
-	w := make([]float64, 4*n)
-	for k, x := range gl.Nodes {
-		// P_0 … P_{n−1} at x by the three-term recurrence.
-		p0, p1 := 1.0, x
-		pj := make([]float64, n)
-		pj[0] = 1
-		if n > 1 {
-			pj[1] = x
+// gqaTails holds, for every Gauss rule size n ≤ gqaMaxN, the weights
+// (2j+1)·w_k·P_j(x_k) of the Legendre coefficients j = n−1, n−2, n−3, n−4
+// (four rows of n values), so that T_j = h·Σ_k row_j[k]·g(x_k) is the
+// coefficient of P_j in the interpolant of g on [mid−h, mid+h], scaled like
+// the integral h·Σ w g. Built once with the rules (gqaBuildRules).
+var (
+	gqaTails    [gqaMaxN + 1][]float64
+	gqaRulesErr error
+	gqaOnce     sync.Once
+)
+
+// gqaBuildRules builds the Gauss–Kronrod rules and tail weights of every
+// size the adaptive quadrature may use, once per process.
+func gqaBuildRules() error {
+	gqaOnce.Do(func() {
+		for n := gqaMinN; n <= gqaMaxN; n++ {
+			gl, err := GaussLegendre(n)
+			if err == nil {
+				_, err = GaussKronrod(n)
+			}
+			if err != nil {
+				gqaRulesErr = err
+				return
+			}
+			w := make([]float64, 4*n)
+			pj := make([]float64, n)
+			for k, x := range gl.Nodes {
+				// P_0 … P_{n−1} at x by the three-term recurrence.
+				pj[0], pj[1] = 1, x
+				for j := 1; j+1 < n; j++ {
+					pj[j+1] = (float64(2*j+1)*x*pj[j] - float64(j)*pj[j-1]) / float64(j+1)
+				}
+				for r := 0; r < 4; r++ {
+					j := n - 1 - r
+					w[r*n+k] = float64(2*j+1) * gl.Weights[k] * pj[j]
+				}
+			}
+			gqaTails[n] = w
 		}
-		for j := 1; j+1 < n; j++ {
-			p0, p1 = p1, (float64(2*j+1)*x*p1-float64(j)*p0)/float64(j+1)
-			pj[j+1] = p1
-		}
-		for r := 0; r < 4; r++ {
-			j := n - 1 - r
-			w[r*n+k] = float64(2*j+1) * gl.Weights[k] * pj[j]
-		}
-	}
-	q.tails[n] = w
-	return w, nil
+	})
+	return gqaRulesErr
 }
 
 // chunk integrates the intervals of task c.
@@ -346,16 +356,53 @@ func (m *gqaMethod) interval(ch *gqaChunk, i int) {
 	}
 }
 
-// panel integrates one panel with the n-point Gauss rule and, if its
-// predicted error is too large, its Kronrod extension. It adds an accepted
-// value to ch.sum and reports whether it accepted one.
+// panel integrates one panel: the n-point Gauss rule, accepted if the
+// decay of its Legendre coefficients predicts an error within the
+// tolerance; while the integrand is not resolved (up to gqaRetries
+// times), a fresh Gauss rule of twice the size; then the Kronrod extension
+// of the last Gauss rule, accepted if |K − G| is within the tolerance. It adds an accepted value to ch.sum and reports whether
+// it accepted one (false: bisect).
 func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
-	q := m
-	gk, _ := GaussKronrod(n) // built by quadrature
-	tw := q.tails[n]
 	half, mid := 0.5*pn.hi-0.5*pn.lo, 0.5*pn.lo+0.5*pn.hi
+	ok, resolved := m.gaussStage(ch, i, n, half, mid, pn.frac)
+	for tries := 0; !ok && !resolved && tries < gqaRetries && n < gqaMaxN; tries++ {
+		n = min(2*n, gqaMaxN)
+		ch.retries++
+		ok, resolved = m.gaussStage(ch, i, n, half, mid, pn.frac)
+	}
+	if ok {
+		Axpy(1, ch.ig, ch.sum)
+		return true
+	}
+	ch.kronrod++
+	gk, _ := GaussKronrod(n) // built by gqaBuildRules
+	for k, x := range gk.Nodes {
+		if gk.IsGauss[k] {
+			continue
+		}
+		m.node(ch, i, mid+half*x)
+		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
+	}
+	if m.kronrodOK(ch, pn.frac) || pn.depth >= gqaMaxDepth {
+		if pn.depth >= gqaMaxDepth {
+			ch.capped++
+		}
+		Axpy(1, ch.sk, ch.sum)
+		return true
+	}
+	return false
+}
+
+// gaussStage evaluates the n-point Gauss rule on the panel mid ± half into
+// ch.ig, the Gauss nodes' share of the Kronrod sum into ch.sk, ∫|g| into
+// ch.ab and the top Legendre coefficients into ch.tail, then judges it
+// (see spectralOK).
+func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) (ok, resolved bool) {
+	gk, _ := GaussKronrod(n)
+	tw := gqaTails[n]
 	clear(ch.ig)
 	clear(ch.sk)
+	clear(ch.ab)
 	for r := range ch.tail {
 		clear(ch.tail[r])
 	}
@@ -365,33 +412,19 @@ func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 			continue
 		}
 		m.node(ch, i, mid+half*x)
-		Axpy(half*gk.GaussWeights[k], ch.gk, ch.ig)
+		w := half * gk.GaussWeights[k]
+		Axpy(w, ch.gk, ch.ig)
 		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
+		ab := ch.ab[:len(ch.gk)]
+		for j, v := range ch.gk {
+			ab[j] += math.Abs(w * v)
+		}
 		for r := range ch.tail {
 			Axpy(half*tw[r*n+gi], ch.gk, ch.tail[r])
 		}
 		gi++
 	}
-	if q.spectralOK(ch, n, pn.frac) {
-		Axpy(1, ch.ig, ch.sum)
-		return true
-	}
-	ch.kronrod++
-	for k, x := range gk.Nodes {
-		if gk.IsGauss[k] {
-			continue
-		}
-		m.node(ch, i, mid+half*x)
-		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
-	}
-	if q.kronrodOK(ch, pn.frac) || pn.depth >= gqaMaxDepth {
-		if pn.depth >= gqaMaxDepth {
-			ch.capped++
-		}
-		Axpy(1, ch.sk, ch.sum)
-		return true
-	}
-	return false
+	return m.spectralOK(ch, n, frac)
 }
 
 // node writes the parameter product a(τ)ᵀ ∂f/∂θ(τ, z(τ)) into ch.gk,
@@ -429,13 +462,16 @@ func (r *stepRecord) atWith(ip *interpolant, kv [][]float64, i int, theta float6
 	ip.eval(dst, r.y0(i), kv, theta, r.h[i])
 }
 
-// spectralOK predicts the Gauss rule's error from the decay of the top
-// Legendre coefficients and reports whether it is within the tolerance of
-// every block.
-func (q *gqaMethod) spectralOK(ch *gqaChunk, n int, frac float64) bool {
-	if n < gqaMinN {
-		return false
-	}
+// spectralOK predicts the n-point Gauss rule's error from its top
+// Legendre coefficients T_{n−1…n−4} and reports whether it is within the
+// tolerance of every block. The integrand counts as resolved (reported)
+// when the top coefficients are below gqaResolved of ∫|g|. The error of a
+// Gauss rule is about its first non-integrated coefficient: where the
+// coefficients decay, ρ = (‖T_{n−1}‖+‖T_{n−2}‖)/(‖T_{n−3}‖+‖T_{n−4}‖) < ½,
+// T_{2n} ≈ T_{n−1}·ρ^{(n+1)/2}; otherwise T_{n−1} itself. Times gqaSafety,
+// per component.
+func (q *gqaMethod) spectralOK(ch *gqaChunk, n int, frac float64) (ok, resolved bool) {
+	ok = true
 	for b := 0; b+1 < len(q.blocks); b++ {
 		lo, hi := q.blocks[b], q.blocks[b+1]
 		if hi == lo {
@@ -446,11 +482,15 @@ func (q *gqaMethod) spectralOK(ch *gqaChunk, n int, frac float64) bool {
 		if s1 == 0 {
 			continue
 		}
-		rho := s1 / s2
-		if !(rho < 0.5) { // not decaying: no prediction
-			return false
+		if !(s1 <= gqaResolved*rms(ch.ab[lo:hi])) {
+			return false, false
 		}
-		fac := gqaSafety * math.Pow(rho, 0.5*float64(n+1))
+		// Without a clear decay the top coefficients themselves bound the
+		// error (the interpolant is resolved to their size).
+		fac := float64(gqaSafety)
+		if rho := s1 / s2; rho < 0.5 {
+			fac *= math.Pow(rho, 0.5*float64(n+1))
+		}
 		sum := 0.0
 		t0, t1, ig := ch.tail[0][lo:hi], ch.tail[1][lo:hi], ch.ig[lo:hi]
 		for j := range ig {
@@ -459,10 +499,10 @@ func (q *gqaMethod) spectralOK(ch *gqaChunk, n int, frac float64) bool {
 			sum += (e / sc) * (e / sc)
 		}
 		if !(sum <= float64(hi-lo)) {
-			return false
+			ok = false
 		}
 	}
-	return true
+	return ok, true
 }
 
 // kronrodOK reports whether |K − G| is within the tolerance of every block.

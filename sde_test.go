@@ -1428,7 +1428,7 @@ func TestWongZakaiGradients(t *testing.T) {
 	opts := Options{RTol: 1e-11, ATol: 1e-11}
 	loss := MSELoss(targets)
 	var ref *GradResult
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
 		if err != nil {
 			t.Fatal(err)
@@ -1477,7 +1477,7 @@ func TestWongZakaiGradients(t *testing.T) {
 // BenchmarkWongZakaiGradient times one gradient through the Wong–Zakai ODE
 // of an MLP SDE (D = 1, width 32, 64 paths, as in the OU experiment) per method.
 func BenchmarkWongZakaiGradient(b *testing.B) {
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		b.Run("method="+m.String(), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 3))
 			drift, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
@@ -1618,7 +1618,7 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 		}
 	}
 	for _, opts := range []Options{{Method: RK4, Step: 0.01}, {RTol: 1e-10, ATol: 1e-10}} {
-		for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+		for _, m := range allGradMethods {
 			name := "dopri5/" + m.String()
 			if opts.Method != nil {
 				name = opts.Method.Name + "/" + m.String()
@@ -1660,7 +1660,7 @@ func TestWongZakaiPiecewiseBackwardInTime(t *testing.T) {
 	ts := []float64{1.5, 1.21, 0.9, 0.3, 0}
 	w0, w := make([]float64, 2), make([]float64, 2)
 	noise.Value(ts[0], w0)
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
 		r, err := gs.Gradient(z0, ts, MSELoss(make([]float64, 8)))
 		if err != nil {
@@ -1714,7 +1714,7 @@ func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
 	}
 	tight := Options{RTol: 1e-11, ATol: 1e-11}
 	ref = gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: tight})
-	for _, m := range []GradMethod{Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods[1:] {
 		g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: tight, GQ: GQOptions{C: 1}})
 		r, err := g.Gradient(z0, ts, loss)
 		if err != nil {

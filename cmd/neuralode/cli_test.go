@@ -291,8 +291,8 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 10 {
-		t.Fatalf("%d lines, want 10:\n%s", len(lines), out)
+	if len(lines) != 2*len(allMethods) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), 2*len(allMethods), out)
 	}
 	for _, l := range lines {
 		var r map[string]any
