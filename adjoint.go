@@ -178,6 +178,14 @@ type GradResult struct {
 // It owns its workspace: after the first call, calls of the same size
 // reuse every buffer. It is not safe for concurrent use.
 type GradientSolver struct {
+	// A handle, so that a finalizer can stop the helper goroutines: the
+	// state refers to itself (bound method values, the method's back
+	// pointer), and a finalizer on an object in a cycle never runs.
+	*gradState
+}
+
+// gradState is a GradientSolver's state.
+type gradState struct {
 	field  VectorField
 	opts   GradOptions
 	dim    int
@@ -197,8 +205,8 @@ type GradientSolver struct {
 	// gridStates, gridGrad alias states, lossGrad.
 	grid             []float64
 	gridBuf          []float64
-	obsRow           []int  // grid row of each observation time
-	isBreak          []bool // grid row j is a break point
+	obsRow           []int     // grid row of each observation time
+	breaks           []float64 // the field's break points, when some lie inside the span
 	hasBreaks        bool
 	gridStates       []float64
 	gridGrad         []float64
@@ -214,8 +222,9 @@ type GradientSolver struct {
 	bnorm                 *GroupedNorm
 	bnormN, bnormP        int // sizes bnorm was built for
 
-	fRHS Func      // g.rhs, bound once so that passing it allocates nothing
-	pool *taskPool // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
+	fRHS   Func                 // g.rhs, bound once so that passing it allocates nothing
+	fPiece func(lo, hi float64) // g.startPiece, bound once
+	pool   *taskPool            // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
 }
 
 // gradStrategy is one gradient method. The GradientSolver runs the forward
@@ -251,7 +260,7 @@ type backwardSpec struct {
 var gradMethods = []struct {
 	name        string
 	backwardODE bool // the method solves an ODE backward (needs GradientSolver.bwd)
-	strategy    func(g *GradientSolver) gradStrategy
+	strategy    func(g *gradState) gradStrategy
 }{
 	Direct:           {"direct", false, newDirectMethod},
 	Adjoint:          {"adjoint", true, newAdjointMethod},
@@ -276,6 +285,9 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if opts.Forward.OnStep != nil || opts.Forward.QuadratureTail != 0 {
 		return nil, invalidf("GradOptions.Forward", "OnStep and QuadratureTail are set by the gradient method")
 	}
+	if opts.Forward.Breaks != nil || (opts.Backward != nil && opts.Backward.Breaks != nil) {
+		return nil, invalidf("GradOptions.Forward", "Breaks come from the field (see Breakpointer)")
+	}
 	if opts.GQ.C == 0 {
 		opts.GQ.C = 0.1
 	}
@@ -291,7 +303,7 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	if opts.Workers < 0 {
 		return nil, invalidf("GradOptions.Workers", "negative: %d", opts.Workers)
 	}
-	g := &GradientSolver{field: field, opts: opts, dim: field.Dim()}
+	g := &gradState{field: field, opts: opts, dim: field.Dim()}
 	fo := opts.Forward
 	fo.Overshoot = fo.Overshoot || opts.CompatTorchdiffeq
 	var err error
@@ -314,17 +326,19 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	}
 	g.ev = field.NewEvaluator()
 	g.selector, _ = g.ev.(PieceSelector)
-	g.fRHS = g.rhs
+	g.fRHS, g.fPiece = g.rhs, g.startPiece
 	g.method = gradMethods[opts.Method].strategy(g)
 	// The quadrature pool's helpers reference only the pool; stop them once
-	// the solver is unreachable.
+	// the solver is unreachable. The evaluators' own finalizers stop theirs
+	// once the state, no longer reachable, is collected.
 	g.pool = new(taskPool)
-	runtime.SetFinalizer(g, func(g *GradientSolver) { g.pool.close() })
-	return g, nil
+	h := &GradientSolver{g}
+	runtime.SetFinalizer(h, func(h *GradientSolver) { h.pool.close() })
+	return h, nil
 }
 
 // Options returns the solver's options.
-func (g *GradientSolver) Options() GradOptions { return g.opts }
+func (h *GradientSolver) Options() GradOptions { return h.opts }
 
 // Gradient solves the ODE from z0 through the times ts, evaluates the loss
 // on the states, and returns the loss and its gradients with respect to the
@@ -332,7 +346,13 @@ func (g *GradientSolver) Options() GradOptions { return g.opts }
 // (B·D values). Inputs are never modified; on failure the returned error
 // wraps ErrInvalidInput, ErrNonFinite, ErrStepSizeUnderflow,
 // ErrTooManySteps or ErrPanic.
-func (g *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
+func (h *GradientSolver) Gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
+	r, err := h.gradient(z0, ts, loss)
+	runtime.KeepAlive(h) // no finalizer may close the pool during the call
+	return r, err
+}
+
+func (g *gradState) gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
 	if err := g.validate(z0, ts, loss); err != nil {
 		return nil, err
 	}
@@ -396,7 +416,7 @@ func markPhase(err error, phase string) error {
 	return err
 }
 
-func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
+func (g *gradState) validate(z0, ts []float64, loss Loss) error {
 	if loss == nil {
 		return invalidf("loss", "nil loss")
 	}
@@ -409,15 +429,12 @@ func (g *GradientSolver) validate(z0, ts []float64, loss Loss) error {
 	if err := checkFinite("params", g.field.Params()); err != nil {
 		return err
 	}
-	if len(ts) < 2 {
-		return invalidf("ts", "need at least two times, got %d", len(ts))
-	}
-	_, err := validateTimes("ts", ts)
+	_, err := validateTimes("ts", ts, 2, false)
 	return err
 }
 
 // setup sizes the buffers for a state of length n and m times.
-func (g *GradientSolver) setup(ts []float64, n int) {
+func (g *gradState) setup(ts []float64, n int) {
 	m := len(ts)
 	p := len(g.field.Params())
 	if g.n != n || g.p != p || len(g.states) != m*n {
@@ -441,9 +458,10 @@ func (g *GradientSolver) setup(ts []float64, n int) {
 
 // Breakpointer is implemented by vector fields that are discontinuous in t
 // at known times, such as a WongZakai field driven by piecewise-linear noise.
-// The gradient methods never step across a break point inside the solve's
-// span: every solve restarts there (re-evaluating f with the new piece), and
-// no quadrature interval straddles one. If the field's evaluators implement
+// Breakpoints returns them in increasing order. The gradient methods never
+// step across a break point inside the solve's span: every solve restarts
+// there (re-evaluating f with the new piece; see Options.Breaks), and no
+// quadrature interval straddles one. If the field's evaluators implement
 // PieceSelector, the solver selects the piece of every sub-interval first.
 type Breakpointer interface {
 	Breakpoints() []float64
@@ -451,7 +469,7 @@ type Breakpointer interface {
 
 // setupGrid merges the observation times with the break points strictly
 // inside their span.
-func (g *GradientSolver) setupGrid(ts []float64) {
+func (g *gradState) setupGrid(ts []float64) {
 	var bps []float64
 	if bp, ok := g.field.(Breakpointer); ok {
 		bps = bp.Breakpoints()
@@ -469,47 +487,34 @@ func (g *GradientSolver) setupGrid(ts []float64) {
 	}
 	g.obsRow = g.obsRow[:0]
 	if inside == 0 {
-		g.hasBreaks = false
+		g.hasBreaks, g.breaks = false, nil
 		g.grid, g.gridStates, g.gridGrad = ts, g.states, g.lossGrad
-		g.isBreak = g.isBreak[:0]
 		for i := range ts {
 			g.obsRow = append(g.obsRow, i)
-			g.isBreak = append(g.isBreak, false)
 		}
 		return
 	}
-	g.hasBreaks = true
+	g.hasBreaks, g.breaks = true, bps
 	// Merge in the direction of integration; a break point equal to an
 	// observation time is kept once.
-	g.gridBuf, g.isBreak = g.gridBuf[:0], g.isBreak[:0]
+	g.gridBuf = g.gridBuf[:0]
 	j, step := 0, 1
 	if dir < 0 {
 		j, step = len(bps)-1, -1
 	}
-	for i, t := range ts {
+	for _, t := range ts {
 		for j >= 0 && j < len(bps) && (bps[j]-t)*dir <= 0 {
 			b := bps[j]
 			j += step
 			if b <= lo || b >= hi {
 				continue
 			}
-			if b == t {
-				continue // marked below
+			if b != t {
+				g.gridBuf = append(g.gridBuf, b)
 			}
-			g.gridBuf = append(g.gridBuf, b)
-			g.isBreak = append(g.isBreak, true)
 		}
 		g.obsRow = append(g.obsRow, len(g.gridBuf))
 		g.gridBuf = append(g.gridBuf, t)
-		onBreak := false
-		if i > 0 && i < len(ts)-1 {
-			for _, b := range bps {
-				if b == t {
-					onBreak = true
-				}
-			}
-		}
-		g.isBreak = append(g.isBreak, onBreak)
 	}
 	g.grid = g.gridBuf
 	n := g.n
@@ -522,7 +527,7 @@ func (g *GradientSolver) setupGrid(ts []float64) {
 }
 
 // selectPiece tells a piecewise field which piece [a, b] lies in.
-func (g *GradientSolver) selectPiece(a, b float64) {
+func (g *gradState) selectPiece(a, b float64) {
 	if g.selector != nil && g.hasBreaks {
 		g.selector.SelectPiece(a, b)
 	}
@@ -530,35 +535,17 @@ func (g *GradientSolver) selectPiece(a, b float64) {
 
 // forward solves from z0 through the grid, piece by piece between break
 // points, recording what the method needs.
-func (g *GradientSolver) forward(z0 []float64) error {
-	r := &g.res
+func (g *gradState) forward(z0 []float64) error {
 	n := g.n
 	rc := g.fwd.runConfig()
 	rc.onStep = g.method.forward(n)
-	overshoot := rc.overshoot
+	rc.breaks, rc.onPiece = g.breaks, g.fPiece
 	g.pieceLo, g.pieceHi = g.pieceLo[:0], g.pieceHi[:0]
-	start := 0
-	g.piece = 0
-	for end := 1; end < len(g.grid); end++ {
-		if !g.isBreak[end] && end != len(g.grid)-1 {
-			continue
-		}
-		// Piece [grid[start], grid[end]]; only the last may overshoot.
-		rc.overshoot = overshoot && end == len(g.grid)-1
-		g.pieceLo, g.pieceHi = append(g.pieceLo, g.grid[start]), append(g.pieceHi, g.grid[end])
-		g.selectPiece(g.grid[start], g.grid[end])
-		y0 := z0
-		if start > 0 {
-			y0 = g.gridStates[start*n : (start+1)*n]
-		}
-		st, err := g.fwd.run(g.fRHS, y0, g.grid[start:end+1], g.gridStates[start*n:(end+1)*n], rc)
-		r.Stats.Forward.Add(st)
-		if err != nil {
-			return err
-		}
-		rc.firstStep = st.LastStep // the next piece continues with the step this one ended with
-		start = end
-		g.piece++
+	g.piece = -1
+	st, err := g.fwd.run(g.fRHS, z0, g.grid, g.gridStates, rc)
+	g.res.Stats.Forward = st
+	if err != nil {
+		return err
 	}
 	if g.hasBreaks {
 		for i, row := range g.obsRow {
@@ -568,8 +555,17 @@ func (g *GradientSolver) forward(z0 []float64) error {
 	return nil
 }
 
+// startPiece is called by the forward solve before each piece [lo, hi]
+// between break points: it selects the field's piece and records the bounds
+// for the backward pass.
+func (g *gradState) startPiece(lo, hi float64) {
+	g.piece++
+	g.pieceLo, g.pieceHi = append(g.pieceLo, lo), append(g.pieceHi, hi)
+	g.selectPiece(lo, hi)
+}
+
 // rhs is the forward vector field.
-func (g *GradientSolver) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
+func (g *gradState) rhs(t float64, z, dz []float64) { g.ev.Eval(t, z, dz) }
 
 // callLoss runs the user's loss, turning a panic into an error.
 func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
@@ -586,7 +582,7 @@ func callLoss(loss Loss, states, grad []float64) (v float64, err error) {
 // beginBackward points the backward solver at the method's error norm and
 // quadrature tail, keeping its workspace, and returns the zeroed backward
 // state and the first step of the first interval.
-func (g *GradientSolver) beginBackward() ([]float64, float64, error) {
+func (g *gradState) beginBackward() ([]float64, float64, error) {
 	if g.bnorm == nil || g.bnormN != g.n || g.bnormP != g.p {
 		spec, err := g.method.backwardState(g.n, g.p)
 		if err != nil {
@@ -611,7 +607,7 @@ func (g *GradientSolver) beginBackward() ([]float64, float64, error) {
 // solveInterval integrates the backward state y from tFrom to tTo in
 // place, with output at the extra times in between (written to g.augOut
 // rows 1..len(extra)), and accumulates the statistics.
-func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64) error {
+func (g *gradState) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64) error {
 	total := len(y)
 	g.outTimes = append(append(append(g.outTimes[:0], tFrom), extra...), tTo)
 	need := len(g.outTimes) * total
@@ -632,7 +628,7 @@ func (g *GradientSolver) solveInterval(f Func, y []float64, tFrom, tTo float64, 
 
 // nextFirstStep is the first step of the next backward interval: a fresh
 // search in torchdiffeq's mode, otherwise the step the last interval ended with.
-func (g *GradientSolver) nextFirstStep() float64 {
+func (g *gradState) nextFirstStep() float64 {
 	if g.opts.CompatTorchdiffeq {
 		return 0 // Hairer's rule
 	}
@@ -641,7 +637,7 @@ func (g *GradientSolver) nextFirstStep() float64 {
 
 // negate writes −a into g.negA: the cotangent of the adjoint dynamics
 // da/dt = −aᵀ∂f/∂z.
-func (g *GradientSolver) negate(a []float64) []float64 {
+func (g *gradState) negate(a []float64) []float64 {
 	negA := g.negA[:len(a)]
 	for i, v := range a {
 		negA[i] = -v
@@ -651,7 +647,7 @@ func (g *GradientSolver) negate(a []float64) []float64 {
 
 // pointTimeGrad returns ∂L/∂z(t_i)·f(t_i, z(t_i)), the loss's derivative
 // with respect to observation time t_i.
-func (g *GradientSolver) pointTimeGrad(t float64, i int) float64 {
+func (g *gradState) pointTimeGrad(t float64, i int) float64 {
 	n := g.n
 	g.ev.Eval(t, g.states[i*n:(i+1)*n], g.tmp)
 	return Dot(g.lossGrad[i*n:(i+1)*n], g.tmp)
@@ -659,7 +655,7 @@ func (g *GradientSolver) pointTimeGrad(t float64, i int) float64 {
 
 // pointTimeGradients fills dL/dt_i for the methods without a time adjoint:
 // ∂L/∂z(t_i)·f(t_i, z_i) for i ≥ 1 and −a(t_0⁺)·f(t_0, z_0) for t_0.
-func (g *GradientSolver) pointTimeGradients(ts []float64) {
+func (g *gradState) pointTimeGradients(ts []float64) {
 	r := &g.res
 	n := g.n
 	for i := 1; i < len(ts); i++ {
@@ -691,14 +687,14 @@ func allZero(x []float64) bool {
 // input, the backward pass is the discrete adjoint of the steps, and there
 // is no backward ODE.
 type directMethod struct {
-	g            *GradientSolver
+	g            *gradState
 	tape         stepRecord
 	ybar, ydense []float64   // cotangents of the step's output and of its dense uses
 	kbar         [][]float64 // cotangents of the stages (and f1 for non-FSAL methods)
 	hook         func(*StepInfo)
 }
 
-func newDirectMethod(g *GradientSolver) gradStrategy {
+func newDirectMethod(g *gradState) gradStrategy {
 	m := &directMethod{g: g}
 	m.hook = m.record
 	return m
@@ -852,11 +848,11 @@ func (m *directMethod) denseCotangents(s, row int) int {
 // augmented state [z, a, aθ, at] is solved backward with every channel in
 // the error norm.
 type adjointMethod struct {
-	g *GradientSolver
+	g *gradState
 	f Func // m.rhs, bound once
 }
 
-func newAdjointMethod(g *GradientSolver) gradStrategy {
+func newAdjointMethod(g *gradState) gradStrategy {
 	m := &adjointMethod{g: g}
 	m.f = m.rhs
 	return m
@@ -873,7 +869,7 @@ func (m *adjointMethod) timeGradients(ts []float64) {}
 
 // augmentedState is the layout of [z, a, aθ, at] with weight wθ on each
 // parameter tensor's group and wt on the time adjoint.
-func augmentedState(g *GradientSolver, n, p int, wθ, wt float64) (backwardSpec, error) {
+func augmentedState(g *gradState, n, p int, wθ, wt float64) (backwardSpec, error) {
 	groups := []Group{{Name: "z", Start: 0, End: n, Weight: 1}, {Name: "a", Start: n, End: 2 * n, Weight: 1}}
 	sizes := []int{p}
 	if pt, ok := g.field.(ParamTensors); ok {
@@ -947,7 +943,7 @@ func (m *adjointMethod) backward() error {
 // compatibility mode does too.
 type seminormMethod struct{ *adjointMethod }
 
-func newSeminormMethod(g *GradientSolver) gradStrategy {
+func newSeminormMethod(g *gradState) gradStrategy {
 	return seminormMethod{newAdjointMethod(g).(*adjointMethod)}
 }
 
@@ -965,12 +961,12 @@ func (m seminormMethod) backwardState(n, p int) (backwardSpec, error) {
 // solved backward, and dL/dθ is the quadrature of aᵀ∂f/∂θ at the nodes,
 // with z and a read from the backward solve's dense output.
 type gqMethod struct {
-	g *GradientSolver
+	g *gradState
 	q gqQuadrature
 	f Func // m.rhs, bound once
 }
 
-func newGQMethod(g *GradientSolver) gradStrategy {
+func newGQMethod(g *gradState) gradStrategy {
 	m := &gqMethod{g: g}
 	m.q.init(g)
 	m.f = m.rhs
@@ -1014,7 +1010,7 @@ func (m *gqMethod) adjoint(y []float64) []float64 { return y[m.g.n:] }
 // its steps for dense output, only a is solved backward, and z at the
 // nodes and in the adjoint dynamics comes from the forward dense output.
 type gqInterpMethod struct {
-	g     *GradientSolver
+	g     *gradState
 	q     gqQuadrature
 	f     Func // m.rhs, bound once
 	tape  stepRecord
@@ -1022,7 +1018,7 @@ type gqInterpMethod struct {
 	dense []float64
 }
 
-func newGQInterpMethod(g *GradientSolver) gradStrategy {
+func newGQInterpMethod(g *gradState) gradStrategy {
 	m := &gqInterpMethod{g: g}
 	m.q.init(g)
 	m.f, m.hook = m.rhs, m.record
@@ -1092,7 +1088,7 @@ type gqBackward interface {
 // gqQuadrature collects the Gauss–Legendre nodes of a backward pass and
 // evaluates dL/dθ = Σ_k W_k·a(τ_k)ᵀ ∂f/∂θ(τ_k, z(τ_k)) over them.
 type gqQuadrature struct {
-	g                          *GradientSolver
+	g                          *gradState
 	nodeT, nodeW, nodeZ, nodeA []float64
 	extra                      []float64 // node times of the current interval
 	chunkGrads                 [][]float64
@@ -1101,7 +1097,7 @@ type gqQuadrature struct {
 	fChunk                     func(int) // q.chunk, bound once
 }
 
-func (q *gqQuadrature) init(g *GradientSolver) {
+func (q *gqQuadrature) init(g *gradState) {
 	q.g = g
 	q.fChunk = q.chunk
 }
@@ -1182,7 +1178,7 @@ const quadChunks = 4
 // quadSerialWork is the amount of work (nodes · batch · parameters) below
 // which the chunks run on the calling goroutine: waking a helper costs
 // microseconds, a node's product on a small network less. Chosen by
-// BenchmarkCalibrateQuadrature.
+// TestCalibrateQuadrature; see calibrate.md.
 var quadSerialWork = 1 << 16
 
 // sum evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.
@@ -1351,7 +1347,7 @@ const gqaResolved = 0.1
 // forward record) and replaces their fixed nodes by an error-controlled
 // quadrature on the recorded backward steps.
 type gqaMethod struct {
-	g      *GradientSolver
+	g      *gradState
 	base   gqaBase
 	f      Func            // base's backward right-hand side
 	fwd    *stepRecord     // forward record (interp variant), else nil
@@ -1373,17 +1369,17 @@ type gqaBase interface {
 	gqBackward
 }
 
-func newGQAdaptiveMethod(g *GradientSolver) gradStrategy {
+func newGQAdaptiveMethod(g *gradState) gradStrategy {
 	b := newGQMethod(g).(*gqMethod)
 	return newGQA(g, b, b.f, nil)
 }
 
-func newGQAdaptiveInterpMethod(g *GradientSolver) gradStrategy {
+func newGQAdaptiveInterpMethod(g *gradState) gradStrategy {
 	b := newGQInterpMethod(g).(*gqInterpMethod)
 	return newGQA(g, b, b.f, &b.tape)
 }
 
-func newGQA(g *GradientSolver, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
+func newGQA(g *gradState, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
 	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
 	m.hook, m.fChunk = m.record, m.chunk
 	return m
@@ -1741,7 +1737,7 @@ func (r *stepRecord) atWith(ip *interpolant, kv [][]float64, i int, theta float6
 	for j := range kv {
 		kv[j] = r.vec(i, 1+j)
 	}
-	ip.eval(dst, r.y0(i), kv, theta, r.h[i])
+	ip.eval(r.y0(i), kv, theta, r.h[i], dst)
 }
 
 // spectralOK predicts the n-point Gauss rule's error from its top

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // tanhField is a small hand-differentiated field, independent of the MLP:
@@ -73,16 +74,6 @@ func tanhField(d int, rng *rand.Rand, timeDep bool) *FuncField {
 		}
 	}
 	return ff
-}
-
-func relErr(got, want []float64) float64 {
-	var num, den float64
-	for i := range got {
-		d := got[i] - want[i]
-		num += d * d
-		den += want[i] * want[i]
-	}
-	return math.Sqrt(num / math.Max(den, 1e-300))
 }
 
 var allGradMethods = []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint, GQAdaptive, GQAdaptiveInterp}
@@ -713,6 +704,38 @@ func TestFuncFieldInWongZakai(t *testing.T) {
 		if e := relErr(r.Params, ref.Params); e > 1e-7 {
 			t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
 		}
+	}
+}
+
+// TestGradientSolverHelpersStop: a GradientSolver that is no longer
+// referenced releases the helper goroutines of its evaluators and of its
+// quadrature pool, for every method.
+func TestGradientSolverHelpersStop(t *testing.T) {
+	if runtime.GOARCH == "wasm" {
+		t.Skip("WebAssembly runs one thread: the pools never start helpers")
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	m, z0, ts, targets := gradBenchProblem(t, 4, 64, 64)
+	base := runtime.NumGoroutine()
+	for _, method := range allGradMethods {
+		g, err := NewGradientSolver(m, GradOptions{Method: method, Forward: Options{RTol: 1e-5, ATol: 1e-5}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Gradient(z0, ts, MSELoss(targets)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runtime.NumGoroutine() <= base {
+		t.Fatal("no helpers were started")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Errorf("%d goroutines left, %d before", n, base)
 	}
 }
 

@@ -11,11 +11,48 @@ import (
 	"sort"
 )
 
-// Case is one neural-ODE gradient problem in the JSON interchange format of
-// spec/case-format.md (version 1): an MLP's weights, a batch of initial
-// states, observation times, targets, tolerances and optional reference
-// results. Nested slices mirror the JSON arrays; Z0Flat, TargetsFlat and
-// MLP convert to the library's flat layouts.
+// Case is one neural-ODE gradient problem in the package's JSON interchange
+// format (version 1): an MLP's weights, a batch of initial states,
+// observation times, targets, tolerances and optional reference results,
+// written so that a model built in PyTorch loads in Go (and back) without
+// reshuffling, and two implementations can be compared number for number.
+// Nested slices mirror the JSON arrays; Z0Flat, TargetsFlat and MLP convert
+// to the library's flat layouts. The files in testdata/cases follow it.
+//
+// The model is f(t, z) = MLP(z), or MLP([z, t]) when "time_input" is
+// "concat":
+//
+//	h_0 = z                       one row of the batch (length D, or D+1 with t)
+//	h_{l+1} = act(W_l h_l + b_l)  l = 0 … L−1, L = hidden_layers
+//	f = W_L h_L + b_L             the last layer is linear
+//
+// W_l has shape (out, in) and b_l shape (out), as PyTorch's nn.Linear stores
+// them; the flat parameter vector is W_0 (row-major), b_0, W_1, b_1, …, the
+// order of PyTorch's parameters(). "activation" is "tanh" (default),
+// "softplus" (log(1+eˣ)), "relu" or "sigmoid"; "time_input" is "none"
+// (default, autonomous) or "concat" (t appended as the last input).
+//
+// The problem's fields:
+//
+//	layers        [{"W": [[…]], "b": […]}, …], first layer first
+//	z0            B × D initial states, one row per sample
+//	t             increasing times t_0 < t_1 < … < t_M; the solve starts at t_0
+//	target        M × B × D; target[i−1] is compared with z(t_i)
+//	rtol, atol    tolerances of the solves being compared
+//
+// The whole batch is integrated as one ODE system of size B·D, with one
+// shared adaptive step sequence and the RMS error norm over all B·D
+// entries. The loss is L = Σ_{i=1..M} mean_{b,d} (z_b(t_i)_d − target[i−1]_{b,d})²
+// (MSELoss).
+//
+// The optional "reference" holds the loss, z_T (B × D at t_M) and grad
+// (shaped like layers: dL/dW_l and dL/db_l per layer), computed by direct
+// backpropagation through a Dormand–Prince 5(4) solve at rtol = atol =
+// 1e−12 (CaseReference). "cross_check" records an independent check of it
+// and "peers_at_case_tol" what PyTorch libraries produced at the case's own
+// tolerance (Peers): figures to compare with, not targets to copy. Readers
+// ignore fields they do not know, so cases can carry more; this one keeps
+// them in Extra and writes them back.
 type Case struct {
 	Name       string
 	Activation string // "tanh" (default), "softplus", "relu", "sigmoid", "identity"
@@ -36,7 +73,7 @@ type Case struct {
 	Ref    *CaseReference // optional reference results ("reference")
 
 	// PeersAtCaseTol is the raw "peers_at_case_tol" object, written back
-	// verbatim; Peers parses it.
+	// verbatim.
 	PeersAtCaseTol json.RawMessage
 	// Extra holds the top-level fields this reader does not interpret
 	// (mlp_convention, generation, cross_check, …), written back verbatim so
@@ -65,9 +102,9 @@ type CaseReference struct {
 	TimeS       float64     `json:"time_s,omitempty"`
 }
 
-// PeerResult is what a peer library produced at the case's tolerance
-// (an entry of "peers_at_case_tol"): figures to compare with.
-type PeerResult struct {
+// peerResult is what a peer library produced at the case's tolerance
+// (an entry of "peers_at_case_tol"): figures the tests compare with.
+type peerResult struct {
 	Loss        float64     `json:"loss"`
 	FwdNFE      int         `json:"fwd_nfe"`
 	BwdNFE      int         `json:"bwd_nfe"`
@@ -120,81 +157,140 @@ func ReadCase(r io.Reader) (*Case, error) {
 	if raw == nil {
 		return nil, caseErr("case", "not a JSON object")
 	}
+	cr := caseFields(raw)
 	c := &Case{Activation: "tanh", TimeInput: "none"}
-	get := func(key string, dst any, required bool) (bool, error) {
-		v, ok := raw[key]
-		if !ok || string(bytes.TrimSpace(v)) == "null" {
-			if required {
-				return false, caseErr(key, "missing")
-			}
-			return false, nil
-		}
-		if err := json.Unmarshal(v, dst); err != nil {
-			return false, caseErr(key, "%s", jsonReason(err))
-		}
-		return true, nil
+	if err := cr.readModel(c); err != nil {
+		return nil, err
 	}
+	decl, err := cr.readDeclaredShape()
+	if err != nil {
+		return nil, err
+	}
+	if err := cr.readProblem(c); err != nil {
+		return nil, err
+	}
+	// The architecture comes from the layer shapes.
+	if err := c.inferShape(); err != nil {
+		return nil, err
+	}
+	if err := decl.check(c); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// caseFields is a decoded case object, read field by field.
+type caseFields map[string]json.RawMessage
+
+// get decodes the field key into dst and reports whether it was present
+// (null counts as absent); a missing required field is an error.
+func (cr caseFields) get(key string, dst any, required bool) (bool, error) {
+	v, ok := cr[key]
+	if !ok || string(bytes.TrimSpace(v)) == "null" {
+		if required {
+			return false, caseErr(key, "missing")
+		}
+		return false, nil
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		return false, caseErr(key, "%s", jsonReason(err))
+	}
+	return true, nil
+}
+
+// readModel reads the format version, the name and the network's
+// activation and time input.
+func (cr caseFields) readModel(c *Case) error {
 	var version int
-	if ok, err := get("format_version", &version, false); err != nil {
-		return nil, err
+	if ok, err := cr.get("format_version", &version, false); err != nil {
+		return err
 	} else if ok && version != 1 {
-		return nil, caseErr("format_version", "%d, want 1", version)
+		return caseErr("format_version", "%d, want 1", version)
 	}
-	if _, err := get("name", &c.Name, false); err != nil {
-		return nil, err
+	if _, err := cr.get("name", &c.Name, false); err != nil {
+		return err
 	}
-	if _, err := get("activation", &c.Activation, false); err != nil {
-		return nil, err
+	if _, err := cr.get("activation", &c.Activation, false); err != nil {
+		return err
 	}
 	if _, err := ParseActivation(c.Activation); err != nil {
-		return nil, caseErr("activation", "unknown activation %q", c.Activation)
+		return caseErr("activation", "unknown activation %q", c.Activation)
 	}
-	if _, err := get("time_input", &c.TimeInput, false); err != nil {
-		return nil, err
+	if _, err := cr.get("time_input", &c.TimeInput, false); err != nil {
+		return err
 	}
 	if c.TimeInput != "none" && c.TimeInput != "concat" {
-		return nil, caseErr("time_input", "%q, want \"none\" or \"concat\"", c.TimeInput)
+		return caseErr("time_input", "%q, want \"none\" or \"concat\"", c.TimeInput)
 	}
-	var hl, d, h, b, nobs int
-	var hasHL, hasD, hasH, hasB, hasNobs bool
+	return nil
+}
+
+// declaredShape holds the optional shape fields of a case file, which must
+// agree with the shapes of the data.
+type declaredShape struct {
+	hl, d, h, b, nobs                int
+	hasHL, hasD, hasH, hasB, hasNobs bool
+}
+
+func (cr caseFields) readDeclaredShape() (declaredShape, error) {
+	var ds declaredShape
 	var err error
 	for _, x := range []struct {
 		key string
 		dst *int
 		has *bool
-	}{{"hidden_layers", &hl, &hasHL}, {"D", &d, &hasD}, {"H", &h, &hasH}, {"B", &b, &hasB}, {"nobs", &nobs, &hasNobs}} {
-		if *x.has, err = get(x.key, x.dst, false); err != nil {
-			return nil, err
+	}{{"hidden_layers", &ds.hl, &ds.hasHL}, {"D", &ds.d, &ds.hasD}, {"H", &ds.h, &ds.hasH}, {"B", &ds.b, &ds.hasB}, {"nobs", &ds.nobs, &ds.hasNobs}} {
+		if *x.has, err = cr.get(x.key, x.dst, false); err != nil {
+			return ds, err
 		}
 	}
-	if _, err := get("layers", &c.Layers, true); err != nil {
-		return nil, err
+	return ds, nil
+}
+
+// check compares the declared shape with the one inferred from the data.
+func (ds declaredShape) check(c *Case) error {
+	for _, x := range []struct {
+		key      string
+		has      bool
+		got, inf int
+	}{{"hidden_layers", ds.hasHL, ds.hl, c.HiddenLayers}, {"D", ds.hasD, ds.d, c.D}, {"B", ds.hasB, ds.b, c.B}, {"nobs", ds.hasNobs, ds.nobs, len(c.Target)}} {
+		if x.has && x.got != x.inf {
+			return caseErr(x.key, "%d, but the data give %d", x.got, x.inf)
+		}
 	}
-	if _, err := get("z0", &c.Z0, true); err != nil {
-		return nil, err
+	if ds.hasH && ds.h != c.H {
+		if c.H == 0 {
+			return caseErr("H", "%d, but the hidden layers have different widths", ds.h)
+		}
+		return caseErr("H", "%d, but the layers give %d", ds.h, c.H)
 	}
-	if _, err := get("t", &c.T, true); err != nil {
-		return nil, err
-	}
-	if _, err := get("target", &c.Target, true); err != nil {
-		return nil, err
-	}
-	if _, err := get("rtol", &c.RTol, true); err != nil {
-		return nil, err
-	}
-	if _, err := get("atol", &c.ATol, true); err != nil {
-		return nil, err
+	return nil
+}
+
+// readProblem reads the weights, the data, the tolerances and the optional
+// reference, and keeps the peers' record and unknown fields verbatim.
+func (cr caseFields) readProblem(c *Case) error {
+	for _, x := range []struct {
+		key string
+		dst any
+	}{{"layers", &c.Layers}, {"z0", &c.Z0}, {"t", &c.T}, {"target", &c.Target}, {"rtol", &c.RTol}, {"atol", &c.ATol}} {
+		if _, err := cr.get(x.key, x.dst, true); err != nil {
+			return err
+		}
 	}
 	var ref CaseReference
-	if ok, err := get("reference", &ref, false); err != nil {
-		return nil, err
+	if ok, err := cr.get("reference", &ref, false); err != nil {
+		return err
 	} else if ok {
 		c.Ref = &ref
 	}
-	if v, ok := raw["peers_at_case_tol"]; ok {
+	if v, ok := cr["peers_at_case_tol"]; ok {
 		c.PeersAtCaseTol = compactJSON(v)
 	}
-	for k, v := range raw {
+	for k, v := range cr {
 		if !isKnownCaseKey(k) {
 			if c.Extra == nil {
 				c.Extra = make(map[string]json.RawMessage)
@@ -202,30 +298,7 @@ func ReadCase(r io.Reader) (*Case, error) {
 			c.Extra[k] = compactJSON(v)
 		}
 	}
-
-	// The architecture comes from the layer shapes.
-	if err := c.inferShape(); err != nil {
-		return nil, err
-	}
-	for _, x := range []struct {
-		key      string
-		has      bool
-		got, inf int
-	}{{"hidden_layers", hasHL, hl, c.HiddenLayers}, {"D", hasD, d, c.D}, {"B", hasB, b, c.B}, {"nobs", hasNobs, nobs, len(c.Target)}} {
-		if x.has && x.got != x.inf {
-			return nil, caseErr(x.key, "%d, but the data give %d", x.got, x.inf)
-		}
-	}
-	if hasH && h != c.H {
-		if c.H == 0 {
-			return nil, caseErr("H", "%d, but the hidden layers have different widths", h)
-		}
-		return nil, caseErr("H", "%d, but the layers give %d", h, c.H)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return nil
 }
 
 // compactJSON returns v without insignificant white space (v is valid JSON,
@@ -436,15 +509,16 @@ func (c *Case) MLP() (*MLP, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := FlattenLayers(m.Params(), c.Layers); err != nil {
+	if err := FlattenLayers(c.Layers, m.Params()); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
 // FlattenLayers writes layers in parameter order (W_0 row-major, b_0, W_1,
-// …) into dst, whose length must equal the total number of entries.
-func FlattenLayers(dst []float64, layers []CaseLayer) error {
+// …) into dst, whose length must equal the total number of entries. It is
+// the inverse of UnflattenLayers.
+func FlattenLayers(layers []CaseLayer, dst []float64) error {
 	n := 0
 	for _, ly := range layers {
 		for _, row := range ly.W {
@@ -528,7 +602,7 @@ func (c *Case) RefGradFlat() []float64 {
 		n += len(ly.B)
 	}
 	g := make([]float64, n)
-	_ = FlattenLayers(g, c.Ref.Grad) // sizes match by construction
+	_ = FlattenLayers(c.Ref.Grad, g) // sizes match by construction
 	return g
 }
 
@@ -544,11 +618,11 @@ func flattenRows(x [][]float64) []float64 {
 	return out
 }
 
-// Peers parses PeersAtCaseTol: one PeerResult for every entry that is a
+// peers parses PeersAtCaseTol: one peerResult for every entry that is a
 // JSON object (e.g. "direct", "adjoint", "seminorm", "gq"); string entries
 // such as notes are skipped. A case without peers gives an empty map.
-func (c *Case) Peers() (map[string]PeerResult, error) {
-	res := map[string]PeerResult{}
+func (c *Case) peers() (map[string]peerResult, error) {
+	res := map[string]peerResult{}
 	if len(c.PeersAtCaseTol) == 0 {
 		return res, nil
 	}
@@ -561,7 +635,7 @@ func (c *Case) Peers() (map[string]PeerResult, error) {
 		if len(v) == 0 || v[0] != '{' {
 			continue
 		}
-		var p PeerResult
+		var p peerResult
 		if err := json.Unmarshal(v, &p); err != nil {
 			return nil, caseErr("peers_at_case_tol."+k, "%s", jsonReason(err))
 		}

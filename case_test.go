@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -197,7 +199,7 @@ func TestPublicCasesLoad(t *testing.T) {
 			if c.Ref == nil || c.Ref.RTol != 1e-12 || len(c.Ref.ZT) != pc.B {
 				t.Fatalf("reference not read: %+v", c.Ref)
 			}
-			peers, err := c.Peers()
+			peers, err := c.peers()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +215,7 @@ func TestPublicCasesLoad(t *testing.T) {
 		})
 	}
 	c := loadTestCase(t, "case1_d2_h16_b4.json")
-	if p, _ := c.Peers(); p["direct"].FwdNFE != 20 || p["adjoint"].BwdStepsAcc != 3 {
+	if p, _ := c.peers(); p["direct"].FwdNFE != 20 || p["adjoint"].BwdStepsAcc != 3 {
 		t.Errorf("case1 peers: %+v", p)
 	}
 }
@@ -236,14 +238,14 @@ func TestPublicCasesLossRK4(t *testing.T) {
 			if d > 1e-9 {
 				t.Errorf("loss %.16g, reference %.16g (rel %g)", loss, c.Ref.Loss, d)
 			}
-			if d := relErrInf(zT, flattenRows(c.Ref.ZT)); d > 1e-9 {
+			if d := maxRelDiff(zT, flattenRows(c.Ref.ZT)); d > 1e-9 {
 				t.Errorf("z_T rel diff %g", d)
 			}
 			if testing.Short() && pc.H > 32 {
 				return
 			}
 			g := rk4CaseGrad(c, m, 500)
-			d = relErrInf(g, c.RefGradFlat())
+			d = maxRelDiff(g, c.RefGradFlat())
 			t.Logf("gradient rel diff %.2g", d)
 			if d > 1e-7 {
 				t.Errorf("gradient rel diff %g", d)
@@ -309,7 +311,7 @@ func TestCaseFromModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	flat := make([]float64, m.NumParams())
-	if err := FlattenLayers(flat, layers); err != nil || !reflect.DeepEqual(flat, m.Params()) {
+	if err := FlattenLayers(layers, flat); err != nil || !reflect.DeepEqual(flat, m.Params()) {
 		t.Fatal("Flatten(Unflatten(p)) ≠ p")
 	}
 	if _, err := UnflattenLayers(m, flat[1:]); !errors.Is(err, ErrInvalidInput) {
@@ -471,4 +473,21 @@ func FuzzReadCase(f *testing.F) {
 			t.Fatal("round trip changed the case")
 		}
 	})
+}
+
+// ExampleUnflattenLayers splits a network's flat parameter vector into
+// nn.Linear-shaped layers and flattens them back.
+func ExampleUnflattenLayers() {
+	m, _ := NewMLP(MLPConfig{Dim: 2, Hidden: []int{3}}, rand.New(rand.NewPCG(1, 2)))
+	layers, _ := UnflattenLayers(m, m.Params())
+	for i, ly := range layers {
+		fmt.Printf("layer %d: W %d×%d, b %d\n", i, len(ly.W), len(ly.W[0]), len(ly.B))
+	}
+	flat := make([]float64, m.NumParams())
+	err := FlattenLayers(layers, flat)
+	fmt.Println(slices.Equal(flat, m.Params()), err)
+	// Output:
+	// layer 0: W 3×2, b 3
+	// layer 1: W 2×3, b 2
+	// true <nil>
 }

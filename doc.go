@@ -27,12 +27,50 @@
 // component d of a batch of dimension D is at index b·D+d. The whole batch
 // is one ODE system with one shared step sequence.
 //
-// # Errors
+// # Conventions
 //
-// Every error wraps one of the sentinel errors (ErrInvalidInput,
-// ErrNonFinite, ErrStepSizeUnderflow, ErrTooManySteps, ErrNoConvergence,
-// ErrPanic), so errors.Is classifies it; *InputError and *SolveError carry
-// the details. A failed call leaves its inputs unchanged.
+// These hold throughout the package unless a function's documentation says
+// otherwise.
+//
+// Lengths. A state of a batch is B·D values (see VectorField); a list of
+// states at m times is m such rows back to back, row i at [i·B·D, (i+1)·B·D).
+// Parameters are one flat vector θ of length P, in the layout of the
+// field's Params. Output slices have exactly the length the documentation
+// states; the package never grows or reallocates a caller's slice.
+//
+// Argument order. Inputs come first and destinations last, as in
+// Func(t, y, dydt), Evaluator.Eval(t, z, dz), Solver.Solve(f, y0, ts, out)
+// and DenseSolution.At(t, dst); an argument that is both read and written
+// is last too, as y in Axpy(alpha, x, y). LinComb(dst, …) is the one
+// exception, kept for its resemblance to the BLAS-style kernels.
+//
+// Aliasing. Destinations must not overlap the inputs unless the function
+// says they may (LinComb's dst may be its base). Slices passed to callbacks
+// (Func, Loss, Options.OnStep) are views valid only during the call.
+// Results returned by a solver's methods (GradResult, DenseSolution's
+// scratch) belong to the solver and are overwritten by its next call.
+//
+// Time grids. Every list of times the package accepts (solve and
+// observation times, break points, quadrature partitions, noise grids, SDE
+// output times) is finite and strictly monotone; where either direction is
+// allowed the documentation says "strictly increasing or strictly
+// decreasing". One function checks them all, so the errors read alike.
+//
+// Errors and panics. Bad data — non-finite values, wrong lengths of
+// user-supplied vectors, inconsistent options, a time grid out of order,
+// a step size that underflows — is an error, never a panic: every error
+// wraps one of the sentinel errors (ErrInvalidInput, ErrNonFinite,
+// ErrStepSizeUnderflow, ErrTooManySteps, ErrNoConvergence, ErrPanic), so
+// errors.Is classifies it, and *InputError and *SolveError carry the
+// details. A failed call leaves its inputs unchanged. The low-level
+// kernels (Dot, Axpy, LinComb, Evaluator methods, Norm methods) sit in hot
+// loops and do not validate: they panic on mismatched lengths, which is a
+// programming error, as an index out of range is. A panic inside a
+// user-supplied Loss, or in a quadrature worker, is recovered and returned
+// as an error wrapping ErrPanic.
+//
+// Allocation. Solvers, GradientSolvers and Evaluators keep their workspace:
+// after the first call of a given size, steady-state calls allocate nothing.
 //
 // # Concurrency and determinism
 //

@@ -432,25 +432,7 @@ func (r *GaussLegendreRule) IntegrateSamples(samples []float64, a, b float64) (f
 	if len(samples) != len(r.Nodes) {
 		return 0, invalidf("samples", "length %d, want rule size %d", len(samples), len(r.Nodes))
 	}
-	return (0.5*b - 0.5*a) * dotUnrolled(r.Weights, samples), nil
-}
-
-// dotUnrolled is Σ x[k]·y[k] (over the shorter length) with four
-// independent accumulators.
-func dotUnrolled(x, y []float64) float64 {
-	var s0, s1, s2, s3 float64
-	for len(x) >= 4 && len(y) >= 4 {
-		s0 += x[0] * y[0]
-		s1 += x[1] * y[1]
-		s2 += x[2] * y[2]
-		s3 += x[3] * y[3]
-		x, y = x[4:], y[4:]
-	}
-	for len(x) > 0 && len(y) > 0 {
-		s0 += x[0] * y[0]
-		x, y = x[1:], y[1:]
-	}
-	return (s0 + s1) + (s2 + s3)
+	return (0.5*b - 0.5*a) * Dot(r.Weights, samples), nil
 }
 
 // MapToPartition writes the composite rule over the partition
@@ -500,19 +482,8 @@ func (r *GaussLegendreRule) IntegrateComposite(f func(float64) float64, partitio
 }
 
 func checkPartition(p []float64) error {
-	if len(p) < 2 {
-		return invalidf("partition", "need at least 2 points, have %d", len(p))
-	}
-	if err := checkFinite("partition", p); err != nil {
-		return err
-	}
-	up := p[1] > p[0]
-	for j := 1; j < len(p); j++ {
-		if (up && !(p[j] > p[j-1])) || (!up && !(p[j] < p[j-1])) {
-			return invalidf("partition", "not strictly monotone at index %d (%g after %g)", j, p[j], p[j-1])
-		}
-	}
-	return nil
+	_, err := validateTimes("partition", p, 2, false)
+	return err
 }
 
 // GaussKronrodRule is the (2n+1)-point Gauss–Kronrod extension of the

@@ -762,6 +762,40 @@ func FuzzGaussLegendre(f *testing.F) {
 	})
 }
 
+// ExampleGaussLegendreRule_MapToPartition places the nodes of a composite
+// rule once, evaluates the integrand at all of them together (as a batched
+// field would), and sums the weighted samples.
+func ExampleGaussLegendreRule_MapToPartition() {
+	r, _ := GaussLegendre(4)
+	partition := []float64{0, 1, 2}
+	nodes, weights := make([]float64, 8), make([]float64, 8)
+	if err := r.MapToPartition(partition, nodes, weights); err != nil {
+		fmt.Println(err)
+		return
+	}
+	sum := 0.0
+	for k, x := range nodes {
+		sum += weights[k] * x * x * x // exact: four nodes integrate degree 7
+	}
+	fmt.Printf("∫_0^2 x³ dx = %.12f\n", sum)
+	// Output: ∫_0^2 x³ dx = 4.000000000000
+}
+
+// ExampleGaussLegendreRule_IntegrateSamples integrates samples taken at the
+// nodes MapTo placed.
+func ExampleGaussLegendreRule_IntegrateSamples() {
+	r, _ := GaussLegendre(6)
+	nodes, weights := make([]float64, 6), make([]float64, 6)
+	_ = r.MapTo(0, math.Pi/2, nodes, weights)
+	samples := make([]float64, 6)
+	for k, x := range nodes {
+		samples[k] = math.Cos(x)
+	}
+	v, err := r.IntegrateSamples(samples, 0, math.Pi/2)
+	fmt.Printf("%.10f %v\n", v, err)
+	// Output: 1.0000000000 <nil>
+}
+
 // TestGaussKronrodExactness: the (2n+1)-point Kronrod rule integrates x^d
 // exactly for d ≤ 3n+1 and not for d = 3n+2 (n even, so that the degree is
 // even and symmetry does not make it exact); it keeps the Gauss nodes and

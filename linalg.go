@@ -446,7 +446,7 @@ func hypotFast(a, b float64) float64 {
 //
 // All matrices are row-major []float64. The three products a dense layer
 // needs are kept in the shapes where the innermost loop runs along
-// contiguous rows (DESIGN.md §5):
+// contiguous rows:
 //
 //	matMulABt:    C  = A·Bᵀ   forward pre-activations H·Wᵀ (row–row dot products)
 //	matMulAtBAdd: C += Aᵀ·B   weight gradient dW += δᵀ·H (row updates of dW)

@@ -461,23 +461,6 @@ func randSlice(rng *randv2.Rand, n int) []float64 {
 	return x
 }
 
-// maxRelDiff returns max_i |x_i − y_i| / max(max_i |y_i|, tiny): an error
-// relative to the scale of the reference y.
-func maxRelDiff(x, y []float64) float64 {
-	scale := 0.0
-	for _, v := range y {
-		scale = math.Max(scale, math.Abs(v))
-	}
-	if scale == 0 {
-		scale = math.SmallestNonzeroFloat64
-	}
-	d := 0.0
-	for i := range x {
-		d = math.Max(d, math.Abs(x[i]-y[i]))
-	}
-	return d / scale
-}
-
 // kernelShapes covers every remainder path of the blocked loops (sizes not
 // multiples of 2 or 4, ones, zeros).
 var kernelShapes = [][3]int{

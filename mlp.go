@@ -66,8 +66,8 @@ type MLPConfig struct {
 	TimeInput bool
 }
 
-// MLP is a batched multilayer perceptron vector field f(t, z) (DESIGN.md §5,
-// spec/case-format.md):
+// MLP is a batched multilayer perceptron vector field f(t, z), the model of
+// the case format (see Case):
 //
 //	h_0 = z (or [z, t]),  h_{l+1} = act(W_l h_l + b_l),  f = W_L h_L + b_L.
 //
@@ -240,7 +240,7 @@ type mlpEvaluator struct{ *mlpState }
 var (
 	// mlpBlockWork is the least work worth one task: below it the fork–join
 	// (waking a helper and waiting for it, a few microseconds) costs more
-	// than it saves. Chosen by BenchmarkCalibrateMLPSplit.
+	// than it saves. Chosen by TestCalibrateMLPSplit; see calibrate.md.
 	mlpBlockWork = 1 << 16
 	// mlpMaxBlocks bounds the tasks of one phase. Blocks beyond the number
 	// of cores only cost overhead, but the partition must not depend on the
@@ -318,8 +318,8 @@ func (e *mlpState) ensure(B int) {
 // no loop-carried dependency between the multiply–adds of one element),
 // and measured 10–25% faster than the dot-product form once the output rows
 // are at least 16 long; below that its inner loop is too short and
-// matMulABt wins (BenchmarkMatMulForward). The copy costs in·out moves per
-// layer and call against B·in·out multiply–adds.
+// matMulABt wins (BenchmarkMatMulForward; see calibrate.md). The copy costs
+// in·out moves per layer and call against B·in·out multiply–adds.
 const mlpMinTransposedOut = 16
 
 // fwdTransposed reports whether a layer with out outputs computes its

@@ -95,8 +95,6 @@ func naiveForward(m *MLP, t float64, z []float64) []float64 {
 	return out
 }
 
-func relErrInf(got, want []float64) float64 { return maxRelDiff(got, want) }
-
 func TestMLPForwardAgainstNaive(t *testing.T) {
 	for _, arch := range mlpArchs {
 		for _, act := range allActivations {
@@ -110,7 +108,7 @@ func TestMLPForwardAgainstNaive(t *testing.T) {
 					got := make([]float64, len(z))
 					ev.Eval(0.7, z, got)
 					want := naiveForward(m, 0.7, z)
-					if d := relErrInf(got, want); d > 1e-13 {
+					if d := maxRelDiff(got, want); d > 1e-13 {
 						t.Errorf("forward rel diff %g\n got %v\nwant %v", d, got, want)
 					}
 				})
@@ -158,7 +156,7 @@ func TestMLPVJPFiniteDifferences(t *testing.T) {
 						zm[i] -= h
 						fdz[i] = (scalarS(m, tt, zp, a) - scalarS(m, tt, zm, a)) / (2 * h)
 					}
-					if d := relErrInf(gz, fdz); d > 1e-7 {
+					if d := maxRelDiff(gz, fdz); d > 1e-7 {
 						t.Errorf("∂/∂z rel err %g\n got %v\n  fd %v", d, gz, fdz)
 					}
 
@@ -173,7 +171,7 @@ func TestMLPVJPFiniteDifferences(t *testing.T) {
 						p[i] = old
 						fdp[i] = (sp - sm) / (2 * h)
 					}
-					if d := relErrInf(gp, fdp); d > 1e-7 {
+					if d := maxRelDiff(gp, fdp); d > 1e-7 {
 						t.Errorf("∂/∂θ rel err %g", d)
 					}
 
@@ -282,14 +280,14 @@ func TestMLPBatchRowsIndependent(t *testing.T) {
 			var gt1 float64
 			ev.VJP(1.5, z[b*3:b*3+3], a[b*3:b*3+3], f1, gz1, sumGp, &gt1)
 			sumGt += gt1
-			if d := relErrInf(f1, f[b*3:b*3+3]); d > 1e-15 {
+			if d := maxRelDiff(f1, f[b*3:b*3+3]); d > 1e-15 {
 				t.Fatalf("B=%d row %d: f differs by %g", B, b, d)
 			}
-			if d := relErrInf(gz1, gz[b*3:b*3+3]); d > 1e-14 {
+			if d := maxRelDiff(gz1, gz[b*3:b*3+3]); d > 1e-14 {
 				t.Fatalf("B=%d row %d: gz differs by %g", B, b, d)
 			}
 		}
-		if d := relErrInf(sumGp, gp); d > 1e-13 {
+		if d := maxRelDiff(sumGp, gp); d > 1e-13 {
 			t.Fatalf("B=%d: summed gp differs by %g", B, d)
 		}
 		if math.Abs(sumGt-gt) > 1e-13*(1+math.Abs(gt)) {
@@ -567,13 +565,13 @@ func TestAdamHandComputed(t *testing.T) {
 		t.Fatalf("T = %d", opt.T)
 	}
 	want := []float64{p0, p1}
-	if d := relErrInf(params, want); d > 1e-13 {
+	if d := maxRelDiff(params, want); d > 1e-13 {
 		t.Fatalf("params %v, want %v (rel %g)", params, want, d)
 	}
-	if d := relErrInf(opt.M, []float64{-0.037, 0.099}); d > 1e-14 {
+	if d := maxRelDiff(opt.M, []float64{-0.037, 0.099}); d > 1e-14 {
 		t.Fatalf("M = %v", opt.M)
 	}
-	if d := relErrInf(opt.V, []float64{0.00131193775, 0.004994001}); d > 1e-14 {
+	if d := maxRelDiff(opt.V, []float64{0.00131193775, 0.004994001}); d > 1e-14 {
 		t.Fatalf("V = %v", opt.V)
 	}
 }
@@ -1009,33 +1007,6 @@ func TestCalibrateQuadrature(t *testing.T) {
 		serial, fan := timeIt(math.MaxInt), timeIt(0)
 		t.Logf("H=%3d nodes·n·P=%9d  serial %9v  fan-out %9v  speed-up %.2f", H, work, serial, fan, float64(serial)/float64(fan))
 	}
-}
-
-// ulpDiff returns the distance between x and y in units in the last place
-// (the number of float64 values between them), 0 when both are the same
-// NaN class, and a huge value when only one is NaN.
-func ulpDiff(x, y float64) float64 {
-	if math.IsNaN(x) || math.IsNaN(y) {
-		if math.IsNaN(x) && math.IsNaN(y) {
-			return 0
-		}
-		return math.Inf(1)
-	}
-	if x == y {
-		return 0
-	}
-	ord := func(v float64) int64 {
-		b := int64(math.Float64bits(v))
-		if b < 0 {
-			b = math.MinInt64 - b
-		}
-		return b
-	}
-	d := ord(x) - ord(y)
-	if d < 0 {
-		d = -d
-	}
-	return float64(d)
 }
 
 // softplusRef and sigmoidRef are the math-library evaluations the fast

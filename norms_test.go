@@ -183,3 +183,15 @@ func ExampleNewGroupedNorm() {
 	fmt.Printf("%.4f\n", semi.Norm(scaled))
 	// Output: 0.3536
 }
+
+// ExampleNormFunc controls the step size by the largest error of the first
+// component only, through a norm written as a function.
+func ExampleNormFunc() {
+	first := NormFunc(func(scaled []float64) float64 { return math.Abs(scaled[0]) })
+	s, _ := NewSolver(Options{RTol: 1e-9, ATol: 1e-9, Norm: first})
+	out := make([]float64, 4)
+	f := func(t float64, y, dy []float64) { dy[0], dy[1] = -y[0], -100*y[1] }
+	s.Solve(f, []float64{1, 1}, []float64{0, 1}, out)
+	fmt.Printf("y0(1) = %.8f\n", out[2])
+	// Output: y0(1) = 0.36787944
+}

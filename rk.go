@@ -266,20 +266,108 @@ func (tb *Tableau) denseWeights(theta float64, beta []float64) {
 	beta[last] += h11
 }
 
-// Controller holds the step-size controller's constants. The zero value
-// means torchdiffeq's: safety 0.9, factor limited to [0.2, 10], exponent
-// 1/Order, an accepted step never shrinks the next one.
-//
-// With Alpha or Beta set it is a PI controller (Gustafsson): on an accepted
-// step the factor is Safety·r^(−Alpha)·r_prev^(Beta), with r_prev the error
-// ratio of the previous accepted step. A rejected step always uses the
-// integral law Safety·r^(−1/Order).
-type Controller struct {
+// Controller is a step-size controller. After every attempted step of an
+// adaptive method the solver computes the error ratio r, the norm of the
+// error estimate scaled by ATol + RTol·|y| (the step is accepted when r ≤ 1),
+// and multiplies the step size by the controller's factor. IController and
+// PIController are the implementations; a nil Controller in Options means
+// IController{}, torchdiffeq's.
+type Controller interface {
+	// Prepare validates the controller for a method of the given order and
+	// returns it with its defaults filled in.
+	Prepare(order int) (Controller, error)
+	// Factor returns the step-size factor after a step with error ratio r,
+	// accepted or rejected. prev is the ratio of the previous accepted step
+	// of the solve (bounded below by 1e-4; 1 before the first).
+	Factor(r, prev float64, accepted bool) float64
+}
+
+// IController is the integral controller: the factor is
+// Safety·r^(−1/Order), limited to [MinFactor, MaxFactor], and an accepted
+// step never shrinks the next one. The zero value means torchdiffeq's
+// constants: safety 0.9, factor limited to [0.2, 10].
+type IController struct {
 	Safety    float64 // default 0.9
 	MinFactor float64 // smallest factor after a rejected step; default 0.2
 	MaxFactor float64 // largest factor; default 10
-	Alpha     float64 // PI exponent on the current ratio; default 1/Order
-	Beta      float64 // PI exponent on the previous ratio; default 0
+	order     int     // set by Prepare
+}
+
+// Prepare fills in the defaults and checks the constants.
+func (c IController) Prepare(order int) (Controller, error) {
+	p, err := c.pi(order).Prepare(order)
+	if err != nil {
+		return nil, err
+	}
+	pc := p.(PIController)
+	return IController{Safety: pc.Safety, MinFactor: pc.MinFactor, MaxFactor: pc.MaxFactor, order: order}, nil
+}
+
+// Factor returns Safety·r^(−1/Order) limited as described; prev is not used.
+func (c IController) Factor(r, prev float64, accepted bool) float64 {
+	return c.pi(c.order).Factor(r, prev, accepted)
+}
+
+// pi is the equivalent PIController: Alpha = 1/order, Beta = 0.
+func (c IController) pi(order int) PIController {
+	return PIController{Safety: c.Safety, MinFactor: c.MinFactor, MaxFactor: c.MaxFactor, Alpha: 1 / float64(order), order: order}
+}
+
+// PIController is Gustafsson's proportional–integral controller: on an
+// accepted step the factor is Safety·r^(−Alpha)·prev^(Beta), limited to
+// [1, MaxFactor] when r < 1 (an accepted step never shrinks the next one)
+// and to [MinFactor, MaxFactor] otherwise. A rejected step always uses
+// the integral law Safety·r^(−1/Order), at least MinFactor. With Alpha =
+// 1/Order and Beta = 0 it is the IController.
+type PIController struct {
+	Safety    float64 // default 0.9
+	MinFactor float64 // smallest factor after a rejected step; default 0.2
+	MaxFactor float64 // largest factor; default 10
+	Alpha     float64 // exponent on the current ratio; default 1/Order
+	Beta      float64 // exponent on the previous ratio; default 0
+	order     int
+}
+
+// Prepare fills in the defaults and checks the constants.
+func (c PIController) Prepare(order int) (Controller, error) {
+	if c.Safety == 0 {
+		c.Safety = 0.9
+	}
+	if c.MinFactor == 0 {
+		c.MinFactor = 0.2
+	}
+	if c.MaxFactor == 0 {
+		c.MaxFactor = 10
+	}
+	if c.Alpha == 0 {
+		c.Alpha = 1 / float64(order)
+	}
+	c.order = order
+	if !(c.Safety > 0 && c.Safety <= 1) || !(c.MinFactor > 0 && c.MinFactor <= 1) || !(c.MaxFactor >= 1) ||
+		math.IsInf(c.MaxFactor, 0) || !(c.Alpha > 0) || !(c.Beta >= 0) || math.IsInf(c.Alpha+c.Beta, 0) || order < 1 {
+		return nil, invalidf("Options.Controller", "need 0 < Safety ≤ 1, 0 < MinFactor ≤ 1 ≤ MaxFactor < ∞, Alpha > 0, Beta ≥ 0; got %+v", c)
+	}
+	return c, nil
+}
+
+// Factor returns the step-size factor (see PIController).
+func (c PIController) Factor(r, prev float64, accepted bool) float64 {
+	if !accepted {
+		fac := math.Max(c.Safety/math.Pow(r, 1/float64(c.order)), c.MinFactor)
+		return math.Min(fac, c.MaxFactor)
+	}
+	if r == 0 {
+		return c.MaxFactor
+	}
+	lo := c.MinFactor
+	if r < 1 {
+		lo = 1 // an accepted step never shrinks the next one
+	}
+	g := c.Safety / math.Pow(r, c.Alpha)
+	if c.Beta != 0 {
+		g *= math.Pow(prev, c.Beta)
+	}
+	return math.Min(c.MaxFactor, math.Max(g, lo))
 }
 
 // Options configures a Solver. The zero value is usable: Dormand–Prince 5(4)
@@ -292,7 +380,8 @@ type Options struct {
 	RTol, ATol float64
 	// Norm measures the scaled error; default RMSNorm.
 	Norm Norm
-	// Controller sets the step-size controller's constants.
+	// Controller chooses the step sizes of adaptive methods; nil means
+	// IController{}.
 	Controller Controller
 	// FirstStep is the size of the first step; zero selects it with Hairer's
 	// rule (two function evaluations), using Norm.
@@ -320,6 +409,16 @@ type Options struct {
 	// OnStep, if not nil, is called after every accepted step with views of
 	// the step's data, valid only during the call.
 	OnStep func(*StepInfo)
+	// Breaks lists times, in increasing order, at which f or one of its
+	// derivatives may jump, such as a Breakpointer's Breakpoints. No step
+	// crosses a break point inside a solve's span: the step before it ends
+	// exactly there, and the solve restarts from it as a new piece, with f
+	// evaluated afresh, the step size the controller proposed and the
+	// controller's memory cleared. f is evaluated one ulp inside the piece
+	// instead of on the break point itself, so that it may test t < b or
+	// t ≤ b alike. The error estimate never sees the jump, so no steps are
+	// rejected or shrunk to resolve it.
+	Breaks []float64
 }
 
 // StepInfo describes an accepted step from T to T+H, for Options.OnStep.
@@ -368,7 +467,7 @@ type Solver struct {
 	rtol  float64
 	atol  float64
 	norm  Norm
-	ctrl  Controller
+	ctrl  Controller // prepared for tb.Order
 	isRMS bool
 
 	// Nonzero coefficient pattern of the tableau, per stage row.
@@ -385,6 +484,7 @@ type Solver struct {
 	coef   []float64
 	vecs   [][]float64
 	interp interpolant // dense output of the current step
+	piece  pieceBounds // the piece being integrated, if bounded by break points
 	info   StepInfo
 }
 
@@ -442,25 +542,22 @@ func (s *Solver) setOptions(opts Options) error {
 	if opts.QuadratureTail < 0 {
 		return invalidf("Options.QuadratureTail", "negative: %d", opts.QuadratureTail)
 	}
+	if len(opts.Breaks) > 0 {
+		if _, err := validateTimes("Options.Breaks", opts.Breaks, 1, true); err != nil {
+			return err
+		}
+	}
+	opts.Breaks = append([]float64(nil), opts.Breaks...) // the caller may reuse the slice
 	if !tb.Adaptive() && opts.Step <= 0 {
 		return invalidf("Options.Step", "fixed-step method %q needs a positive Step", tb.Name)
 	}
 	c := opts.Controller
-	if c.Safety == 0 {
-		c.Safety = 0.9
+	if c == nil {
+		c = IController{}
 	}
-	if c.MinFactor == 0 {
-		c.MinFactor = 0.2
-	}
-	if c.MaxFactor == 0 {
-		c.MaxFactor = 10
-	}
-	if c.Alpha == 0 {
-		c.Alpha = 1 / float64(tb.Order)
-	}
-	if !(c.Safety > 0 && c.Safety <= 1) || !(c.MinFactor > 0 && c.MinFactor <= 1) || !(c.MaxFactor >= 1) ||
-		math.IsInf(c.MaxFactor, 0) || !(c.Alpha > 0) || !(c.Beta >= 0) || math.IsInf(c.Alpha+c.Beta, 0) {
-		return invalidf("Options.Controller", "need 0 < Safety ≤ 1, 0 < MinFactor ≤ 1 ≤ MaxFactor < ∞, Alpha > 0, Beta ≥ 0; got %+v", c)
+	c, err := c.Prepare(tb.Order)
+	if err != nil {
+		return err
 	}
 	norm := opts.Norm
 	if norm == nil {
@@ -529,11 +626,14 @@ func (s *Solver) ensure(n int) {
 	s.info.Stages = make([][]float64, st)
 }
 
-// validateTimes checks that ts is finite and strictly monotone and returns
-// its direction (+1 or −1; +1 for a single time).
-func validateTimes(field string, ts []float64) (float64, error) {
-	if len(ts) == 0 {
-		return 0, invalidf(field, "no times")
+// validateTimes checks a time grid: at least minLen times, all finite,
+// strictly monotone, and strictly increasing if increasing is set. It
+// returns the direction (+1 or −1; +1 for a single time). Every time grid
+// the package accepts is checked here: solve and observation times, break
+// points, quadrature partitions, noise grids and SDE output times.
+func validateTimes(field string, ts []float64, minLen int, increasing bool) (float64, error) {
+	if len(ts) < max(minLen, 1) {
+		return 0, invalidf(field, "need at least %d times, got %d", max(minLen, 1), len(ts))
 	}
 	if err := checkFinite(field, ts); err != nil {
 		return 0, err
@@ -542,11 +642,14 @@ func validateTimes(field string, ts []float64) (float64, error) {
 		return 1, nil
 	}
 	dir := 1.0
-	if ts[1] < ts[0] {
+	if ts[1] < ts[0] && !increasing {
 		dir = -1
 	}
 	for i := 1; i < len(ts); i++ {
 		if !((ts[i]-ts[i-1])*dir > 0) {
+			if increasing {
+				return 0, invalidf(field, "not strictly increasing at index %d (%v after %v)", i, ts[i], ts[i-1])
+			}
 			return 0, invalidf(field, "times must be strictly increasing or strictly decreasing: t[%d]=%v, t[%d]=%v", i-1, ts[i-1], i, ts[i])
 		}
 	}
@@ -573,11 +676,15 @@ type runConfig struct {
 	firstStep float64 // as Options.FirstStep
 	overshoot bool    // as Options.Overshoot
 	onStep    func(*StepInfo)
+	// onPiece, if not nil, is called before each piece between break
+	// points is integrated, with its first and last time.
+	onPiece func(t0, t1 float64)
+	breaks  []float64 // as Options.Breaks
 }
 
 // runConfig returns the configuration the Options ask for.
 func (s *Solver) runConfig() runConfig {
-	return runConfig{firstStep: s.opts.FirstStep, overshoot: s.opts.Overshoot, onStep: s.opts.OnStep}
+	return runConfig{firstStep: s.opts.FirstStep, overshoot: s.opts.Overshoot, onStep: s.opts.OnStep, breaks: s.opts.Breaks}
 }
 
 // setErrorNorm replaces the error norm and the quadrature tail, keeping the
@@ -600,7 +707,7 @@ func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err
 	if f == nil {
 		return st, invalidf("f", "nil function")
 	}
-	dir, err := validateTimes("ts", ts)
+	dir, err := validateTimes("ts", ts, 1, false)
 	if err != nil {
 		return st, err
 	}
@@ -622,25 +729,97 @@ func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err
 		return st, nil
 	}
 	copy(s.y, y0)
-	return s.integrate(f, ts, out, dir, rc)
+	return s.pieces(f, ts, out, dir, rc)
 }
 
-// integrate runs the step loop; the workspace is sized and s.y holds y(ts[0]).
-func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig) (st Stats, err error) {
-	tb, o := s.tb, &s.opts
+// pieces integrates from s.y = y(ts[0]) through ts, one piece between
+// consecutive break points at a time (see Options.Breaks): every piece
+// starts afresh with f evaluated at its start, with the step size the last
+// piece ended with and the controller's memory cleared; only the last piece
+// may overshoot.
+func (s *Solver) pieces(f Func, ts, out []float64, dir float64, rc runConfig) (st Stats, err error) {
 	n := s.n
-	head := n - o.QuadratureTail
-	nst := tb.Stages()
-	maxSteps := o.MaxSteps
-	if maxSteps == 0 {
-		maxSteps = defaultMaxSteps
-	}
-	t := ts[0]
 	tEnd := ts[len(ts)-1]
+	budget := s.opts.MaxSteps
+	if budget == 0 {
+		budget = defaultMaxSteps
+	}
+	overshoot := rc.overshoot
+	t0, row := ts[0], 1 // start of the piece and its first output row
+	bi, step := 0, 1    // next break point, walked in the direction of integration
+	if dir < 0 {
+		bi, step = len(rc.breaks)-1, -1
+	}
+	for row < len(ts) {
+		end := tEnd
+		for ; bi >= 0 && bi < len(rc.breaks); bi += step {
+			if b := rc.breaks[bi]; (b-t0)*dir > 0 {
+				if (b-tEnd)*dir < 0 {
+					end = b
+				}
+				break
+			}
+		}
+		last := row // outputs of the piece: rows row..last-1, times in (t0, end]
+		for last < len(ts) && (ts[last]-end)*dir <= 0 {
+			last++
+		}
+		rc.overshoot = overshoot && end == tEnd
+		if rc.onPiece != nil {
+			rc.onPiece(t0, end)
+		} else {
+			s.piece = pieceBounds{start: t0, end: end, atStart: t0 != ts[0], atEnd: end != tEnd, dir: dir}
+		}
+		ps, err := s.integrate(f, t0, end, ts[row:last], out[row*n:last*n], dir, budget-st.Accepted-st.Rejected, rc)
+		s.piece = pieceBounds{}
+		st.Add(ps)
+		if err != nil {
+			return st, err
+		}
+		rc.firstStep = ps.LastStep
+		t0, row = end, last
+	}
+	return st, nil
+}
+
+// pieceBounds is the piece being integrated when it starts or ends at a
+// break point. f is then never evaluated on the break point itself or
+// beyond it (where rounding of t + c·h can put a stage), but one ulp inside
+// the piece: a plain Func cannot tell which side of a jump it is asked
+// about, and evaluating it on the wrong side would show the jump to the
+// error estimate after all. (A GradientSolver selects the piece of a
+// piecewise field explicitly instead; see PieceSelector.)
+type pieceBounds struct {
+	start, end     float64
+	atStart, atEnd bool // start, end is a break point
+	dir            float64
+}
+
+// evalTime returns the time at which to evaluate f for the time t of the
+// current piece (see pieceBounds).
+func (s *Solver) evalTime(t float64) float64 {
+	pb := &s.piece
+	if pb.atEnd && (t-pb.end)*pb.dir >= 0 {
+		return math.Nextafter(pb.end, pb.start)
+	}
+	if pb.atStart && (t-pb.start)*pb.dir <= 0 {
+		return math.Nextafter(pb.start, pb.end)
+	}
+	return t
+}
+
+// integrate runs the step loop from s.y = y(t0) to tEnd with output at the
+// times ts in (t0, tEnd] (out has a row for each), attempting at most
+// maxSteps steps.
+func (s *Solver) integrate(f Func, t0, tEnd float64, ts, out []float64, dir float64, maxSteps int, rc runConfig) (st Stats, err error) {
+	tb, o := s.tb, &s.opts
+	head := s.n - o.QuadratureTail
+	nst := tb.Stages()
+	t := t0
 	k := s.k
 
 	// f at the start; FSAL methods then carry it from step to step.
-	f(t, s.y, k[0])
+	f(s.evalTime(t), s.y, k[0])
 	st.NFE++
 
 	adaptive := tb.Adaptive() && o.Step == 0
@@ -658,10 +837,10 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig)
 		h = dir * o.MaxStep
 	}
 	rPrev := 1.0
-	next := 1 // next output index
-	for next < len(ts) {
+	next := 0 // next output index
+	for next < len(ts) || (t-tEnd)*dir < 0 {
 		if st.Accepted+st.Rejected >= maxSteps {
-			return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("%d steps attempted without reaching t=%g", maxSteps, tEnd), Err: ErrTooManySteps}
+			return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("%d steps attempted without reaching t=%g", o.maxSteps(), tEnd), Err: ErrTooManySteps}
 		}
 		t1 := t + h
 		if !rc.overshoot {
@@ -689,8 +868,7 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig)
 
 		if adaptive && ratio > 1 {
 			st.Rejected++
-			fac := math.Max(s.ctrl.Safety/math.Pow(ratio, 1/float64(tb.Order)), s.ctrl.MinFactor)
-			h *= math.Min(fac, s.ctrl.MaxFactor)
+			h *= s.ctrl.Factor(ratio, rPrev, false)
 			if o.MinStep > 0 && math.Abs(h) < o.MinStep {
 				return st, &SolveError{T: t, Step: h, Reason: fmt.Sprintf("step size %g below MinStep %g", math.Abs(h), o.MinStep), Err: ErrStepSizeUnderflow}
 			}
@@ -700,58 +878,22 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig)
 
 		// f(t1, y1): the last stage of FSAL methods; for the others it is
 		// evaluated when another step follows or the dense output needs it.
-		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || rc.onStep != nil || (ts[next]-t1)*dir < 0)
+		needF1 := !tb.FSAL && ((tEnd-t1)*dir > 0 || rc.onStep != nil || (next < len(ts) && (ts[next]-t1)*dir < 0))
 		if needF1 {
-			f(t1, s.y1, k[nst])
+			f(s.evalTime(t1), s.y1, k[nst])
 			st.NFE++
 		}
 		if rc.onStep != nil {
-			s.info.T, s.info.H, s.info.T1, s.info.Y0, s.info.Y1 = t, h, t1, s.y, s.y1
-			copy(s.info.Stages, s.stages)
-			s.info.Stages[0] = s.y
-			if tb.FSAL {
-				s.info.Stages[nst-1] = s.y1
-			}
-			copy(s.info.K, k)
-			rc.onStep(&s.info)
+			s.reportStep(t, h, t1, rc.onStep)
 		}
-		// Outputs inside (t, t1].
-		for next < len(ts) && (ts[next]-t1)*dir <= 0 {
-			dst := out[next*n : (next+1)*n]
-			if ts[next] == t1 {
-				copy(dst, s.y1)
-			} else {
-				s.denseAt((ts[next]-t)/h, h, dst)
-			}
-			// Every output is checked: a finite step can still have an
-			// infinite derivative at its end (fixed-step methods have no
-			// error estimate to see it), and a seminorm does not look at
-			// its zero-weight channels at all.
-			if ok, i := allFinite(dst); !ok {
-				return st, &SolveError{T: ts[next], Step: h, Reason: fmt.Sprintf("non-finite output (component %d)", i), Err: ErrNonFinite}
-			}
-			next++
+		if next, err = s.outputs(ts, out, next, t, h, t1, dir); err != nil {
+			return st, err
 		}
 
 		// Next step size.
 		if adaptive {
-			var fac float64
-			switch {
-			case ratio == 0:
-				fac = s.ctrl.MaxFactor
-			default:
-				lo := s.ctrl.MinFactor
-				if ratio < 1 {
-					lo = 1 // an accepted step never shrinks the next one
-				}
-				g := s.ctrl.Safety / math.Pow(ratio, s.ctrl.Alpha)
-				if s.ctrl.Beta != 0 {
-					g *= math.Pow(rPrev, s.ctrl.Beta)
-				}
-				fac = math.Min(s.ctrl.MaxFactor, math.Max(g, lo))
-			}
+			h *= s.ctrl.Factor(ratio, rPrev, true)
 			rPrev = math.Max(ratio, 1e-4)
-			h *= fac
 			if o.MaxStep > 0 && math.Abs(h) > o.MaxStep {
 				h = dir * o.MaxStep
 			}
@@ -767,6 +909,50 @@ func (s *Solver) integrate(f Func, ts, out []float64, dir float64, rc runConfig)
 	}
 	st.LastStep = math.Abs(h)
 	return st, nil
+}
+
+// maxSteps is MaxSteps with its default.
+func (o *Options) maxSteps() int {
+	if o.MaxSteps == 0 {
+		return defaultMaxSteps
+	}
+	return o.MaxSteps
+}
+
+// reportStep calls onStep with views of the step just accepted.
+func (s *Solver) reportStep(t, h, t1 float64, onStep func(*StepInfo)) {
+	nst := s.tb.Stages()
+	s.info.T, s.info.H, s.info.T1, s.info.Y0, s.info.Y1 = t, h, t1, s.y, s.y1
+	copy(s.info.Stages, s.stages)
+	s.info.Stages[0] = s.y
+	if s.tb.FSAL {
+		s.info.Stages[nst-1] = s.y1
+	}
+	copy(s.info.K, s.k)
+	onStep(&s.info)
+}
+
+// outputs writes the outputs at the times ts[next…] inside the accepted
+// step (t, t1] and returns the next output index.
+func (s *Solver) outputs(ts, out []float64, next int, t, h, t1, dir float64) (int, error) {
+	n := s.n
+	for next < len(ts) && (ts[next]-t1)*dir <= 0 {
+		dst := out[next*n : (next+1)*n]
+		if ts[next] == t1 {
+			copy(dst, s.y1)
+		} else {
+			s.denseAt((ts[next]-t)/h, h, dst)
+		}
+		// Every output is checked: a finite step can still have an
+		// infinite derivative at its end (fixed-step methods have no
+		// error estimate to see it), and a seminorm does not look at
+		// its zero-weight channels at all.
+		if ok, i := allFinite(dst); !ok {
+			return next, &SolveError{T: ts[next], Step: h, Reason: fmt.Sprintf("non-finite output (component %d)", i), Err: ErrNonFinite}
+		}
+		next++
+	}
+	return next, nil
 }
 
 // step computes one Runge–Kutta step of size h from (t, s.y) into s.y1 and,
@@ -787,7 +973,7 @@ func (s *Solver) step(f Func, t, h float64, head int) {
 		} else {
 			LinComb(dst[:head], y[:head], s.coef[:len(s.aIdx[i])], s.vecs[:len(s.aIdx[i])])
 		}
-		f(t+tb.C[i]*h, dst, s.k[i])
+		f(s.evalTime(t+tb.C[i]*h), dst, s.k[i])
 	}
 	if tb.FSAL {
 		// y1 is the last stage input; swap buffers instead of copying.
@@ -860,7 +1046,7 @@ func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) 
 	for i := range probe {
 		probe[i] = y0[i] + h0*dir*f0[i]
 	}
-	f(t0+h0*dir, probe, f1)
+	f(s.evalTime(t0+h0*dir), probe, f1)
 	for i := range sc {
 		sc[i] = (f1[i] - f0[i]) / (s.atol + math.Abs(y0[i])*s.rtol)
 	}
@@ -881,7 +1067,7 @@ func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) 
 // denseAt evaluates the dense output of the step just accepted (from s.y
 // with size h, stages in s.k) at fraction theta into dst.
 func (s *Solver) denseAt(theta, h float64, dst []float64) {
-	s.interp.eval(dst, s.y, s.k, theta, h)
+	s.interp.eval(s.y, s.k, theta, h, dst)
 }
 
 // interpolant evaluates a tableau's dense output on one step,
@@ -908,7 +1094,7 @@ func (ip *interpolant) weights(theta float64) []float64 {
 
 // eval writes y0 + h·Σ β_j(θ)·k_j into dst; nil entries of k (an f1 that
 // was not evaluated) must have zero weight.
-func (ip *interpolant) eval(dst, y0 []float64, k [][]float64, theta, h float64) {
+func (ip *interpolant) eval(y0 []float64, k [][]float64, theta, h float64, dst []float64) {
 	m := 0
 	for j, b := range ip.weights(theta) {
 		if b != 0 && k[j] != nil {
@@ -1013,7 +1199,7 @@ func (r *stepRecord) at(i int, theta float64, dst []float64) {
 	for j := range r.kv {
 		r.kv[j] = r.vec(i, 1+j)
 	}
-	r.interp.eval(dst, r.y0(i), r.kv, theta, r.h[i])
+	r.interp.eval(r.y0(i), r.kv, theta, r.h[i], dst)
 }
 
 // DenseSolution is a finished solve that can be evaluated anywhere inside
@@ -1046,7 +1232,7 @@ func (s *Solver) SolveDense(f Func, y0, ts, out []float64) (*DenseSolution, Stat
 	if err != nil {
 		return nil, st, err
 	}
-	d.dir, _ = validateTimes("ts", ts)
+	d.dir, _ = validateTimes("ts", ts, 1, false)
 	d.t0, d.tEnd = ts[0], ts[len(ts)-1]
 	d.final = append([]float64(nil), out[len(out)-len(y0):]...)
 	return d, st, nil

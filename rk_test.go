@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"slices"
 	"testing"
 )
 
@@ -64,28 +65,6 @@ func (p odeProblem) y0() []float64 {
 	y := make([]float64, p.dim())
 	p.exact(p.t0, y)
 	return y
-}
-
-func maxAbsDiff(a, b []float64) float64 {
-	m := 0.0
-	for i := range a {
-		m = math.Max(m, math.Abs(a[i]-b[i]))
-	}
-	return m
-}
-
-// slope fits log(err) against log(h) by least squares.
-func slope(hs, errs []float64) float64 {
-	var sx, sy, sxx, sxy float64
-	n := float64(len(hs))
-	for i := range hs {
-		x, y := math.Log(hs[i]), math.Log(errs[i])
-		sx += x
-		sy += y
-		sxx += x * x
-		sxy += x * y
-	}
-	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
 }
 
 func TestConvergenceOrder(t *testing.T) {
@@ -521,7 +500,7 @@ func BenchmarkSolve(b *testing.B) {
 	}
 }
 
-// caseFiles are the PyTorch-exported cases (spec/case-format.md).
+// caseFiles are the PyTorch-exported cases (the format is documented with Case).
 var caseFiles = []string{
 	"testdata/cases/case1_d2_h16_b4.json",
 	"testdata/cases/case2_d3_h32_b8_nobs4.json",
@@ -534,7 +513,7 @@ type loadedCase struct {
 	m       *MLP
 	z0      []float64
 	targets []float64
-	peers   map[string]PeerResult
+	peers   map[string]peerResult
 }
 
 func loadCaseFixture(t testing.TB, path string) *loadedCase {
@@ -547,7 +526,7 @@ func loadCaseFixture(t testing.TB, path string) *loadedCase {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peers, err := c.Peers()
+	peers, err := c.peers()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,4 +655,145 @@ func ExampleSolver_Solve() {
 	// Output:
 	// v(π/2) = -1.000000, x(π) = -1.000000
 	// rejected steps: 0
+}
+
+// TestSolveBreaks: y' = y before t = b and y' = −2y after it, a field whose
+// derivative jumps at b. With Options.Breaks = {b} no accepted step
+// straddles b, in either direction of time, and the solution matches
+// exp(b − 2(t − b)) far inside the tolerance, since each piece is smooth.
+// Without the break a step crosses b (which is what made a plain solve of a
+// piecewise field step across its kinks); the check that it does keeps the
+// test able to fail.
+func TestSolveBreaks(t *testing.T) {
+	const b = 0.3712
+	f := func(t float64, y, dy []float64) {
+		if t < b {
+			dy[0] = y[0]
+		} else {
+			dy[0] = -2 * y[0]
+		}
+	}
+	exact := func(t float64) float64 {
+		if t < b {
+			return math.Exp(t)
+		}
+		return math.Exp(b - 2*(t-b))
+	}
+	nfe := map[bool]int{} // with break points: total evaluations
+	for _, breaks := range [][]float64{nil, {-1, b, 5}} {
+		for _, ts := range [][]float64{{0, 0.5, 1}, {1, 0.2, 0}} {
+			straddles := 0
+			s, err := NewSolver(Options{RTol: 1e-6, ATol: 1e-9, Breaks: breaks, OnStep: func(si *StepInfo) {
+				if (si.T-b)*(si.T1-b) < 0 {
+					straddles++
+				}
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			y0 := []float64{exact(ts[0])}
+			out := make([]float64, len(ts))
+			st, err := s.Solve(f, y0, ts, out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			worst := 0.0
+			for i, tt := range ts {
+				worst = math.Max(worst, math.Abs(out[i]-exact(tt))/exact(tt))
+			}
+			t.Logf("breaks=%v ts=%v: %d straddling steps, relative error %.2g, %+v", breaks, ts, straddles, worst, st)
+			nfe[breaks != nil] += st.NFE
+			if breaks == nil {
+				if straddles == 0 {
+					t.Errorf("ts=%v: without Breaks no step crossed the kink; the test cannot tell the cases apart", ts)
+				}
+				continue
+			}
+			if straddles != 0 {
+				t.Errorf("ts=%v: %d accepted steps cross the break point", ts, straddles)
+			}
+			if worst > 1e-6 {
+				t.Errorf("ts=%v: relative error %g with the break point", ts, worst)
+			}
+		}
+	}
+	// Stepping across the kink costs rejected steps; restarting at it does not.
+	if nfe[true] >= nfe[false] {
+		t.Errorf("%d evaluations with the break point, %d without", nfe[true], nfe[false])
+	}
+	for _, bad := range [][]float64{{0.5, 0.2}, {0.1, math.NaN()}, {0.2, 0.2}} {
+		var ie *InputError
+		if _, err := NewSolver(Options{Breaks: bad}); !errors.As(err, &ie) || ie.Field != "Options.Breaks" {
+			t.Errorf("Breaks %v: err = %v, want an InputError for Options.Breaks", bad, err)
+		}
+	}
+}
+
+// TestControllers: a PIController with Alpha = 1/Order and Beta = 0 is the
+// IController step for step; a PI controller with Beta > 0 still meets the
+// tolerance (on the harmonic oscillator) with a different step sequence;
+// invalid constants are errors.
+func TestControllers(t *testing.T) {
+	p := odeProblems[1]
+	solve := func(c Controller) ([]float64, Stats) {
+		t.Helper()
+		s, err := NewSolver(Options{RTol: 1e-8, ATol: 1e-8, Controller: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float64, 2*len(p.y0()))
+		st, err := s.Solve(p.f, p.y0(), []float64{0, 4}, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[len(p.y0()):], st
+	}
+	yi, sti := solve(nil)
+	yp, stp := solve(PIController{Alpha: 1.0 / 5})
+	if !slices.Equal(yi, yp) || sti != stp {
+		t.Errorf("PI(α=1/5, β=0) differs from I: %v %+v vs %v %+v", yp, stp, yi, sti)
+	}
+	yb, stb := solve(PIController{Alpha: 0.7 / 5, Beta: 0.4 / 5})
+	want := make([]float64, 2)
+	p.exact(4, want)
+	for i := range yb {
+		if d := math.Abs(yb[i] - want[i]); d > 1e-6 {
+			t.Errorf("PI(β>0): component %d off by %g", i, d)
+		}
+	}
+	if stb == sti {
+		t.Errorf("PI(β>0) took the I controller's steps exactly: %+v", stb)
+	}
+	t.Logf("I: %+v; PI(0.7/5, 0.4/5): %+v", sti, stb)
+	for _, c := range []Controller{IController{Safety: 2}, PIController{MinFactor: -1}, PIController{Beta: -0.1}, PIController{MaxFactor: math.Inf(1)}} {
+		if _, err := NewSolver(Options{Controller: c}); !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%+v: err = %v, want ErrInvalidInput", c, err)
+		}
+	}
+}
+
+// ExampleOptions_breaks solves y' = 1 before t = 1 and y' = 3 after it:
+// with the kink in Options.Breaks the solver stops there and restarts, so
+// the pieces are integrated exactly (each is a straight line).
+func ExampleOptions_breaks() {
+	f := func(t float64, y, dy []float64) {
+		dy[0] = 1
+		if t >= 1 {
+			dy[0] = 3
+		}
+	}
+	s, _ := NewSolver(Options{Breaks: []float64{1}})
+	out := make([]float64, 2)
+	st, _ := s.Solve(f, []float64{0}, []float64{0, 2}, out)
+	fmt.Printf("y(2) = %.12f, %d rejected steps\n", out[1], st.Rejected)
+	// Output: y(2) = 4.000000000000, 0 rejected steps
+}
+
+// ExamplePIController uses a proportional–integral step-size controller.
+func ExamplePIController() {
+	s, _ := NewSolver(Options{RTol: 1e-8, ATol: 1e-8, Controller: PIController{Alpha: 0.7 / 5, Beta: 0.4 / 5}})
+	out := make([]float64, 2)
+	s.Solve(func(t float64, y, dy []float64) { dy[0] = -y[0] }, []float64{1}, []float64{0, 1}, out)
+	fmt.Printf("y(1) = %.8f\n", out[1])
+	// Output: y(1) = 0.36787944
 }

@@ -7,7 +7,7 @@ import (
 	"sort"
 )
 
-// This file holds the stochastic half of the library (DESIGN.md section 4):
+// This file holds the stochastic half of the library:
 //
 //   - smooth approximations of white noise (KLNoise, PiecewiseLinearNoise) and
 //     the Wong–Zakai ODE dz/dt = f(t, z) + g(t, z) ⊙ Ẇ(t) built from them
@@ -92,7 +92,7 @@ type PieceSelector interface {
 }
 
 // KLNoise is the truncated Karhunen–Loève expansion of white noise on
-// [t0, t1] used by the GQ paper's SDE experiment (DESIGN.md §4): with
+// [t0, t1] used by the SDE experiment of Norcliffe & Deisenroth (TMLR 2023): with
 // c = t1 − t0,
 //
 //	Ẇ(t) = sqrt(2/c) · Σ_{n=1..N} ε_n cos((n − ½)π(t − t0)/c),  ε_n ~ N(0, 1),
@@ -186,15 +186,7 @@ func (k *KLNoise) series(t float64, dst []float64, kind int) {
 		default:
 			coef = scale * math.Sin(w*s) / w
 		}
-		sdeAxpy(coef, k.eps[j*n:(j+1)*n], dst)
-	}
-}
-
-// sdeAxpy computes y += a·x for len(y) elements.
-func sdeAxpy(a float64, x, y []float64) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] += a * x[i]
+		Axpy(coef, k.eps[j*n:j*n+len(dst)], dst)
 	}
 }
 
@@ -212,16 +204,8 @@ type PiecewiseLinearNoise struct {
 // increasing grid (at least two points, copied) for size = B·D channels,
 // with zero rate until the first Resample or SetFromPath.
 func NewPiecewiseLinearNoise(grid []float64, size int) (*PiecewiseLinearNoise, error) {
-	if len(grid) < 2 {
-		return nil, invalidf("grid", "need at least 2 points, got %d", len(grid))
-	}
-	if err := checkFinite("grid", grid); err != nil {
+	if _, err := validateTimes("grid", grid, 2, true); err != nil {
 		return nil, err
-	}
-	for i := 1; i < len(grid); i++ {
-		if !(grid[i] > grid[i-1]) {
-			return nil, invalidf("grid", "not strictly increasing at index %d", i)
-		}
 	}
 	if size < 1 {
 		return nil, invalidf("size", "need at least one channel, got %d", size)
@@ -324,17 +308,17 @@ func (p *PiecewiseLinearNoise) Value(t float64, dst []float64) {
 	}
 	last := p.piece(t)
 	for i := 0; i < last; i++ {
-		sdeAxpy(p.grid[i+1]-p.grid[i], p.PieceRate(i), dst)
+		Axpy(p.grid[i+1]-p.grid[i], p.PieceRate(i)[:len(dst)], dst)
 	}
-	sdeAxpy(t-p.grid[last], p.PieceRate(last), dst)
+	Axpy(t-p.grid[last], p.PieceRate(last)[:len(dst)], dst)
 }
 
 // ---------------------------------------------------------------------------
 // Wong–Zakai ODE
 
 // WongZakai is the vector field dz/dt = f(t, z) + g(t, z) ⊙ Ẇ(t) of a
-// diagonal-noise Stratonovich SDE driven by a smooth noise sample (DESIGN.md
-// §4). It is an ordinary VectorField with vector–Jacobian products over the
+// diagonal-noise Stratonovich SDE driven by a smooth noise sample (the
+// Wong–Zakai approximation; see the top of this file). It is an ordinary VectorField with vector–Jacobian products over the
 // joint parameter vector [θ_f, θ_g], so any gradient method trains it.
 //
 // The noise fixes the batch: len(z) must equal Noise().Size() = B·D in every
@@ -495,11 +479,12 @@ func (e *wzEvaluator) Eval(t float64, z, dz []float64) {
 	e.ensure(n)
 	e.fe.Eval(t, z, dz)
 	e.ge.Eval(t, z, e.g)
-	sdeFMA(dz[:n], e.g[:n], e.rateAt(t)[:n])
+	mulAdd(e.g[:n], e.rateAt(t)[:n], dz[:n])
 }
 
-// sdeFMA computes y += a ⊙ b.
-func sdeFMA(y, a, b []float64) {
+// mulAdd computes y += a ⊙ b (the package's vector kernels have no
+// elementwise product).
+func mulAdd(a, b, y []float64) {
 	a = a[:len(y)]
 	b = b[:len(y)]
 	for i := range y {
@@ -539,7 +524,7 @@ func (e *wzEvaluator) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	e.ge.VJP(t, z, ag, gval, gzg, gpG, ptG)
 	if f != nil {
-		sdeFMA(f[:n], gval, rate)
+		mulAdd(gval, rate, f[:n])
 	}
 	if gz != nil {
 		gz = gz[:n]
@@ -833,7 +818,7 @@ func (b *BrownianTree) freeBuf(lo, hi []float64) int {
 // every sample has its own Brownian motion (g ⊙ dW). By default the SDE is
 // read in the Stratonovich sense (the Wong–Zakai limit); set Ito to read it
 // in the Itô sense. Schemes of the other calculus convert the drift with
-// f_Itô = f_Strat + ½ g ⊙ ∂g/∂z (see ItoCorrection).
+// f_Itô = f_Strat + ½ g ⊙ ∂g/∂z (see itoCorrection).
 type SDE struct {
 	Drift, Diffusion VectorField
 	// Ito reports that Drift is the Itô drift.
@@ -885,14 +870,14 @@ func (s SDEScheme) String() string {
 	return fmt.Sprintf("SDEScheme(%d)", int(s))
 }
 
-// ItoCorrection writes ½ (∂g/∂z)ᵀ g into dst, given g = g(t, z) computed
+// itoCorrection writes ½ (∂g/∂z)ᵀ g into dst, given g = g(t, z) computed
 // by the diffusion evaluator ge. For diagonal noise where g_i depends on z_i
 // only (component-wise diffusion, as torchsde assumes for "diagonal" noise),
 // (∂g/∂z)ᵀ g = g ⊙ ∂g_i/∂z_i exactly, and dst is the
 // Itô–Stratonovich drift correction: f_Itô = f_Strat + dst. If g_i depends on
 // other components, this is the VJP, not the diagonal term. It costs one VJP
 // of the diffusion.
-func ItoCorrection(ge Evaluator, t float64, z, g, dst []float64) {
+func itoCorrection(ge Evaluator, t float64, z, g, dst []float64) {
 	ge.VJP(t, z, g, nil, dst, nil, nil)
 	dst = dst[:len(g)]
 	for i := range dst {
@@ -981,16 +966,8 @@ func (s *SDESolver) Solve(z0, ts []float64, dt float64, bm BrownianMotion, out [
 	if err := checkFinite("z0", z0); err != nil {
 		return err
 	}
-	if len(ts) < 1 {
-		return invalidf("ts", "need at least one time")
-	}
-	if err := checkFinite("ts", ts); err != nil {
+	if _, err := validateTimes("ts", ts, 1, true); err != nil {
 		return err
-	}
-	for i := 1; i < len(ts); i++ {
-		if !(ts[i] > ts[i-1]) {
-			return invalidf("ts", "not strictly increasing at index %d", i)
-		}
 	}
 	if math.IsNaN(dt) || math.IsInf(dt, 0) {
 		return &InputError{Field: "dt", Reason: fmt.Sprintf("%v is not finite", dt), Err: ErrNonFinite}
@@ -1055,15 +1032,8 @@ func (s *SDESolver) stratDrift(t float64, z, f, g []float64) {
 	s.fe.Eval(t, z, f)
 	s.ge.Eval(t, z, g)
 	if s.sde.Ito {
-		ItoCorrection(s.ge, t, z, g, s.gdg)
-		sdeSub(f, s.gdg)
-	}
-}
-
-func sdeSub(y, x []float64) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] -= x[i]
+		itoCorrection(s.ge, t, z, g, s.gdg)
+		Axpy(-1, s.gdg[:len(f)], f)
 	}
 }
 
@@ -1085,7 +1055,7 @@ func (s *SDESolver) step(t, h float64) {
 		s.ge.Eval(t, z, g)
 		gdg := s.gdg[:n]
 		if !s.sde.Ito || s.scheme == Milstein {
-			ItoCorrection(s.ge, t, z, g, gdg) // gdg = ½ g ∂g/∂z
+			itoCorrection(s.ge, t, z, g, gdg) // gdg = ½ g ∂g/∂z
 			if !s.sde.Ito {
 				for i := range f {
 					f[i] += gdg[i] // Itô drift
@@ -1105,9 +1075,9 @@ func (s *SDESolver) step(t, h float64) {
 		s.fe.Eval(t, z, f)
 		s.ge.Eval(t, z, g)
 		gdg := s.gdg[:n]
-		ItoCorrection(s.ge, t, z, g, gdg)
+		itoCorrection(s.ge, t, z, g, gdg)
 		if s.sde.Ito {
-			sdeSub(f, gdg)
+			Axpy(-1, gdg[:len(f)], f)
 		}
 		for i := range z {
 			z[i] += f[i]*h + g[i]*dw[i] + gdg[i]*dw[i]*dw[i]

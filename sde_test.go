@@ -379,9 +379,11 @@ func TestBrownianTreeErrors(t *testing.T) {
 		{"size", 0, 1, 0, 1, ErrInvalidInput},
 		{"cells", 0, 1, 1, 0, ErrInvalidInput},
 	} {
-		if _, err := NewBrownianTree(tc.t0, tc.t1, tc.size, tc.cells, 1); !errors.Is(err, tc.want) {
-			t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewBrownianTree(tc.t0, tc.t1, tc.size, tc.cells, 1); !errors.Is(err, tc.want) {
+				t.Errorf("%s: err = %v, want %v", tc.name, err, tc.want)
+			}
+		})
 	}
 	bm, _ := NewBrownianTree(0, 1, 2, 1, 1)
 	dst := []float64{7, 8}
@@ -396,11 +398,13 @@ func TestBrownianTreeErrors(t *testing.T) {
 		{"nan", 0, math.NaN(), dst, ErrNonFinite},
 		{"short dst", 0, 1, dst[:1], ErrInvalidInput},
 	} {
-		err := bm.Increment(tc.s, tc.e, tc.dst)
-		var ie *InputError
-		if !errors.Is(err, tc.want) || !errors.As(err, &ie) {
-			t.Errorf("%s: err = %v, want %v as *InputError", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			err := bm.Increment(tc.s, tc.e, tc.dst)
+			var ie *InputError
+			if !errors.Is(err, tc.want) || !errors.As(err, &ie) {
+				t.Errorf("%s: err = %v, want %v as *InputError", tc.name, err, tc.want)
+			}
+		})
 	}
 	if dst[0] != 7 || dst[1] != 8 {
 		t.Error("dst modified on error")
@@ -475,20 +479,22 @@ func TestSDEStrongOrderGBM(t *testing.T) {
 		{ReversibleHeun, false, 1},
 		{ReversibleHeun, true, 1},
 	} {
-		sde := sdeGBM(mu, sigma)
-		if tc.ito {
-			sde = sdeGBM(mu+sigma*sigma/2, sigma) // the same process, Itô drift
-			sde.Ito = true
-		}
-		errs := sdeGBMErrors(t, sde, tc.scheme, bm, z0, mu, sigma, T, hs)
-		p := slope(hs, errs)
-		t.Logf("%-20v ito=%-5v order %.3f  errors %.2e … %.2e", tc.scheme, tc.ito, p, errs[0], errs[len(errs)-1])
-		if math.Abs(p-tc.order) > 0.15 {
-			t.Errorf("%v (ito=%v): strong order %.3f, want %.2g ± 0.15 (errors %v)", tc.scheme, tc.ito, p, tc.order, errs)
-		}
-		if errs[len(errs)-1] > errs[0] {
-			t.Errorf("%v: error grew from %g to %g", tc.scheme, errs[0], errs[len(errs)-1])
-		}
+		t.Run(fmt.Sprintf("%v/ito=%v", tc.scheme, tc.ito), func(t *testing.T) {
+			sde := sdeGBM(mu, sigma)
+			if tc.ito {
+				sde = sdeGBM(mu+sigma*sigma/2, sigma) // the same process, Itô drift
+				sde.Ito = true
+			}
+			errs := sdeGBMErrors(t, sde, tc.scheme, bm, z0, mu, sigma, T, hs)
+			p := slope(hs, errs)
+			t.Logf("%-20v ito=%-5v order %.3f  errors %.2e … %.2e", tc.scheme, tc.ito, p, errs[0], errs[len(errs)-1])
+			if math.Abs(p-tc.order) > 0.15 {
+				t.Errorf("%v (ito=%v): strong order %.3f, want %.2g ± 0.15 (errors %v)", tc.scheme, tc.ito, p, tc.order, errs)
+			}
+			if errs[len(errs)-1] > errs[0] {
+				t.Errorf("%v: error grew from %g to %g", tc.scheme, errs[0], errs[len(errs)-1])
+			}
+		})
 	}
 }
 
@@ -503,10 +509,12 @@ func TestSDEStrongOrderPureTree(t *testing.T) {
 		scheme SDEScheme
 		order  float64
 	}{{EulerMaruyama, 0.5}, {Milstein, 1}} {
-		errs := sdeGBMErrors(t, sdeGBM(mu, sigma), tc.scheme, bm, 1, mu, sigma, T, hs)
-		if p := slope(hs, errs); math.Abs(p-tc.order) > 0.2 {
-			t.Errorf("%v on a pure tree: order %.3f, want %.2g ± 0.2 (errors %v)", tc.scheme, p, tc.order, errs)
-		}
+		t.Run(fmt.Sprint(tc.scheme), func(t *testing.T) {
+			errs := sdeGBMErrors(t, sdeGBM(mu, sigma), tc.scheme, bm, 1, mu, sigma, T, hs)
+			if p := slope(hs, errs); math.Abs(p-tc.order) > 0.2 {
+				t.Errorf("%v on a pure tree: order %.3f, want %.2g ± 0.2 (errors %v)", tc.scheme, p, tc.order, errs)
+			}
+		})
 	}
 }
 
@@ -532,12 +540,14 @@ func TestSDECalculusConversion(t *testing.T) {
 	ito := sdeGBM(mu+sigma*sigma/2, sigma)
 	ito.Ito = true
 	for _, s := range []SDEScheme{EulerMaruyama, Milstein, MilsteinStratonovich, EulerHeun, Heun, ReversibleHeun} {
-		a, b := solve(sdeGBM(mu, sigma), s), solve(ito, s)
-		for i := range a {
-			if math.Abs(a[i]-b[i]) > 1e-12*math.Abs(a[i]) {
-				t.Fatalf("%v: Stratonovich form %v, Itô form %v at %d", s, a[i], b[i], i)
+		t.Run(fmt.Sprint(s), func(t *testing.T) {
+			a, b := solve(sdeGBM(mu, sigma), s), solve(ito, s)
+			for i := range a {
+				if math.Abs(a[i]-b[i]) > 1e-12*math.Abs(a[i]) {
+					t.Fatalf("%v: Stratonovich form %v, Itô form %v at %d", s, a[i], b[i], i)
+				}
 			}
-		}
+		})
 	}
 	a, b := solve(sdeGBM(mu, sigma), Milstein), solve(sdeGBM(mu, sigma), MilsteinStratonovich)
 	for i := range a {
@@ -648,18 +658,20 @@ func TestSolveSDEOutputsAndGrid(t *testing.T) {
 	ts := []float64{0.1, 0.35, 0.3501, 1.7, 2}
 	w := make([]float64, m)
 	for _, s := range []SDEScheme{EulerMaruyama, Milstein, MilsteinStratonovich, EulerHeun, Heun, ReversibleHeun} {
-		out := make([]float64, len(ts)*m)
-		if err := SolveSDE(SDE{Drift: zero, Diffusion: one}, s, z0, ts, 0.125, bm, out); err != nil {
-			t.Fatal(err)
-		}
-		for i, tm := range ts {
-			_ = bm.Increment(ts[0], tm, w)
-			for j := 0; j < m; j++ {
-				if got := out[i*m+j] - z0[j]; math.Abs(got-w[j]) > 1e-12 {
-					t.Errorf("%v: Z(%g)−Z(%g) = %v, W increment %v", s, tm, ts[0], got, w[j])
+		t.Run(fmt.Sprint(s), func(t *testing.T) {
+			out := make([]float64, len(ts)*m)
+			if err := SolveSDE(SDE{Drift: zero, Diffusion: one}, s, z0, ts, 0.125, bm, out); err != nil {
+				t.Fatal(err)
+			}
+			for i, tm := range ts {
+				_ = bm.Increment(ts[0], tm, w)
+				for j := 0; j < m; j++ {
+					if got := out[i*m+j] - z0[j]; math.Abs(got-w[j]) > 1e-12 {
+						t.Errorf("%v: Z(%g)−Z(%g) = %v, W increment %v", s, tm, ts[0], got, w[j])
+					}
 				}
 			}
-		}
+		})
 	}
 }
 
@@ -708,28 +720,30 @@ func TestSolveSDEErrors(t *testing.T) {
 			*b = bb
 		}, nil},
 	} {
-		s, z, tt, dt, b, out := good()
-		tc.modify(&s, &z, &tt, &dt, &b, &out)
-		if tc.name == "tiny dt" {
-			tt = []float64{1e6, 1e6 + 1}
-		}
-		for i := range out {
-			out[i] = -7
-		}
-		err := SolveSDE(s, EulerMaruyama, z, tt, dt, b, out)
-		want := tc.want
-		if tc.name == "tiny dt" {
-			want = ErrStepSizeUnderflow
-		}
-		if !errors.Is(err, want) {
-			t.Errorf("%s: err = %v, want %v", tc.name, err, want)
-		}
-		for _, v := range out {
-			if v != -7 {
-				t.Errorf("%s: out modified on error", tc.name)
-				break
+		t.Run(tc.name, func(t *testing.T) {
+			s, z, tt, dt, b, out := good()
+			tc.modify(&s, &z, &tt, &dt, &b, &out)
+			if tc.name == "tiny dt" {
+				tt = []float64{1e6, 1e6 + 1}
 			}
-		}
+			for i := range out {
+				out[i] = -7
+			}
+			err := SolveSDE(s, EulerMaruyama, z, tt, dt, b, out)
+			want := tc.want
+			if tc.name == "tiny dt" {
+				want = ErrStepSizeUnderflow
+			}
+			if !errors.Is(err, want) {
+				t.Errorf("%s: err = %v, want %v", tc.name, err, want)
+			}
+			for _, v := range out {
+				if v != -7 {
+					t.Errorf("%s: out modified on error", tc.name)
+					break
+				}
+			}
+		})
 	}
 	if _, err := NewSDESolver(sde, SDEScheme(99)); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("unknown scheme: err = %v", err)
@@ -778,75 +792,77 @@ func TestWongZakaiVJPFiniteDifferences(t *testing.T) {
 		{"piecewise", pl, 0.7, [2]float64{math.NaN(), math.NaN()}},
 		{"piecewise selected", pl, 0.75, [2]float64{0.4, 1.1}},
 	} {
-		w := sdeNewTestWZ(t, tc.noise, d)
-		e := w.NewEvaluator()
-		e.(PieceSelector).SelectPiece(tc.piece[0], tc.piece[1])
-		n := b * d
-		z := make([]float64, n)
-		a := make([]float64, n)
-		for i := range z {
-			z[i] = rng.NormFloat64()
-			a[i] = rng.NormFloat64()
-		}
-		f, gz := make([]float64, n), make([]float64, n)
-		gp := make([]float64, len(w.Params()))
-		for i := range gp {
-			gp[i] = 1 // VJP must add to it
-		}
-		var gt float64
-		e.VJP(tc.t, z, a, f, gz, gp, &gt)
-		loss := func(tt float64, zz []float64) float64 {
-			out := make([]float64, n)
-			e.Eval(tt, zz, out)
-			var s float64
-			for i := range out {
-				s += a[i] * out[i]
+		t.Run(tc.name, func(t *testing.T) {
+			w := sdeNewTestWZ(t, tc.noise, d)
+			e := w.NewEvaluator()
+			e.(PieceSelector).SelectPiece(tc.piece[0], tc.piece[1])
+			n := b * d
+			z := make([]float64, n)
+			a := make([]float64, n)
+			for i := range z {
+				z[i] = rng.NormFloat64()
+				a[i] = rng.NormFloat64()
 			}
-			return s
-		}
-		close := func(what string, got, want float64) {
-			t.Helper()
-			if math.Abs(got-want) > 1e-7*(1+math.Abs(want)) {
-				t.Errorf("%s: %s = %.12g, finite differences %.12g", tc.name, what, got, want)
+			f, gz := make([]float64, n), make([]float64, n)
+			gp := make([]float64, len(w.Params()))
+			for i := range gp {
+				gp[i] = 1 // VJP must add to it
 			}
-		}
-		// f output equals Eval, which equals f + g ⊙ Ẇ computed by hand.
-		ev := make([]float64, n)
-		e.Eval(tc.t, z, ev)
-		fd, gd, rate := make([]float64, n), make([]float64, n), make([]float64, n)
-		(&sdeCoupledDrift{d: d, p: w.Params()[:3]}).Eval(tc.t, z, fd)
-		(&sdeSoftDiffusion{d: d, q: w.Params()[3:]}).Eval(tc.t, z, gd)
-		tc.noise.Rate(tc.t, rate)
-		for i := range ev {
-			close(fmt.Sprintf("f[%d]", i), f[i], ev[i])
-			close(fmt.Sprintf("Eval[%d]", i), ev[i], fd[i]+gd[i]*rate[i])
-		}
-		const h = 1e-6
-		for j := 0; j < n; j++ {
-			zp := append([]float64(nil), z...)
-			zm := append([]float64(nil), z...)
-			zp[j] += h
-			zm[j] -= h
-			close(fmt.Sprintf("gz[%d]", j), gz[j], (loss(tc.t, zp)-loss(tc.t, zm))/(2*h))
-		}
-		p := w.Params()
-		for j := range p {
-			old := p[j]
-			p[j] = old + h
-			lp := loss(tc.t, z)
-			p[j] = old - h
-			lm := loss(tc.t, z)
-			p[j] = old
-			close(fmt.Sprintf("gp[%d]", j), gp[j]-1, (lp-lm)/(2*h))
-		}
-		close("gt", gt, (loss(tc.t+h, z)-loss(tc.t-h, z))/(2*h))
+			var gt float64
+			e.VJP(tc.t, z, a, f, gz, gp, &gt)
+			loss := func(tt float64, zz []float64) float64 {
+				out := make([]float64, n)
+				e.Eval(tt, zz, out)
+				var s float64
+				for i := range out {
+					s += a[i] * out[i]
+				}
+				return s
+			}
+			close := func(what string, got, want float64) {
+				t.Helper()
+				if math.Abs(got-want) > 1e-7*(1+math.Abs(want)) {
+					t.Errorf("%s: %s = %.12g, finite differences %.12g", tc.name, what, got, want)
+				}
+			}
+			// f output equals Eval, which equals f + g ⊙ Ẇ computed by hand.
+			ev := make([]float64, n)
+			e.Eval(tc.t, z, ev)
+			fd, gd, rate := make([]float64, n), make([]float64, n), make([]float64, n)
+			(&sdeCoupledDrift{d: d, p: w.Params()[:3]}).Eval(tc.t, z, fd)
+			(&sdeSoftDiffusion{d: d, q: w.Params()[3:]}).Eval(tc.t, z, gd)
+			tc.noise.Rate(tc.t, rate)
+			for i := range ev {
+				close(fmt.Sprintf("f[%d]", i), f[i], ev[i])
+				close(fmt.Sprintf("Eval[%d]", i), ev[i], fd[i]+gd[i]*rate[i])
+			}
+			const h = 1e-6
+			for j := 0; j < n; j++ {
+				zp := append([]float64(nil), z...)
+				zm := append([]float64(nil), z...)
+				zp[j] += h
+				zm[j] -= h
+				close(fmt.Sprintf("gz[%d]", j), gz[j], (loss(tc.t, zp)-loss(tc.t, zm))/(2*h))
+			}
+			p := w.Params()
+			for j := range p {
+				old := p[j]
+				p[j] = old + h
+				lp := loss(tc.t, z)
+				p[j] = old - h
+				lm := loss(tc.t, z)
+				p[j] = old
+				close(fmt.Sprintf("gp[%d]", j), gp[j]-1, (lp-lm)/(2*h))
+			}
+			close("gt", gt, (loss(tc.t+h, z)-loss(tc.t-h, z))/(2*h))
 
-		// Optional outputs: only gp requested gives the same gp.
-		gp2 := make([]float64, len(p))
-		e.VJP(tc.t, z, a, nil, nil, gp2, nil)
-		for j := range gp2 {
-			close(fmt.Sprintf("gp-only[%d]", j), gp2[j], gp[j]-1)
-		}
+			// Optional outputs: only gp requested gives the same gp.
+			gp2 := make([]float64, len(p))
+			e.VJP(tc.t, z, a, nil, nil, gp2, nil)
+			for j := range gp2 {
+				close(fmt.Sprintf("gp-only[%d]", j), gp2[j], gp[j]-1)
+			}
+		})
 	}
 }
 
@@ -887,9 +903,11 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 		{"noise size", noP, noP, sdeMustKL(t, 0, 1, 3, 5)},
 		{"bind fails", f, &sdeSoftDiffusion{d: 2, q: []float64{1, 2, 3}}, kl},
 	} {
-		if _, err := NewWongZakai(tc.f, tc.g, tc.noise); !errors.Is(err, ErrInvalidInput) {
-			t.Errorf("%s: err = %v, want ErrInvalidInput", tc.name, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewWongZakai(tc.f, tc.g, tc.noise); !errors.Is(err, ErrInvalidInput) {
+				t.Errorf("%s: err = %v, want ErrInvalidInput", tc.name, err)
+			}
+		})
 	}
 	if _, err := NewWongZakai(noP, noP, kl); err != nil {
 		t.Errorf("parameter-free fields: %v", err)
@@ -909,9 +927,11 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 		{"PL NaN", sdeErrOf(NewPiecewiseLinearNoise([]float64{0, math.NaN()}, 1)), ErrNonFinite},
 		{"PL size", sdeErrOf(NewPiecewiseLinearNoise([]float64{0, 1}, 0)), ErrInvalidInput},
 	} {
-		if !errors.Is(tc.err, tc.want) {
-			t.Errorf("%s: err = %v, want %v", tc.name, tc.err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if !errors.Is(tc.err, tc.want) {
+				t.Errorf("%s: err = %v, want %v", tc.name, tc.err, tc.want)
+			}
+		})
 	}
 	pl, _ := NewPiecewiseLinearNoise([]float64{0, 0.5, 1}, 2)
 	short, _ := NewBrownianTree(0, 0.75, 2, 1, 1)
@@ -1092,27 +1112,29 @@ func TestWongZakaiConvergenceOU(t *testing.T) {
 		n       int
 		matches bool
 	}{{64, true}, {1, false}} {
-		kl, _ := NewKLNoise(p.T0, p.T1, tc.n, paths)
-		kl.Resample(rand.New(rand.NewPCG(uint64(tc.n), 9)))
-		w, _ := NewWongZakai(p.Drift(), p.Diffusion(), kl)
-		z := make([]float64, paths)
-		for i := range z {
-			z[i] = 1
-		}
-		sdeRK4(w, z, sdeLinspace(p.T0, p.T1, 51), 4, true)
-		sm, sv := sdeMeanVar(z)
-		dm := math.Abs(sm-mean) / math.Sqrt(vr/paths)
-		dv := math.Abs(sv-vr) / (vr * math.Sqrt(2.0/paths))
-		t.Logf("N=%d: mean %.4f (%.1fσ), variance %.4f (%.1fσ) vs SDE %.4f, %.4f", tc.n, sm, dm, sv, dv, mean, vr)
-		if dm > 4 {
-			t.Errorf("N=%d: mean off by %.1f sigma", tc.n, dm)
-		}
-		if tc.matches && dv > 4 {
-			t.Errorf("N=%d: variance off by %.1f sigma", tc.n, dv)
-		}
-		if !tc.matches && dv < 6 {
-			t.Errorf("N=%d: variance bias only %.1f sigma", tc.n, dv)
-		}
+		t.Run(fmt.Sprintf("N=%d", tc.n), func(t *testing.T) {
+			kl, _ := NewKLNoise(p.T0, p.T1, tc.n, paths)
+			kl.Resample(rand.New(rand.NewPCG(uint64(tc.n), 9)))
+			w, _ := NewWongZakai(p.Drift(), p.Diffusion(), kl)
+			z := make([]float64, paths)
+			for i := range z {
+				z[i] = 1
+			}
+			sdeRK4(w, z, sdeLinspace(p.T0, p.T1, 51), 4, true)
+			sm, sv := sdeMeanVar(z)
+			dm := math.Abs(sm-mean) / math.Sqrt(vr/paths)
+			dv := math.Abs(sv-vr) / (vr * math.Sqrt(2.0/paths))
+			t.Logf("N=%d: mean %.4f (%.1fσ), variance %.4f (%.1fσ) vs SDE %.4f, %.4f", tc.n, sm, dm, sv, dv, mean, vr)
+			if dm > 4 {
+				t.Errorf("N=%d: mean off by %.1f sigma", tc.n, dm)
+			}
+			if tc.matches && dv > 4 {
+				t.Errorf("N=%d: variance off by %.1f sigma", tc.n, dv)
+			}
+			if !tc.matches && dv < 6 {
+				t.Errorf("N=%d: variance bias only %.1f sigma", tc.n, dv)
+			}
+		})
 	}
 }
 
@@ -1219,32 +1241,36 @@ func TestSDEAllocs(t *testing.T) {
 	ts := []float64{0, 0.3, 1}
 	out := make([]float64, len(ts)*b*d)
 	for _, s := range []SDEScheme{EulerMaruyama, Milstein, MilsteinStratonovich, EulerHeun, Heun, ReversibleHeun} {
-		solver, _ := NewSDESolver(sde, s)
-		run := func() {
-			if err := solver.Solve(z0, ts, 1.0/64, bm, out); err != nil {
-				t.Fatal(err)
+		t.Run(fmt.Sprint(s), func(t *testing.T) {
+			solver, _ := NewSDESolver(sde, s)
+			run := func() {
+				if err := solver.Solve(z0, ts, 1.0/64, bm, out); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		run()
-		if a := testing.AllocsPerRun(5, run); a != 0 {
-			t.Errorf("%v: %v allocs per solve", s, a)
-		}
+			run()
+			if a := testing.AllocsPerRun(5, run); a != 0 {
+				t.Errorf("%v: %v allocs per solve", s, a)
+			}
+		})
 	}
 	kl, _ := NewKLNoise(0, 1, 10, b*d)
 	pl, _ := NewPiecewiseLinearNoise(sdeLinspace(0, 1, 9), b*d)
 	for _, noise := range []Noise{kl, pl} {
-		w, _ := NewWongZakai(&sdeCoupledDrift{d: d, p: []float64{1, 2, 3}}, &sdeSoftDiffusion{d: d, q: []float64{1, 2}}, noise)
-		e := w.NewEvaluator()
-		z, a, f, gz, gp := make([]float64, b*d), make([]float64, b*d), make([]float64, b*d), make([]float64, b*d), make([]float64, 5)
-		var gt float64
-		run := func() {
-			e.Eval(0.3, z, f)
-			e.VJP(0.4, z, a, f, gz, gp, &gt)
-		}
-		run()
-		if a := testing.AllocsPerRun(5, run); a != 0 {
-			t.Errorf("Wong–Zakai %T: %v allocs per Eval+VJP", noise, a)
-		}
+		t.Run(fmt.Sprintf("%T", noise), func(t *testing.T) {
+			w, _ := NewWongZakai(&sdeCoupledDrift{d: d, p: []float64{1, 2, 3}}, &sdeSoftDiffusion{d: d, q: []float64{1, 2}}, noise)
+			e := w.NewEvaluator()
+			z, a, f, gz, gp := make([]float64, b*d), make([]float64, b*d), make([]float64, b*d), make([]float64, b*d), make([]float64, 5)
+			var gt float64
+			run := func() {
+				e.Eval(0.3, z, f)
+				e.VJP(0.4, z, a, f, gz, gp, &gt)
+			}
+			run()
+			if a := testing.AllocsPerRun(5, run); a != 0 {
+				t.Errorf("Wong–Zakai %T: %v allocs per Eval+VJP", noise, a)
+			}
+		})
 	}
 	dst := make([]float64, b*d)
 	if a := testing.AllocsPerRun(5, func() { _ = bm.Increment(0.1234, 0.77, dst) }); a != 0 {
@@ -1429,48 +1455,50 @@ func TestWongZakaiGradients(t *testing.T) {
 	loss := MSELoss(targets)
 	var ref *GradResult
 	for _, m := range allGradMethods {
-		g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := g.Gradient(z0, ts, loss)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ref == nil {
-			ref = &GradResult{Loss: r.Loss, Params: append([]float64(nil), r.Params...), Z0: append([]float64(nil), r.Z0...)}
-			// Finite differences of the loss in a few joint parameters
-			// (drift and diffusion) and in z0.
-			p := wz.Params()
-			fdLoss := func() float64 {
-				g2, _ := NewGradientSolver(wz, GradOptions{Method: Direct, Forward: opts})
-				r2, err := g2.Gradient(z0, ts, loss)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return r2.Loss
+		t.Run(fmt.Sprint(m), func(t *testing.T) {
+			g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
+			if err != nil {
+				t.Fatal(err)
 			}
-			const eps = 1e-6
-			for _, i := range []int{0, 5, len(p)/2 - 1, len(p) / 2, len(p) - 1} {
-				old := p[i]
-				p[i] = old + eps
-				lp := fdLoss()
-				p[i] = old - eps
-				lm := fdLoss()
-				p[i] = old
-				fd := (lp - lm) / (2 * eps)
-				if math.Abs(fd-ref.Params[i]) > 1e-6*math.Max(1, math.Abs(fd)) {
-					t.Errorf("dL/dθ[%d] = %v, finite differences %v", i, ref.Params[i], fd)
-				}
+			r, err := g.Gradient(z0, ts, loss)
+			if err != nil {
+				t.Fatal(err)
 			}
-			continue
-		}
-		if e := relErr(r.Params, ref.Params); e > 1e-7 {
-			t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
-		}
-		if e := relErr(r.Z0, ref.Z0); e > 1e-7 {
-			t.Errorf("%v: dL/dz0 differs from direct by %g", m, e)
-		}
+			if ref == nil {
+				ref = &GradResult{Loss: r.Loss, Params: append([]float64(nil), r.Params...), Z0: append([]float64(nil), r.Z0...)}
+				// Finite differences of the loss in a few joint parameters
+				// (drift and diffusion) and in z0.
+				p := wz.Params()
+				fdLoss := func() float64 {
+					g2, _ := NewGradientSolver(wz, GradOptions{Method: Direct, Forward: opts})
+					r2, err := g2.Gradient(z0, ts, loss)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return r2.Loss
+				}
+				const eps = 1e-6
+				for _, i := range []int{0, 5, len(p)/2 - 1, len(p) / 2, len(p) - 1} {
+					old := p[i]
+					p[i] = old + eps
+					lp := fdLoss()
+					p[i] = old - eps
+					lm := fdLoss()
+					p[i] = old
+					fd := (lp - lm) / (2 * eps)
+					if math.Abs(fd-ref.Params[i]) > 1e-6*math.Max(1, math.Abs(fd)) {
+						t.Errorf("dL/dθ[%d] = %v, finite differences %v", i, ref.Params[i], fd)
+					}
+				}
+				return
+			}
+			if e := relErr(r.Params, ref.Params); e > 1e-7 {
+				t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
+			}
+			if e := relErr(r.Z0, ref.Z0); e > 1e-7 {
+				t.Errorf("%v: dL/dz0 differs from direct by %g", m, e)
+			}
+		})
 	}
 }
 
@@ -1618,30 +1646,34 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 		}
 	}
 	for _, opts := range []Options{{Method: RK4, Step: 0.01}, {RTol: 1e-10, ATol: 1e-10}} {
-		for _, m := range allGradMethods {
-			name := "dopri5/" + m.String()
-			if opts.Method != nil {
-				name = opts.Method.Name + "/" + m.String()
-			}
-			gs, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts})
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := gs.Gradient(z0, ts, MSELoss(targets))
-			if err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-			for k := range ts {
-				for i := 0; i < paths; i++ {
-					if d := math.Abs(r.States[k*paths+i] - exact(ts[k], i)); d > 1e-7 {
-						t.Errorf("%s: z(%v)[%d] off by %g", name, ts[k], i, d)
+		t.Run(fmt.Sprintf("step=%g", opts.Step), func(t *testing.T) {
+			for _, m := range allGradMethods {
+				t.Run(fmt.Sprint(m), func(t *testing.T) {
+					name := "dopri5/" + m.String()
+					if opts.Method != nil {
+						name = opts.Method.Name + "/" + m.String()
 					}
-				}
+					gs, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts})
+					if err != nil {
+						t.Fatal(err)
+					}
+					r, err := gs.Gradient(z0, ts, MSELoss(targets))
+					if err != nil {
+						t.Fatalf("%s: %v", name, err)
+					}
+					for k := range ts {
+						for i := 0; i < paths; i++ {
+							if d := math.Abs(r.States[k*paths+i] - exact(ts[k], i)); d > 1e-7 {
+								t.Errorf("%s: z(%v)[%d] off by %g", name, ts[k], i, d)
+							}
+						}
+					}
+					if e := relErr(r.Z0, wantZ0); e > 1e-7 {
+						t.Errorf("%s: dL/dz0 relative error %g (got %v, want %v)", name, e, r.Z0, wantZ0)
+					}
+				})
 			}
-			if e := relErr(r.Z0, wantZ0); e > 1e-7 {
-				t.Errorf("%s: dL/dz0 relative error %g (got %v, want %v)", name, e, r.Z0, wantZ0)
-			}
-		}
+		})
 	}
 }
 
@@ -1661,20 +1693,22 @@ func TestWongZakaiPiecewiseBackwardInTime(t *testing.T) {
 	w0, w := make([]float64, 2), make([]float64, 2)
 	noise.Value(ts[0], w0)
 	for _, m := range allGradMethods {
-		gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
-		r, err := gs.Gradient(z0, ts, MSELoss(make([]float64, 8)))
-		if err != nil {
-			t.Fatalf("%v: %v", m, err)
-		}
-		for k, tk := range ts {
-			noise.Value(tk, w)
-			for i := range z0 {
-				want := z0[i] * math.Exp(mu*(tk-ts[0])+sigma*(w[i]-w0[i]))
-				if d := math.Abs(r.States[k*2+i] - want); d > 1e-7 {
-					t.Errorf("%v: z(%v)[%d] off by %g", m, tk, i, d)
+		t.Run(fmt.Sprint(m), func(t *testing.T) {
+			gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
+			r, err := gs.Gradient(z0, ts, MSELoss(make([]float64, 8)))
+			if err != nil {
+				t.Fatalf("%v: %v", m, err)
+			}
+			for k, tk := range ts {
+				noise.Value(tk, w)
+				for i := range z0 {
+					want := z0[i] * math.Exp(mu*(tk-ts[0])+sigma*(w[i]-w0[i]))
+					if d := math.Abs(r.States[k*2+i] - want); d > 1e-7 {
+						t.Errorf("%v: z(%v)[%d] off by %g", m, tk, i, d)
+					}
 				}
 			}
-		}
+		})
 	}
 }
 
@@ -1715,13 +1749,15 @@ func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
 	tight := Options{RTol: 1e-11, ATol: 1e-11}
 	ref = gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: tight})
 	for _, m := range allGradMethods[1:] {
-		g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: tight, GQ: GQOptions{C: 1}})
-		r, err := g.Gradient(z0, ts, loss)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e := relErr(r.Params, ref.Params); e > 1e-7 {
-			t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
-		}
+		t.Run(fmt.Sprint(m), func(t *testing.T) {
+			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: tight, GQ: GQOptions{C: 1}})
+			r, err := g.Gradient(z0, ts, loss)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e := relErr(r.Params, ref.Params); e > 1e-7 {
+				t.Errorf("%v: dL/dθ differs from direct by %g", m, e)
+			}
+		})
 	}
 }

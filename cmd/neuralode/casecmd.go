@@ -69,7 +69,7 @@ func writeJSON(w io.Writer, v any) error {
 func runSolve(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("solve", "Integrates a case file's network from its z0 through its times and prints one JSON\n"+
 		"object: loss, z_T (B×D), nfe, steps_accepted, steps_rejected.", stdout)
-	path := fs.String("case", "", "case file (JSON, spec/case-format.md)")
+	path := fs.String("case", "", "case file (JSON; the format is documented with neuralode.Case)")
 	method := fs.String("method", "dopri5", "Runge–Kutta method: dopri5, bosh3, tsit5, rk4, midpoint, euler")
 	rtol := fs.Float64("rtol", 0, "relative tolerance (default: the case's)")
 	atol := fs.Float64("atol", 0, "absolute tolerance (default: the case's)")
@@ -128,7 +128,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("grad", "Computes a case file's loss and its gradient with the chosen method and prints one JSON\n"+
 		"object: loss, grad (same layout as the case's layers), grad_z0, nfe_forward, nfe_backward,\n"+
 		"quadrature_nodes, seconds.", stdout)
-	path := fs.String("case", "", "case file (JSON, spec/case-format.md)")
+	path := fs.String("case", "", "case file (JSON; the format is documented with neuralode.Case)")
 	method := fs.String("method", "direct", "gradient method: "+strings.Join(allMethods, ", "))
 	rtol := fs.Float64("rtol", 0, "relative tolerance of both passes (default: the case's)")
 	atol := fs.Float64("atol", 0, "absolute tolerance of both passes (default: the case's)")

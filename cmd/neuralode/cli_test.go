@@ -363,7 +363,7 @@ func TestSolveGradCase1(t *testing.T) {
 		}
 		m2, _ := c.MLP()
 		flat := make([]float64, m2.NumParams())
-		if err := neuralode.FlattenLayers(flat, g.Grad); err != nil {
+		if err := neuralode.FlattenLayers(g.Grad, flat); err != nil {
 			t.Fatal(err)
 		}
 		if e := relErr(flat, c.RefGradFlat()); e > 1e-3 {
