@@ -1496,13 +1496,12 @@ func resizeInts(x []int, n int) []int {
 	return x[:n]
 }
 
-// gqaQuadrature integrates the intervals 1…intervals in a fixed number of
+// quadrature integrates the intervals 1…intervals in a fixed number of
 // tasks of contiguous intervals, each summing into its own buffer; the
 // buffers are added in task order, so the result does not depend on the
 // number of goroutines.
 func (m *gqaMethod) quadrature(intervals int) error {
-	g := m.g
-	q := m
+	g, q := m.g, m
 	chunks := min(quadChunks, intervals)
 	for len(q.chunks) < chunks {
 		q.chunks = append(q.chunks, &gqaChunk{ev: g.field.NewEvaluator()})
@@ -1640,8 +1639,8 @@ func (m *gqaMethod) interval(ch *gqaChunk, i int) {
 // decay of its Legendre coefficients predicts an error within the
 // tolerance; while the integrand is not resolved (up to gqaRetries
 // times), a fresh Gauss rule of twice the size; then the Kronrod extension
-// of the last Gauss rule, accepted if |K − G| is within the tolerance. It adds an accepted value to ch.sum and reports whether
-// it accepted one (false: bisect).
+// of the last Gauss rule, accepted by kronrodOK. It adds an accepted value
+// to ch.sum and reports whether it accepted one (false: bisect).
 func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 	half, mid := 0.5*pn.hi-0.5*pn.lo, 0.5*pn.lo+0.5*pn.hi
 	ok, resolved := m.gaussStage(ch, i, n, half, mid, pn.frac)
