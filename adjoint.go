@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 )
@@ -67,7 +68,11 @@ func ParseGradMethod(name string) (GradMethod, error) {
 			return GradMethod(i), nil
 		}
 	}
-	return 0, invalidf("method", "unknown gradient method %q (want direct, adjoint, seminorm, gq, gq-interp, gq-adaptive or gq-adaptive-interp)", name)
+	names := make([]string, len(gradMethods))
+	for i, gm := range gradMethods {
+		names[i] = gm.name
+	}
+	return 0, invalidf("method", "unknown gradient method %q (want %s or %s)", name, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 }
 
 // GQOptions configures the Gauss–Legendre quadrature adjoints.

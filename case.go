@@ -8,7 +8,9 @@ import (
 	"io"
 	"math"
 	"os"
+	"reflect"
 	"sort"
+	"strings"
 )
 
 // Case is one neural-ODE gradient problem in the package's JSON interchange
@@ -100,6 +102,11 @@ type CaseReference struct {
 	FwdStepsAcc int         `json:"fwd_steps_acc,omitempty"`
 	FwdStepsRej int         `json:"fwd_steps_rej,omitempty"`
 	TimeS       float64     `json:"time_s,omitempty"`
+
+	// raw holds what ReadCase read but the fields above cannot show: the
+	// fields this type does not interpret and the zeros the file spelled
+	// out, so that MarshalJSON writes them back. Nil when there are none.
+	raw map[string]json.RawMessage
 }
 
 // peerResult is what a peer library produced at the case's tolerance
@@ -153,6 +160,9 @@ func ReadCase(r io.Reader) (*Case, error) {
 	dec := json.NewDecoder(r)
 	if err := dec.Decode(&raw); err != nil {
 		return nil, &InputError{Field: "case", Reason: "malformed JSON: " + err.Error(), Err: ErrInvalidInput}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, caseErr("case", "unexpected data after the case's JSON object")
 	}
 	if raw == nil {
 		return nil, caseErr("case", "not a JSON object")
@@ -285,6 +295,7 @@ func (cr caseFields) readProblem(c *Case) error {
 	if ok, err := cr.get("reference", &ref, false); err != nil {
 		return err
 	} else if ok {
+		ref.keepFields(cr["reference"])
 		c.Ref = &ref
 	}
 	if v, ok := cr["peers_at_case_tol"]; ok {
@@ -730,4 +741,79 @@ func (c *Case) Write(w io.Writer) error {
 	buf.WriteString("\n}\n")
 	_, err := w.Write(buf.Bytes())
 	return err
+}
+
+// keepFields records, from the decoded object v, the fields MarshalJSON
+// would otherwise lose.
+func (r *CaseReference) keepFields(v json.RawMessage) {
+	var all map[string]json.RawMessage
+	if json.Unmarshal(v, &all) != nil {
+		return
+	}
+	rv := reflect.ValueOf(r).Elem()
+	known := map[string]int{}
+	for i := 0; i < rv.NumField(); i++ {
+		if f := rv.Type().Field(i); f.IsExported() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			known[name] = i
+		}
+	}
+	for k, x := range all {
+		if i, ok := known[k]; ok && !rv.Field(i).IsZero() {
+			continue
+		}
+		if r.raw == nil {
+			r.raw = map[string]json.RawMessage{}
+		}
+		r.raw[k] = compactJSON(x)
+	}
+}
+
+// MarshalJSON writes the reference's fields in declaration order, leaving
+// out zeros as before, except fields the case file spelled out; then the
+// fields read with it that this type does not interpret, sorted by key. A
+// read–write round trip therefore loses nothing.
+func (r CaseReference) MarshalJSON() ([]byte, error) {
+	rv := reflect.ValueOf(r)
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	known := map[string]bool{}
+	put := func(k string, v []byte) {
+		if buf.Len() > 1 {
+			buf.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		buf.Write(kb)
+		buf.WriteByte(':')
+		buf.Write(v)
+	}
+	for i := 0; i < rv.NumField(); i++ {
+		f := rv.Type().Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		known[name] = true
+		_, inFile := r.raw[name]
+		if opts == "omitempty" && rv.Field(i).IsZero() && !inFile {
+			continue
+		}
+		v, err := json.Marshal(rv.Field(i).Interface())
+		if err != nil {
+			return nil, err
+		}
+		put(name, v)
+	}
+	extra := make([]string, 0, len(r.raw))
+	for k := range r.raw {
+		if !known[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		put(k, r.raw[k])
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
 }

@@ -9,9 +9,10 @@
 //
 //   - a Runge–Kutta Tableau (DormandPrince5 by default, Tsitouras5,
 //     BogackiShampine3, RK4, Midpoint, Euler), integrated by a Solver with
-//     dense output, a step-size Controller and a pluggable error Norm
-//     (RMSNorm, MaxNorm, or a GroupedNorm whose zero-weight groups make a
-//     seminorm);
+//     dense output, a step-size Controller (IController, PIController),
+//     break points at which it restarts (Options.Breaks) and a pluggable
+//     error Norm (RMSNorm, MaxNorm, or a GroupedNorm whose zero-weight
+//     groups make a seminorm);
 //   - a VectorField with vector–Jacobian products, such as the batched MLP;
 //   - a gradient method, chosen in GradOptions: Direct (backpropagation
 //     through the solver, the exact reference), Adjoint, SeminormAdjoint

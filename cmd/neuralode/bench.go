@@ -39,6 +39,34 @@ type benchRow struct {
 	times         []float64
 }
 
+// benchFlags are the bench command's flags.
+type benchFlags struct {
+	sizes, methods, casePath, out string
+	sweep                         bool   // --sweep: accuracy against time over tolerances
+	sweepTols                     string // its tolerances
+	repeats                       int
+	gqC                           float64
+	seed                          uint64
+	tol                           tolFlags
+	output                        outputFlags
+	set                           map[string]bool
+	checkOut                      func() error
+}
+
+func (f *benchFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.sizes, "sizes", "2x32x64,2x128x256,16x256x128,64x512x64", "problem sizes `DxHxB`: state dimension, hidden width, batch")
+	fs.StringVar(&f.methods, "methods", "all", "methods to time, comma-separated: "+strings.Join(allMethods, ", ")+", or all")
+	fs.BoolVar(&f.sweep, "sweep", false, "sweep rtol = atol over --sweep-tols and chart gradient error against time (sweep-NAME.svg)")
+	fs.StringVar(&f.sweepTols, "sweep-tols", defaultSweepTols, "tolerances of --sweep, comma-separated")
+	fs.IntVar(&f.repeats, "repeats", 3, "timed repeats per method and problem (the median is reported)")
+	f.tol.register(fs, "of the timed solves", 1e-6, 1e-6, "1e-6; a --case's own")
+	fs.Float64Var(&f.gqC, "gq-c", 0.1, "GQ node-count factor C")
+	fs.Uint64Var(&f.seed, "seed", 1, "seed of the generated problems")
+	fs.StringVar(&f.casePath, "case", "", "benchmark this PyTorch case file instead of generated problems")
+	f.checkOut = outDirFlag(fs, &f.out, "the bar chart bench.svg")
+	f.output.register(fs, "print one JSON object per (method, size) on stdout instead of the table")
+}
+
 func runBench(args []string, stdout, stderr io.Writer) int {
 	fs := newFlags("bench", "Times every gradient method on the same problems in one interleaved run (each\n"+
 		"repeat runs every method once, in turn), and prints the median time, the forward and\n"+
@@ -47,169 +75,173 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		"Generated problems, as PyTorch was timed: a tanh MLP D → H → H → D with PyTorch's\n"+
 		"initialisation, a batch of B standard-normal states, t ∈ [0, 1] with one observation\n"+
 		"at t = 1, MSE to standard-normal targets, Dormand–Prince at rtol = atol = 1e-6.", stdout)
-	sizes := fs.String("sizes", "2x32x64,2x128x256,16x256x128,64x512x64", "problem sizes `DxHxB`: state dimension, hidden width, batch")
-	methods := fs.String("methods", "all", "methods to time, comma-separated: "+strings.Join(allMethods, ", ")+", or all")
-	repeats := fs.Int("repeats", 3, "timed repeats per method and problem (the median is reported)")
-	rtol := fs.Float64("rtol", 1e-6, "relative tolerance of the timed solves (a --case uses its own unless set)")
-	atol := fs.Float64("atol", 1e-6, "absolute tolerance of the timed solves (a --case uses its own unless set)")
-	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C")
-	seed := fs.Uint64("seed", 1, "seed of the generated problems")
-	casePath := fs.String("case", "", "benchmark this PyTorch case file instead of generated problems")
-	out := fs.String("out", "neuralode-out", "output directory for the bar chart bench.svg")
-	jsonOut := fs.Bool("json", false, "print one JSON object per (method, size) on stdout instead of the table")
-	quiet := fs.Bool("quiet", false, "no progress on stderr")
-	sweep := fs.Bool("sweep", false, "sweep rtol = atol over --sweep-tols and chart gradient error against time (sweep-NAME.svg)")
-	sweepTols := fs.String("sweep-tols", defaultSweepTols, "tolerances of --sweep, comma-separated")
+	var f benchFlags
+	f.register(fs)
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	ms, err := parseMethods(*methods)
+	f.set = flagsSet(fs)
+	ms, probs, err := f.problems(stderr)
 	if err != nil {
-		return usageErr(stderr, "bench", "--methods %v", err)
+		return fail(stderr, "bench", err)
 	}
-	if *repeats < 1 {
-		return usageErr(stderr, "bench", "--repeats %d: must be ≥ 1", *repeats)
-	}
-	for _, c := range []struct {
-		name string
-		v    float64
-	}{{"rtol", *rtol}, {"atol", *atol}, {"gq-c", *gqC}} {
-		if !(c.v > 0) || math.IsInf(c.v, 0) {
-			return usageErr(stderr, "bench", "--%s %v: must be positive and finite", c.name, c.v)
+	if f.sweep {
+		tols, err := parseTols(f.sweepTols)
+		if err != nil {
+			return usageErr(stderr, "bench", "--sweep-tols %v", err)
 		}
+		logf := func(format string, args ...any) { f.output.logf(stderr, format, args...) }
+		return runSweep(probs, sweepConfig{ms, tols, f.repeats, f.gqC, f.out, f.output.json, logf}, stdout, stderr)
 	}
-	if *out == "" {
-		return usageErr(stderr, "bench", "--out: empty directory name")
-	}
-	var dims [][3]int
-	if *casePath == "" {
-		if dims, err = parseSizes(*sizes); err != nil {
-			return usageErr(stderr, "bench", "--sizes %v", err)
-		}
-	}
-	logf := func(format string, args ...any) {
-		if !*quiet {
-			fmt.Fprintf(stderr, format, args...)
-		}
-	}
-
-	var probs []*benchProblem
-	if *casePath != "" {
-		c, m, err := loadCaseModel(*casePath)
+	var rows []*benchRow
+	for _, p := range probs {
+		prow, err := timeProblem(p, ms, f.repeats, f.gqC, func(format string, args ...any) { f.output.logf(stderr, format, args...) })
 		if err != nil {
 			return fail(stderr, "bench", err)
 		}
-		p := &benchProblem{name: c.Name, mlp: m, z0: c.Z0Flat(), ts: c.T, rtol: c.RTol, atol: c.ATol}
-		if p.name == "" {
-			p.name = *casePath
+		rows = append(rows, prow...)
+	}
+	if err := os.MkdirAll(f.out, 0o755); err != nil {
+		return fail(stderr, "bench", fmt.Errorf("--out: %w", err))
+	}
+	chart, err := benchChart(f.out, probs, ms, rows)
+	if err != nil {
+		return fail(stderr, "bench", err)
+	}
+	if f.output.json {
+		for _, r := range rows {
+			if err := writeJSON(stdout, r); err != nil {
+				return fail(stderr, "bench", err)
+			}
 		}
-		if set["rtol"] {
-			p.rtol = *rtol
+		f.output.logf(stderr, "bar chart: %s\n", absPath(chart))
+		return 0
+	}
+	printBenchTable(stdout, rows)
+	fmt.Fprintf(stdout, "\nbar chart: %s\n", absPath(chart))
+	return 0
+}
+
+// problems validates the flags and builds the problems with their
+// reference gradients.
+func (f *benchFlags) problems(stderr io.Writer) ([]string, []*benchProblem, error) {
+	ms, err := parseMethods(f.methods)
+	if err != nil {
+		return nil, nil, usagef("--methods %v", err)
+	}
+	if f.repeats < 1 {
+		return nil, nil, usagef("--repeats %d: must be ≥ 1", f.repeats)
+	}
+	if err := f.tol.check(f.set); err != nil {
+		return nil, nil, err
+	}
+	if err := positiveFlag("gq-c", f.gqC); err != nil {
+		return nil, nil, err
+	}
+	if err := f.checkOut(); err != nil {
+		return nil, nil, err
+	}
+	var probs []*benchProblem
+	if f.casePath != "" {
+		p, err := f.caseProblem()
+		if err != nil {
+			return nil, nil, err
 		}
-		if set["atol"] {
-			p.atol = *atol
-		}
-		for _, tr := range c.TargetsFlat() {
-			p.targets = append(p.targets, tr...)
-		}
-		p.ref = c.RefGradFlat()
 		probs = append(probs, p)
 	} else {
+		dims, err := parseSizes(f.sizes)
+		if err != nil {
+			return nil, nil, usagef("--sizes %v", err)
+		}
+		rt, at := f.tol.resolve(f.set, 1e-6, 1e-6)
 		for _, d := range dims {
-			p, err := genProblem(d, *seed, *rtol, *atol)
+			p, err := genProblem(d, f.seed, rt, at)
 			if err != nil {
-				return fail(stderr, "bench", err)
+				return nil, nil, err
 			}
 			probs = append(probs, p)
 		}
 	}
 	for _, p := range probs {
 		if p.ref == nil {
-			logf("bench %s: reference gradient (direct, rtol = atol = 1e-10)…\n", p.name)
+			f.output.logf(stderr, "bench %s: reference gradient (direct, rtol = atol = 1e-10)…\n", p.name)
 			if p.ref, err = referenceGrad(p); err != nil {
-				return fail(stderr, "bench", fmt.Errorf("%s: reference: %w", p.name, err))
+				return nil, nil, fmt.Errorf("%s: reference: %w", p.name, err)
 			}
 		}
 	}
+	return ms, probs, nil
+}
 
-	if *sweep {
-		tols, err := parseTols(*sweepTols)
-		if err != nil {
-			return usageErr(stderr, "bench", "--sweep-tols %v", err)
-		}
-		return runSweep(probs, sweepConfig{ms, tols, *repeats, *gqC, *out, *jsonOut, logf}, stdout, stderr)
-	}
-	var rows []*benchRow
-	for _, p := range probs {
-		solvers := make([]*neuralode.GradientSolver, len(ms))
-		prow := make([]*benchRow, len(ms))
-		for i, m := range ms {
-			gm, _ := neuralode.ParseGradMethod(m)
-			g, err := neuralode.NewGradientSolver(p.mlp, neuralode.GradOptions{Method: gm,
-				Forward: neuralode.Options{RTol: p.rtol, ATol: p.atol}, GQ: neuralode.GQOptions{C: *gqC}})
-			if err != nil {
-				return fail(stderr, "bench", err)
-			}
-			solvers[i] = g
-			prow[i] = &benchRow{Method: m, Size: p.name, Params: p.mlp.NumParams()}
-		}
-		loss := neuralode.MSELoss(p.targets)
-		// One untimed warm-up per method sizes the workspaces; then the
-		// repeats interleave the methods so drifts in machine speed hit all.
-		for rep := -1; rep < *repeats; rep++ {
-			for i, g := range solvers {
-				if rep >= 0 {
-					logf("bench %s: repeat %d/%d %s\n", p.name, rep+1, *repeats, ms[i])
-				}
-				start := time.Now()
-				r, err := g.Gradient(p.z0, p.ts, loss)
-				secs := time.Since(start).Seconds()
-				if err != nil {
-					return fail(stderr, "bench", fmt.Errorf("%s %s: %w", p.name, ms[i], err))
-				}
-				if rep < 0 {
-					row := prow[i]
-					row.NFEForward, row.NFEBackward = r.Stats.Forward.NFE, r.Stats.Backward.NFE
-					row.GradRelErr = relErr(r.Params, p.ref)
-					continue
-				}
-				prow[i].times = append(prow[i].times, secs)
-			}
-		}
-		var semi float64
-		for _, r := range prow {
-			r.SecondsMedian = median(r.times)
-			if r.Method == "seminorm" {
-				semi = r.SecondsMedian
-			}
-		}
-		for _, r := range prow {
-			if semi > 0 && r.SecondsMedian > 0 {
-				r.SpeedupVsSemi = semi / r.SecondsMedian
-			}
-		}
-		rows = append(rows, prow...)
-	}
-
-	if err := os.MkdirAll(*out, 0o755); err != nil {
-		return fail(stderr, "bench", err)
-	}
-	chart, err := benchChart(*out, probs, ms, rows)
+// caseProblem builds the problem of --case, with its tolerances unless
+// --rtol/--atol are given.
+func (f *benchFlags) caseProblem() (*benchProblem, error) {
+	c, m, err := loadCaseModel(f.casePath)
 	if err != nil {
-		return fail(stderr, "bench", err)
+		return nil, err
 	}
-	if *jsonOut {
-		for _, r := range rows {
-			if err := writeJSON(stdout, r); err != nil {
-				return fail(stderr, "bench", err)
-			}
+	p := &benchProblem{name: c.Name, mlp: m, z0: c.Z0Flat(), ts: c.T, targets: caseTargets(c), ref: c.RefGradFlat()}
+	if p.name == "" {
+		p.name = f.casePath
+	}
+	p.rtol, p.atol = f.tol.resolve(f.set, c.RTol, c.ATol)
+	return p, nil
+}
+
+// timeProblem times every method on one problem: one untimed warm-up per
+// method sizes the workspaces and measures the evaluations and the error;
+// then the repeats interleave the methods so drifts in machine speed hit all.
+func timeProblem(p *benchProblem, ms []string, repeats int, gqC float64, logf func(string, ...any)) ([]*benchRow, error) {
+	solvers := make([]*neuralode.GradientSolver, len(ms))
+	prow := make([]*benchRow, len(ms))
+	for i, m := range ms {
+		gm, _ := neuralode.ParseGradMethod(m)
+		g, err := neuralode.NewGradientSolver(p.mlp, neuralode.GradOptions{Method: gm,
+			Forward: neuralode.Options{RTol: p.rtol, ATol: p.atol}, GQ: neuralode.GQOptions{C: gqC}})
+		if err != nil {
+			return nil, err
 		}
-		logf("bar chart: %s\n", absPath(chart))
-		return 0
+		solvers[i] = g
+		prow[i] = &benchRow{Method: m, Size: p.name, Params: p.mlp.NumParams()}
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	loss := neuralode.MSELoss(p.targets)
+	for rep := -1; rep < repeats; rep++ {
+		for i, g := range solvers {
+			if rep >= 0 {
+				logf("bench %s: repeat %d/%d %s\n", p.name, rep+1, repeats, ms[i])
+			}
+			start := time.Now()
+			r, err := g.Gradient(p.z0, p.ts, loss)
+			secs := time.Since(start).Seconds()
+			if err != nil {
+				return nil, fmt.Errorf("%s %s: %w", p.name, ms[i], err)
+			}
+			if rep < 0 {
+				row := prow[i]
+				row.NFEForward, row.NFEBackward = r.Stats.Forward.NFE, r.Stats.Backward.NFE
+				row.GradRelErr = relErr(r.Params, p.ref)
+				continue
+			}
+			prow[i].times = append(prow[i].times, secs)
+		}
+	}
+	var semi float64
+	for _, r := range prow {
+		r.SecondsMedian = median(r.times)
+		if r.Method == "seminorm" {
+			semi = r.SecondsMedian
+		}
+	}
+	for _, r := range prow {
+		if semi > 0 && r.SecondsMedian > 0 {
+			r.SpeedupVsSemi = semi / r.SecondsMedian
+		}
+	}
+	return prow, nil
+}
+
+func printBenchTable(w io.Writer, rows []*benchRow) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "size\tparams\tmethod\tmedian s\tfwd NFE\tbwd NFE\tgrad rel err\tspeed-up vs seminorm\t\n")
 	for _, r := range rows {
 		speed := "—"
@@ -220,8 +252,6 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			r.NFEForward, r.NFEBackward, r.GradRelErr, speed)
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "\nbar chart: %s\n", absPath(chart))
-	return 0
 }
 
 // parseSizes reads "DxHxB,…".
@@ -239,6 +269,9 @@ func parseSizes(s string) ([][3]int, error) {
 				return nil, fmt.Errorf("%q: want three positive integers DxHxB", f)
 			}
 			d[i] = v
+		}
+		if err := checkMemory(runBytes(mlpParams(d[0], d[1], false), d[2], d[0], d[1], 2), "the sizes"); err != nil {
+			return nil, fmt.Errorf("%q: %v", f, err)
 		}
 		out = append(out, d)
 	}
@@ -307,13 +340,13 @@ func median(x []float64) float64 {
 // benchChart draws the median time of every method, grouped by problem, on
 // a log axis (the sizes span orders of magnitude).
 func benchChart(dir string, probs []*benchProblem, methods []string, rows []*benchRow) (string, error) {
-	ch := &BarChart{Title: "Gradient time per method (median)", XLabel: "problem (D×H×B)", YLabel: "seconds per gradient",
+	ch := &barChart{Title: "Gradient time per method (median)", XLabel: "problem (D×H×B)", YLabel: "seconds per gradient",
 		LogY: len(probs) > 1}
 	for _, p := range probs {
 		ch.Categories = append(ch.Categories, p.name)
 	}
 	for _, m := range methods {
-		s := BarSeries{Name: m}
+		s := barSeries{Name: m}
 		for _, p := range probs {
 			for _, r := range rows {
 				if r.Method == m && r.Size == p.name {
@@ -323,5 +356,5 @@ func benchChart(dir string, probs []*benchProblem, methods []string, rows []*ben
 		}
 		ch.Series = append(ch.Series, s)
 	}
-	return saveSVG(dir, "bench.svg", func(f *os.File) error { return ch.WriteSVG(f, 900, 500) })
+	return saveSVG(dir, "bench.svg", func(f *os.File) error { return ch.writeSVG(f, 900, 500) })
 }

@@ -154,10 +154,10 @@ func sweepPoint(p *benchProblem, tol float64, cfg sweepConfig) ([]*sweepRow, err
 // through its tolerances, both on log scales (time as log₁₀ seconds), so
 // that the cheapest method for a required accuracy is the lowest-leftmost.
 func sweepChart(dir string, p *benchProblem, methods []string, rows []*sweepRow) (string, error) {
-	pl := &Plot{Title: fmt.Sprintf("Gradient error vs time, %s (rtol = atol swept)", p.name),
+	pl := &lineChart{Title: fmt.Sprintf("Gradient error vs time, %s (rtol = atol swept)", p.name),
 		XLabel: "log₁₀ seconds per gradient (median)", YLabel: "relative gradient error", LogY: true}
 	for _, m := range methods {
-		s := Series{Name: m, Markers: true}
+		s := lineSeries{Name: m, Markers: true}
 		for _, r := range rows {
 			if r.Method == m && r.SecondsMedian > 0 {
 				s.X = append(s.X, math.Log10(r.SecondsMedian))
@@ -167,7 +167,7 @@ func sweepChart(dir string, p *benchProblem, methods []string, rows []*sweepRow)
 		pl.Series = append(pl.Series, s)
 	}
 	name := "sweep-" + sanitizeName(p.name) + ".svg"
-	return saveSVG(dir, name, func(f *os.File) error { return pl.WriteSVG(f, 900, 560) })
+	return saveSVG(dir, name, func(f *os.File) error { return pl.writeSVG(f, 900, 560) })
 }
 
 // sanitizeName keeps letters, digits, '-', '_' and '.' of a problem name

@@ -2,19 +2,71 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/neuralode/neuralode"
 )
 
+// caseFlags are the flags of the commands that work on one case file
+// (solve, grad): the file, the tolerances and the output switches.
+type caseFlags struct {
+	path string
+	tol  tolFlags
+	out  outputFlags
+	set  map[string]bool
+}
+
+func (c *caseFlags) register(fs *flag.FlagSet, what string) {
+	fs.StringVar(&c.path, "case", "", "case file (JSON; the format is documented with neuralode.Case; required)")
+	c.tol.register(fs, what, 0, 0, "the case's")
+	c.out.register(fs, "print one JSON object on stdout instead of the summary")
+}
+
+// load validates the flags given and loads the case and its network.
+func (c *caseFlags) load(fs *flag.FlagSet) (*neuralode.Case, *neuralode.MLP, error) {
+	c.set = flagsSet(fs)
+	if c.path == "" {
+		return nil, nil, usagef("--case is required")
+	}
+	if err := c.tol.check(c.set); err != nil {
+		return nil, nil, err
+	}
+	return loadCaseModel(c.path)
+}
+
+// emit prints a command's result: JSON with --json, else through print; a
+// failed command prints its error instead. It returns the exit status.
+func (c *caseFlags) emit(stdout, stderr io.Writer, cmd string, res any, err error, print func() error) int {
+	if err == nil {
+		if c.out.json {
+			err = writeJSON(stdout, res)
+		} else {
+			err = print()
+		}
+	}
+	if err != nil {
+		return fail(stderr, cmd, err)
+	}
+	return 0
+}
+
+// tolerances returns the flag tolerances, defaulting to the case's.
+func (c *caseFlags) tolerances(cs *neuralode.Case) (float64, float64) {
+	return c.tol.resolve(c.set, cs.RTol, cs.ATol)
+}
+
 // loadCaseModel loads a case and builds its network.
 func loadCaseModel(path string) (*neuralode.Case, *neuralode.MLP, error) {
-	if path == "" {
-		return nil, nil, fmt.Errorf("--case is required")
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return nil, nil, fmt.Errorf("--case %s: is a directory, want a case file", path)
 	}
 	c, err := neuralode.LoadCase(path)
 	if err != nil {
@@ -27,17 +79,6 @@ func loadCaseModel(path string) (*neuralode.Case, *neuralode.MLP, error) {
 	return c, m, nil
 }
 
-// tolerances returns the flag tolerances, defaulting to the case's.
-func tolerances(c *neuralode.Case, rtol, atol float64) (float64, float64) {
-	if rtol == 0 {
-		rtol = c.RTol
-	}
-	if atol == 0 {
-		atol = c.ATol
-	}
-	return rtol, atol
-}
-
 func parseCompat(s string) (bool, error) {
 	switch s {
 	case "", "none":
@@ -45,7 +86,7 @@ func parseCompat(s string) (bool, error) {
 	case "torchdiffeq":
 		return true, nil
 	}
-	return false, fmt.Errorf("--compat %q: want torchdiffeq or none", s)
+	return false, usagef("--compat %q: want torchdiffeq or none", s)
 }
 
 // rows splits a flat batch into rows of length d.
@@ -66,135 +107,240 @@ func writeJSON(w io.Writer, v any) error {
 	return err
 }
 
+// caseTargets concatenates a case's targets in observation order.
+func caseTargets(c *neuralode.Case) []float64 {
+	var targets []float64
+	for _, tr := range c.TargetsFlat() {
+		targets = append(targets, tr...)
+	}
+	return targets
+}
+
+// errOverflow reports a result too large for float64.
+var errOverflow = errors.New("the result overflows float64 (an initial state or target near ±1.8e308?)")
+
+// checkFinite returns errOverflow, naming what, if any value is not finite.
+func checkFinite(what string, xs ...float64) error {
+	for _, x := range xs {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("%s is %v: %w", what, x, errOverflow)
+		}
+	}
+	return nil
+}
+
 func runSolve(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("solve", "Integrates a case file's network from its z0 through its times and prints one JSON\n"+
-		"object: loss, z_T (B×D), nfe, steps_accepted, steps_rejected.", stdout)
-	path := fs.String("case", "", "case file (JSON; the format is documented with neuralode.Case)")
+	fs := newFlags("solve", "Integrates a case file's network from its z0 through its times and prints the loss,\n"+
+		"the final state z_T (B×D) and the step counts; --json prints them as one JSON object.", stdout)
+	var cf caseFlags
+	cf.register(fs, "of the solve")
 	method := fs.String("method", "dopri5", "Runge–Kutta method: dopri5, bosh3, tsit5, rk4, midpoint, euler")
-	rtol := fs.Float64("rtol", 0, "relative tolerance (default: the case's)")
-	atol := fs.Float64("atol", 0, "absolute tolerance (default: the case's)")
 	step := fs.Float64("step", 0, "fixed step size (required by rk4, midpoint, euler; turns adaptivity off otherwise)")
 	compat := fs.String("compat", "none", "torchdiffeq: step past the final time and interpolate back, as torchdiffeq does")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	tb, err := neuralode.TableauByName(*method)
+	res, err := solveCase(fs, &cf, *method, *step, *compat)
+	return cf.emit(stdout, stderr, "solve", res, err, func() error { return printSolve(stdout, res) })
+}
+
+// solveResult is the output of solve (its --json form).
+type solveResult struct {
+	Loss          float64     `json:"loss"`
+	ZT            [][]float64 `json:"z_T"`
+	NFE           int         `json:"nfe"`
+	StepsAccepted int         `json:"steps_accepted"`
+	StepsRejected int         `json:"steps_rejected"`
+}
+
+func solveCase(fs *flag.FlagSet, cf *caseFlags, method string, step float64, compat string) (*solveResult, error) {
+	tb, err := neuralode.TableauByName(method)
 	if err != nil {
-		return usageErr(stderr, "solve", "--method %q: want dopri5, bosh3, tsit5, rk4, midpoint or euler", *method)
+		return nil, usagef("--method %q: want dopri5, bosh3, tsit5, rk4, midpoint or euler", method)
 	}
-	over, err := parseCompat(*compat)
+	over, err := parseCompat(compat)
 	if err != nil {
-		return usageErr(stderr, "solve", "%v", err)
+		return nil, err
 	}
-	if *rtol < 0 || *atol < 0 || *step < 0 || math.IsNaN(*rtol+*atol+*step) {
-		return usageErr(stderr, "solve", "tolerances and step must be positive")
+	set := flagsSet(fs)
+	if set["step"] {
+		if err := positiveFlag("step", step); err != nil {
+			return nil, err
+		}
 	}
-	c, m, err := loadCaseModel(*path)
+	c, m, err := cf.load(fs)
 	if err != nil {
-		return fail(stderr, "solve", err)
+		return nil, err
 	}
-	rt, at := tolerances(c, *rtol, *atol)
-	s, err := neuralode.NewSolver(neuralode.Options{Method: tb, RTol: rt, ATol: at, Step: *step, Overshoot: over})
+	rt, at := cf.tolerances(c)
+	s, err := neuralode.NewSolver(neuralode.Options{Method: tb, RTol: rt, ATol: at, Step: step, Overshoot: over})
 	if err != nil {
-		return fail(stderr, "solve", err)
+		return nil, err
 	}
 	ev := m.NewEvaluator()
 	z0 := c.Z0Flat()
 	out := make([]float64, len(c.T)*len(z0))
 	st, err := s.Solve(func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }, z0, c.T, out)
 	if err != nil {
-		return fail(stderr, "solve", err)
+		return nil, err
 	}
-	var targets []float64
-	for _, tr := range c.TargetsFlat() {
-		targets = append(targets, tr...)
-	}
-	loss := neuralode.MSELoss(targets)(out, make([]float64, len(out)))
+	loss := neuralode.MSELoss(caseTargets(c))(out, make([]float64, len(out)))
 	n := len(z0)
-	err = writeJSON(stdout, map[string]any{
-		"loss":           loss,
-		"z_T":            rows(out[len(out)-n:], c.D),
-		"nfe":            st.NFE,
-		"steps_accepted": st.Accepted,
-		"steps_rejected": st.Rejected,
-	})
-	if err != nil {
-		return fail(stderr, "solve", err)
+	if err := checkFinite("the state", out...); err != nil {
+		return nil, err
 	}
-	return 0
+	if err := checkFinite("the loss", loss); err != nil {
+		return nil, err
+	}
+	return &solveResult{Loss: loss, ZT: rows(out[len(out)-n:], c.D), NFE: st.NFE,
+		StepsAccepted: st.Accepted, StepsRejected: st.Rejected}, nil
+}
+
+func printSolve(w io.Writer, r *solveResult) error {
+	fmt.Fprintf(w, "loss            %.17g\n", r.Loss)
+	fmt.Fprintf(w, "evaluations     %d (%d steps accepted, %d rejected)\n", r.NFE, r.StepsAccepted, r.StepsRejected)
+	fmt.Fprintf(w, "final state z_T (%d samples):\n", len(r.ZT))
+	return printMatrix(w, r.ZT)
+}
+
+// printMatrix prints one row per line, values in shortest round-trip form.
+func printMatrix(w io.Writer, m [][]float64) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, row := range m {
+		for _, v := range row {
+			fmt.Fprintf(tw, "%.6g\t", v)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+// gradResult is the output of grad (its --json form).
+type gradResult struct {
+	Method          string                `json:"method"`
+	Loss            float64               `json:"loss"`
+	Grad            []neuralode.CaseLayer `json:"grad"`
+	GradZ0          [][]float64           `json:"grad_z0"`
+	NFEForward      int                   `json:"nfe_forward"`
+	NFEBackward     int                   `json:"nfe_backward"`
+	QuadratureNodes int                   `json:"quadrature_nodes"`
+	Seconds         float64               `json:"seconds"`
 }
 
 func runGrad(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("grad", "Computes a case file's loss and its gradient with the chosen method and prints one JSON\n"+
-		"object: loss, grad (same layout as the case's layers), grad_z0, nfe_forward, nfe_backward,\n"+
-		"quadrature_nodes, seconds.", stdout)
-	path := fs.String("case", "", "case file (JSON; the format is documented with neuralode.Case)")
+	fs := newFlags("grad", "Computes a case file's loss and its gradient with the chosen method and prints a summary:\n"+
+		"the loss, the evaluations and the norm of the gradient of every layer. --json prints one JSON\n"+
+		"object instead: loss, grad (same layout as the case's layers), grad_z0, nfe_forward,\n"+
+		"nfe_backward, quadrature_nodes, seconds.", stdout)
+	var cf caseFlags
+	cf.register(fs, "of both passes")
 	method := fs.String("method", "direct", "gradient method: "+strings.Join(allMethods, ", "))
-	rtol := fs.Float64("rtol", 0, "relative tolerance of both passes (default: the case's)")
-	atol := fs.Float64("atol", 0, "absolute tolerance of both passes (default: the case's)")
 	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C: n_i = ceil(C·NFE_fwd·Δ_i/(t_M−t_0))")
-	gqCap := fs.Int("gq-cap", 64, "largest number of GQ nodes per interval")
+	gqCap := fs.Int("gq-cap", 64, fmt.Sprintf("largest number of GQ nodes per interval (1…%d)", neuralode.MaxGaussLegendreNodes))
 	compat := fs.String("compat", "none", "torchdiffeq: reproduce torchdiffeq's step sequences")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	gm, err := neuralode.ParseGradMethod(*method)
+	res, err := gradCase(fs, &cf, *method, *gqC, *gqCap, *compat)
+	return cf.emit(stdout, stderr, "grad", res, err, func() error { return printGrad(stdout, res) })
+}
+
+func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap int, compat string) (*gradResult, error) {
+	gm, err := neuralode.ParseGradMethod(method)
 	if err != nil {
-		return usageErr(stderr, "grad", "--method %q: want one of %s", *method, strings.Join(allMethods, ", "))
+		return nil, usagef("--method %q: want one of %s", method, strings.Join(allMethods, ", "))
 	}
-	over, err := parseCompat(*compat)
+	over, err := parseCompat(compat)
 	if err != nil {
-		return usageErr(stderr, "grad", "%v", err)
+		return nil, err
 	}
-	if !(*gqC > 0) || math.IsInf(*gqC, 0) {
-		return usageErr(stderr, "grad", "--gq-c %v: must be positive", *gqC)
+	if err := positiveFlag("gq-c", gqC); err != nil {
+		return nil, err
 	}
-	if *gqCap < 1 {
-		return usageErr(stderr, "grad", "--gq-cap %d: must be at least 1", *gqCap)
+	if gqCap < 1 || gqCap > neuralode.MaxGaussLegendreNodes {
+		return nil, usagef("--gq-cap %d: must be in 1…%d", gqCap, neuralode.MaxGaussLegendreNodes)
 	}
-	if *rtol < 0 || *atol < 0 || math.IsNaN(*rtol+*atol) {
-		return usageErr(stderr, "grad", "tolerances must be positive")
-	}
-	c, m, err := loadCaseModel(*path)
+	c, m, err := cf.load(fs)
 	if err != nil {
-		return fail(stderr, "grad", err)
+		return nil, err
 	}
-	rt, at := tolerances(c, *rtol, *atol)
+	if gm == neuralode.GQAdjoint || gm == neuralode.GQInterpAdjoint {
+		if err := checkQuadratureRoom(c.T, gqCap); err != nil {
+			return nil, err
+		}
+	}
+	rt, at := cf.tolerances(c)
 	g, err := neuralode.NewGradientSolver(m, neuralode.GradOptions{
 		Method:            gm,
 		Forward:           neuralode.Options{RTol: rt, ATol: at},
-		GQ:                neuralode.GQOptions{C: *gqC, Cap: *gqCap},
+		GQ:                neuralode.GQOptions{C: gqC, Cap: gqCap},
 		CompatTorchdiffeq: over,
 	})
 	if err != nil {
-		return fail(stderr, "grad", err)
-	}
-	var targets []float64
-	for _, tr := range c.TargetsFlat() {
-		targets = append(targets, tr...)
+		return nil, err
 	}
 	start := time.Now()
-	r, err := g.Gradient(c.Z0Flat(), c.T, neuralode.MSELoss(targets))
+	r, err := g.Gradient(c.Z0Flat(), c.T, neuralode.MSELoss(caseTargets(c)))
 	if err != nil {
-		return fail(stderr, "grad", err)
+		if errors.Is(err, neuralode.ErrNonFinite) || strings.Contains(err.Error(), "Inf") {
+			return nil, fmt.Errorf("%v: %w", cliError(err), errOverflow)
+		}
+		return nil, err
 	}
 	secs := time.Since(start).Seconds()
+	if err := checkFinite("the gradient", r.Params...); err != nil {
+		return nil, err
+	}
 	layers, err := neuralode.UnflattenLayers(m, r.Params)
 	if err != nil {
-		return fail(stderr, "grad", err)
+		return nil, err
 	}
-	err = writeJSON(stdout, map[string]any{
-		"method":           gm.String(),
-		"loss":             r.Loss,
-		"grad":             layers,
-		"grad_z0":          rows(r.Z0, c.D),
-		"nfe_forward":      r.Stats.Forward.NFE,
-		"nfe_backward":     r.Stats.Backward.NFE,
-		"quadrature_nodes": r.Stats.QuadratureNodes,
-		"seconds":          secs,
-	})
-	if err != nil {
-		return fail(stderr, "grad", err)
+	return &gradResult{Method: gm.String(), Loss: r.Loss, Grad: layers, GradZ0: rows(r.Z0, c.D),
+		NFEForward: r.Stats.Forward.NFE, NFEBackward: r.Stats.Backward.NFE,
+		QuadratureNodes: r.Stats.QuadratureNodes, Seconds: secs}, nil
+}
+
+// checkQuadratureRoom refuses observation intervals too short to hold
+// distinct Gauss–Legendre nodes in float64: the quadrature methods place up
+// to gqCap nodes strictly inside every interval.
+func checkQuadratureRoom(ts []float64, gqCap int) error {
+	for i := 1; i < len(ts); i++ {
+		a, b := ts[i-1], ts[i]
+		ulp := math.Max(math.Abs(math.Nextafter(a, b)-a), math.Abs(math.Nextafter(b, a)-b))
+		if math.Abs(b-a) < float64(2*gqCap+2)*ulp {
+			return fmt.Errorf("observation times %v and %v are too close for Gauss–Legendre nodes between them "+
+				"(the gq methods need room for up to --gq-cap %d nodes); use --method direct, adjoint or seminorm",
+				a, b, gqCap)
+		}
 	}
-	return 0
+	return nil
+}
+
+func printGrad(w io.Writer, r *gradResult) error {
+	fmt.Fprintf(w, "method          %s\n", r.Method)
+	fmt.Fprintf(w, "loss            %.17g\n", r.Loss)
+	fmt.Fprintf(w, "evaluations     %d forward, %d backward, %d quadrature nodes\n", r.NFEForward, r.NFEBackward, r.QuadratureNodes)
+	fmt.Fprintf(w, "seconds         %.4g\n", r.Seconds)
+	fmt.Fprintf(w, "gradient norms per layer (the full gradient: --json):\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "layer\tshape\t‖dL/dW‖\t‖dL/db‖\t\n")
+	for i, l := range r.Grad {
+		var nw, nb float64
+		cols := 0
+		for _, row := range l.W {
+			cols = len(row)
+			for _, v := range row {
+				nw += v * v
+			}
+		}
+		for _, v := range l.B {
+			nb += v * v
+		}
+		fmt.Fprintf(tw, "%d\t%d×%d\t%.4g\t%.4g\t\n", i, len(l.W), cols, math.Sqrt(nw), math.Sqrt(nb))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "gradient with respect to z0 (%d samples):\n", len(r.GradZ0))
+	return printMatrix(w, r.GradZ0)
 }

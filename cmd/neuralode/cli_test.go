@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -175,18 +176,6 @@ func checkpointParams(t *testing.T, path string) *checkpointState {
 	return st
 }
 
-func sameBits(a, b []float64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if math.Float64bits(a[i]) != math.Float64bits(b[i]) {
-			return false
-		}
-	}
-	return true
-}
-
 // TestResumeEqualsUninterrupted trains 4 epochs in one go, and 2 epochs, then
 // 2 more resumed from the checkpoint: the parameters and Adam moments must
 // agree bit for bit. The spheres variant also interrupts in the middle of an
@@ -270,7 +259,7 @@ func TestSavedModelIsACase(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	// The saved file is an ordinary case: solve reads it.
-	code, out, errs := runCLI("solve", "--case", path)
+	code, out, errs := runCLI("solve", "--case", path, "--json")
 	if code != 0 {
 		t.Fatalf("solve on the saved model: exit %d: %s", code, errs)
 	}
@@ -335,7 +324,7 @@ func TestSolveGradCase1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := runCLI("solve", "--case", case1)
+	code, out, errs := runCLI("solve", "--case", case1, "--json")
 	if code != 0 {
 		t.Fatalf("solve: exit %d: %s", code, errs)
 	}
@@ -343,11 +332,11 @@ func TestSolveGradCase1(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatal(err)
 	}
-	if math.Abs(s.Loss-c.Ref.Loss) > 1e-5*math.Abs(c.Ref.Loss) {
+	if !relClose(s.Loss, c.Ref.Loss, 1e-5) {
 		t.Errorf("solve loss %.12g, reference %.12g", s.Loss, c.Ref.Loss)
 	}
 	for _, m := range allMethods {
-		code, out, errs := runCLI("grad", "--case", case1, "--method", m)
+		code, out, errs := runCLI("grad", "--case", case1, "--method", m, "--json")
 		if code != 0 {
 			t.Fatalf("grad %s: exit %d: %s", m, code, errs)
 		}
@@ -358,7 +347,7 @@ func TestSolveGradCase1(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &g); err != nil {
 			t.Fatal(err)
 		}
-		if math.Abs(g.Loss-c.Ref.Loss) > 1e-5*math.Abs(c.Ref.Loss) {
+		if !relClose(g.Loss, c.Ref.Loss, 1e-5) {
 			t.Errorf("grad %s loss %.12g, reference %.12g", m, g.Loss, c.Ref.Loss)
 		}
 		m2, _ := c.MLP()
@@ -515,14 +504,57 @@ func TestSecondOrderVJP(t *testing.T) {
 		return (up - dn) / (2 * h)
 	}
 	for i := range z {
-		if g := fd(z, i); math.Abs(g-gz[i]) > 1e-6*(1+math.Abs(g)) {
+		if g := fd(z, i); !absRelClose(gz[i], g, 1e-6) {
 			t.Errorf("gz[%d] = %v, finite difference %v", i, gz[i], g)
 		}
 	}
 	p := field.Params()
 	for i := range p {
-		if g := fd(p, i); math.Abs(g-(gp[i]-1)) > 1e-6*(1+math.Abs(g)) {
+		if g := fd(p, i); !absRelClose(gp[i]-1, g, 1e-6) {
 			t.Errorf("gp[%d] = %v, finite difference %v", i, gp[i]-1, g)
 		}
+	}
+}
+
+// TestBenchSweep: --sweep runs every method at every tolerance, reports
+// one JSON object per point with its tolerance, nodes and error, and
+// writes the accuracy-versus-time chart; a bad tolerance list is a usage
+// error.
+func TestBenchSweep(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI("bench", "--sizes", "2x4x3", "--methods", "seminorm,gq-adaptive", "--sweep",
+		"--sweep-tols", "1e-3,1e-6", "--repeats", "1", "--json", "--quiet", "--out", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d lines, want 4:\n%s", len(lines), out)
+	}
+	errAt := map[string]float64{}
+	for _, l := range lines {
+		var r struct {
+			Method string  `json:"method"`
+			Tol    float64 `json:"tol"`
+			Nodes  int     `json:"quadrature_nodes"`
+			Err    float64 `json:"grad_rel_err"`
+			Secs   float64 `json:"seconds_median"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		if !(r.Secs > 0) || !(r.Err >= 0) || (r.Method == "gq-adaptive") != (r.Nodes > 0) {
+			t.Errorf("implausible row %q", l)
+		}
+		errAt[r.Method+strconv.FormatFloat(r.Tol, 'g', -1, 64)] = r.Err
+	}
+	if !(errAt["gq-adaptive1e-06"] < errAt["gq-adaptive0.001"]) {
+		t.Errorf("tightening the tolerance did not reduce gq-adaptive's error: %v", errAt)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sweep-2x4x3.svg")); err != nil {
+		t.Errorf("chart: %v", err)
+	}
+	if code, _, errs := runCLI("bench", "--sweep", "--sweep-tols", "1e-3,x", "--out", dir); code != 2 {
+		t.Errorf("bad --sweep-tols: exit %d (%s), want 2", code, errs)
 	}
 }

@@ -11,27 +11,23 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		"writes plots into --out. 'neuralode' with no arguments runs it with the defaults.", stdout)
 	width := fs.Int("width", 256, "hidden width of the vector field")
 	epochs := fs.Int("epochs", 60, "epochs per method")
-	out := fs.String("out", "neuralode-out", "output directory for plots and metrics.jsonl")
-	jsonOut := fs.Bool("json", false, "print JSON lines on stdout instead of the table")
-	quiet := fs.Bool("quiet", false, "no progress on stderr")
+	var out string
+	checkOut := outDirFlag(fs, &out, "plots and metrics.jsonl")
+	var of outputFlags
+	of.register(fs, "print JSON lines on stdout instead of the table")
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	if *width < 1 {
-		return usageErr(stderr, "demo", "--width %d: must be ≥ 1", *width)
+	if err := checkOut(); err != nil {
+		return fail(stderr, "demo", err)
 	}
-	if *epochs < 1 {
-		return usageErr(stderr, "demo", "--epochs %d: must be ≥ 1", *epochs)
-	}
-	if *out == "" {
-		return usageErr(stderr, "demo", "--out: empty directory name")
-	}
-	cfg := taskDefaults["g1d"]
+	cfg := taskRegistry["g1d"].defaults
 	cfg.Task, cfg.Width, cfg.Epochs, cfg.GQC, cfg.Seed = "g1d", *width, *epochs, 0.1, 1
-	if !*quiet {
-		io.WriteString(stderr, "neuralode demo: crossing trajectories (g1d), dopri5 at rtol = atol = 1e-3,\n"+
-			"trained with direct backpropagation, the seminorm adjoint and the GQ adjoint\n")
+	if err := validateConfig(cfg); err != nil {
+		return fail(stderr, "demo", err)
 	}
+	of.logf(stderr, "neuralode demo: crossing trajectories (g1d), dopri5 at rtol = atol = 1e-3,\n"+
+		"trained with direct backpropagation, the seminorm adjoint and the GQ adjoint\n")
 	return trainRun(cfg, []string{"direct", "seminorm", "gq"}, nil,
-		trainOpts{out: *out, json: *jsonOut, quiet: *quiet}, stdout, stderr, "demo")
+		trainOpts{out: out, json: of.json, quiet: of.quiet}, stdout, stderr, "demo")
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -13,70 +12,72 @@ import (
 	"github.com/neuralode/neuralode"
 )
 
-// runGauss implements `neuralode gauss -n N [--interval a,b]`: it prints the
-// n-point Gauss–Legendre rule, mapped onto [a, b] when --interval is given, as
-// one JSON object {"n": N, "nodes": [...], "weights": [...]} on stdout. Every
-// value is written in shortest round-trip form (strconv 'g', -1), so parsing
-// the output recovers the float64 values bit for bit. It returns the exit
-// code: 0 on success (and for -h), 2 for a bad flag or value, with a one-line
-// message naming the flag on stderr.
+// runGauss implements `neuralode gauss -n N [--interval a,b] [--json]`: it
+// prints the n-point Gauss–Legendre rule, mapped onto [a, b] when --interval
+// is given, as a table of nodes and weights, or with --json as one JSON
+// object {"n": N, "nodes": [...], "weights": [...]}. Every value is written in
+// shortest round-trip form (strconv 'g', -1), so parsing the output recovers
+// the float64 values bit for bit. It returns the exit code: 0 on success (and
+// for -h), 2 for a bad flag or value, with a one-line message naming the flag
+// on stderr.
 func runGauss(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("gauss", flag.ContinueOnError)
-	// Parse errors are reported below as one line; usage only on -h.
-	fs.SetOutput(io.Discard)
+	fs := newFlags("gauss", "Prints the n-point Gauss–Legendre rule on [-1, 1] (or on --interval a,b): one line\n"+
+		"per node with its weight, or with --json one JSON object {\"n\", \"nodes\", \"weights\"}. Values\n"+
+		"are in shortest round-trip form: parsing them gives the float64 values bit for bit.", stdout)
 	n := fs.Int("n", 0, fmt.Sprintf("number of nodes, 1…%d (required)", neuralode.MaxGaussLegendreNodes))
 	interval := fs.String("interval", "", "map the rule onto [a, b], given as `a,b` (b < a gives negative weights); default -1,1")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, "usage: neuralode gauss -n N [--interval a,b]")
-			fs.SetOutput(stderr)
-			fs.PrintDefaults()
-			return 0
+	var out outputFlags
+	out.register(fs, "print one JSON object instead of the table")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	nodes, weights, err := gaussRule(flagsSet(fs), *n, *interval)
+	if err != nil {
+		return fail(stderr, "gauss", err)
+	}
+	w := bufio.NewWriter(stdout)
+	if out.json {
+		fmt.Fprintf(w, `{"n": %d, "nodes": `, *n)
+		writeJSONFloats(w, nodes)
+		w.WriteString(`, "weights": `)
+		writeJSONFloats(w, weights)
+		w.WriteString("}\n")
+	} else {
+		var buf [32]byte
+		fmt.Fprintf(w, "# %d-point Gauss–Legendre rule: node weight\n", *n)
+		for i := range nodes {
+			w.Write(strconv.AppendFloat(buf[:0], nodes[i], 'g', -1, 64))
+			w.WriteByte(' ')
+			w.Write(strconv.AppendFloat(buf[:0], weights[i], 'g', -1, 64))
+			w.WriteByte('\n')
 		}
-		fmt.Fprintf(stderr, "neuralode gauss: %v\n", err)
-		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "neuralode gauss: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if err := w.Flush(); err != nil {
+		return fail(stderr, "gauss", fmt.Errorf("writing output: %w", err))
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return 0
+}
+
+// gaussRule validates the flags and returns the rule's nodes and weights.
+func gaussRule(set map[string]bool, n int, interval string) (nodes, weights []float64, err error) {
 	if !set["n"] {
-		fmt.Fprintln(stderr, "neuralode gauss: -n: required (number of nodes)")
-		return 2
+		return nil, nil, usagef("-n: required (number of nodes)")
 	}
 	a, b := -1.0, 1.0
 	if set["interval"] {
-		var err error
-		if a, b, err = parseInterval(*interval); err != nil {
-			fmt.Fprintf(stderr, "neuralode gauss: --interval: %v\n", err)
-			return 2
+		if a, b, err = parseInterval(interval); err != nil {
+			return nil, nil, usagef("--interval: %v", err)
 		}
 	}
-	rule, err := neuralode.GaussLegendre(*n)
+	rule, err := neuralode.GaussLegendre(n)
 	if err != nil {
-		fmt.Fprintf(stderr, "neuralode gauss: -n: %d is not a valid rule size (want 1…%d)\n", *n, neuralode.MaxGaussLegendreNodes)
-		return 2
+		return nil, nil, usagef("-n: %d is not a valid rule size (want 1…%d)", n, neuralode.MaxGaussLegendreNodes)
 	}
-	nodes := make([]float64, *n)
-	weights := make([]float64, *n)
+	nodes, weights = make([]float64, n), make([]float64, n)
 	if err := rule.MapTo(a, b, nodes, weights); err != nil {
-		fmt.Fprintf(stderr, "neuralode gauss: --interval: %v\n", err)
-		return 2
+		return nil, nil, usagef("--interval: %v", cliError(err))
 	}
-
-	w := bufio.NewWriter(stdout)
-	fmt.Fprintf(w, `{"n": %d, "nodes": `, *n)
-	writeJSONFloats(w, nodes)
-	w.WriteString(`, "weights": `)
-	writeJSONFloats(w, weights)
-	w.WriteString("}\n")
-	if err := w.Flush(); err != nil {
-		fmt.Fprintf(stderr, "neuralode gauss: writing output: %v\n", err)
-		return 1
-	}
-	return 0
+	return nodes, weights, nil
 }
 
 // parseInterval parses "a,b" into two finite floats.

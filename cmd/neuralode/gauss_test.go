@@ -39,7 +39,7 @@ func TestRunGaussOutput(t *testing.T) {
 		{[]string{"-n", "3", "-interval=-2, -1e-5"}, 3, -2, -1e-5},
 	}
 	for _, c := range cases {
-		code, out, errOut := runGaussCapture(c.args...)
+		code, out, errOut := runGaussCapture(append(c.args, "--json")...)
 		if code != 0 || errOut != "" {
 			t.Fatalf("%v: exit %d, stderr %q", c.args, code, errOut)
 		}
@@ -115,9 +115,33 @@ func TestRunGaussErrors(t *testing.T) {
 	}
 }
 
+// TestRunGaussTable checks the default output, one "node weight" line per
+// node after a comment line, against the JSON form.
+func TestRunGaussTable(t *testing.T) {
+	code, out, errOut := runGaussCapture("-n", "4", "--interval", "0,1")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	_, js, _ := runGaussCapture("-n", "4", "--interval", "0,1", "--json")
+	var want gaussOutput
+	if err := json.Unmarshal([]byte(js), &want); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "#") {
+		t.Fatalf("table %q", out)
+	}
+	for i, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) != 2 || f[0] != want.Nodes[i].String() || f[1] != want.Weights[i].String() {
+			t.Errorf("line %q, want %s %s", l, want.Nodes[i], want.Weights[i])
+		}
+	}
+}
+
 func TestRunGaussHelp(t *testing.T) {
 	code, out, errOut := runGaussCapture("-h")
-	if code != 0 || out != "" || !strings.Contains(errOut, "usage: neuralode gauss") {
+	if code != 0 || errOut != "" || !strings.Contains(out, "usage: neuralode gauss") {
 		t.Errorf("-h: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

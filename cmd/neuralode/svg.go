@@ -17,17 +17,17 @@ import (
 	"unicode/utf8"
 )
 
-// ErrPlotInput reports a malformed chart description: mismatched slice lengths,
+// errPlotInput reports a malformed chart description: mismatched slice lengths,
 // negative class labels, a canvas too small to draw on.
-var ErrPlotInput = errors.New("plot: invalid input")
+var errPlotInput = errors.New("plot: invalid input")
 
 func plotErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrPlotInput, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", errPlotInput, fmt.Sprintf(format, args...))
 }
 
-// Palette is the Okabe–Ito colour-blind safe palette, ordered so that the
+// palette is the Okabe–Ito colour-blind safe palette, ordered so that the
 // first colours have the strongest contrast on white (yellow comes last).
-var Palette = []string{
+var palette = []string{
 	"#0072B2", // blue
 	"#D55E00", // vermillion
 	"#009E73", // bluish green
@@ -54,9 +54,9 @@ const (
 	charWidth  = 0.6 // average glyph advance in ems for a sans-serif font (conservative)
 )
 
-// Series is one named curve of a line chart. Points whose X or Y is NaN or
+// lineSeries is one named curve of a line chart. Points whose X or Y is NaN or
 // infinite (or Y ≤ 0 on a log axis) are skipped and break the line.
-type Series struct {
+type lineSeries struct {
 	Name    string    // legend text; empty means no legend entry
 	X, Y    []float64 // equal lengths
 	Color   string    // CSS colour; empty picks the next palette colour
@@ -67,9 +67,9 @@ type Series struct {
 	Opacity float64   // stroke opacity in (0, 1]; 0 means 1
 }
 
-// Band is a mean curve with a shaded region mean ± K·Std around it, e.g. the
+// bandSeries is a mean curve with a shaded region mean ± K·Std around it, e.g. the
 // distribution of SDE sample paths over time.
-type Band struct {
+type bandSeries struct {
 	Name    string    // legend text; "(mean ± K sd)" is appended; empty means no entry
 	X       []float64 // time points
 	Mean    []float64 // same length as X
@@ -80,33 +80,33 @@ type Band struct {
 	Opacity float64   // fill opacity of the band; 0 means 0.15
 }
 
-// Plot is a line / band chart. Bands are drawn first so that lines stay on top.
-type Plot struct {
+// lineChart is a line / band chart. Bands are drawn first so that lines stay on top.
+type lineChart struct {
 	Title, XLabel, YLabel string
 	LogY                  bool // logarithmic y axis (decade ticks)
-	Series                []Series
-	Bands                 []Band
+	Series                []lineSeries
+	Bands                 []bandSeries
 }
 
-// BarSeries is one group member of a bar chart: one value per category.
-type BarSeries struct {
+// barSeries is one group member of a bar chart: one value per category.
+type barSeries struct {
 	Name   string    // legend text (a legend is drawn when there are several series or a name)
 	Values []float64 // one per category; NaN leaves a gap
 	Color  string    // CSS colour; empty picks the next palette colour
 }
 
-// BarChart draws one bar per category, or a group of bars per category when
+// barChart draws one bar per category, or a group of bars per category when
 // there are several series (e.g. sizes on the axis, one bar per method).
 // Every bar carries its value as a label.
-type BarChart struct {
+type barChart struct {
 	Title, XLabel, YLabel string
 	Categories            []string
-	Series                []BarSeries
+	Series                []barSeries
 	LogY                  bool                 // logarithmic y axis; non-positive values are marked "n/a"
 	Format                func(float64) string // value label format; nil means 3 significant digits
 }
 
-// ScatterRegions draws 2-D points coloured (and shaped) by class over a
+// regionScatter draws 2-D points coloured (and shaped) by class over a
 // background heatmap of the classifier's decision regions.
 //
 // The region grid has GridNX × GridNY cells covering [GridXMin, GridXMax] ×
@@ -114,7 +114,7 @@ type BarChart struct {
 // bottom) is at index j*GridNX + i of GridClass and GridConf. The cell colour is
 // the class colour, pale where the classifier is unsure: GridConf holds the
 // probability of the predicted class (nil means fully confident).
-type ScatterRegions struct {
+type regionScatter struct {
 	Title, XLabel, YLabel string
 	ClassNames            []string  // legend text per class; missing names become "class k"
 	X, Y                  []float64 // point coordinates
@@ -131,13 +131,13 @@ type ScatterRegions struct {
 // ---------------------------------------------------------------------------
 // Ticks
 
-// NiceTicks returns ticks at multiples of a "nice" step (1, 2 or 5 times a
+// niceTicks returns ticks at multiples of a "nice" step (1, 2 or 5 times a
 // power of ten) covering [lo, hi]: the first tick is ≤ lo and the last ≥ hi.
 // Among the nice steps near (hi − lo)/target it picks the one whose number of
 // intervals is closest to target; ties go to fewer intervals, then to the
 // tighter range. Degenerate ranges
 // are widened first; it never returns fewer than two ticks.
-func NiceTicks(lo, hi float64, target int) (ticks []float64, step float64) {
+func niceTicks(lo, hi float64, target int) (ticks []float64, step float64) {
 	lo, hi = sanitizeRange(lo, hi)
 	if target < 1 {
 		target = 1
@@ -324,7 +324,7 @@ func (a *axis) frac(v float64) float64 {
 // linearAxis builds nice ticks for [lo, hi] with about target intervals; the
 // axis range is extended to the outer ticks.
 func linearAxis(lo, hi float64, target int) axis {
-	ticks, step := NiceTicks(lo, hi, target)
+	ticks, step := niceTicks(lo, hi, target)
 	a := axis{lo: ticks[0], hi: ticks[len(ticks)-1], ticks: ticks}
 	a.labels = make([]string, len(ticks))
 	for i, t := range ticks {
@@ -333,12 +333,12 @@ func linearAxis(lo, hi float64, target int) axis {
 	return a
 }
 
-// LogTicks returns the labelled ticks of a logarithmic axis covering the
+// logTicks returns the labelled ticks of a logarithmic axis covering the
 // positive range [lo, hi]: powers of ten from the decade at or below lo to the
 // decade at or above hi (every k-th decade when more than maxLabels would be
 // needed), plus 2 and 5 multiples when the range spans at most two decades.
 // It also returns the axis limits.
-func LogTicks(lo, hi float64, maxLabels int) (ticks []float64, axisLo, axisHi float64) {
+func logTicks(lo, hi float64, maxLabels int) (ticks []float64, axisLo, axisHi float64) {
 	a := logAxis(lo, hi, maxLabels)
 	return a.ticks, a.lo, a.hi
 }
@@ -747,14 +747,142 @@ func (p *colorPicker) next(explicit string) (color, dash string) {
 	}
 	i := p.n
 	p.n++
-	return Palette[i%len(Palette)], dashPatterns[(i/len(Palette))%len(dashPatterns)]
+	return palette[i%len(palette)], dashPatterns[(i/len(palette))%len(dashPatterns)]
+}
+
+// ---------------------------------------------------------------------------
+// Paths and markers shared by the charts
+
+// Size caps: however many points a chart is given, its SVG stays small
+// (a path of 2000 points is finer than any canvas this package draws, and
+// more markers than that only overlap).
+const (
+	maxPathPoints = 2000
+	maxMarkers    = 1000
+	markerPad     = 8.0 // px the marker clip extends beyond the plot area
+)
+
+// strideFor returns the step that thins n points to at most limit.
+func strideFor(n, limit int) int {
+	return max(1, (n+limit-1)/limit)
+}
+
+// strided calls visit for i = lo, lo+stride, … and always for the last
+// index hi−1, in reverse order when rev.
+func strided(lo, hi, stride int, rev bool, visit func(i int)) {
+	if hi <= lo {
+		return
+	}
+	if !rev {
+		for i := lo; i < hi; i += stride {
+			visit(i)
+		}
+		if (hi-1-lo)%stride != 0 {
+			visit(hi - 1)
+		}
+		return
+	}
+	for i := hi - 1; i >= lo; i -= stride {
+		visit(i)
+	}
+	if (hi-1-lo)%stride != 0 {
+		visit(lo)
+	}
+}
+
+// pathPoints writes path data through the points at(i) for i in [lo, hi),
+// thinned to maxPathPoints, in reverse order when rev. A point with ok(i)
+// false breaks the line; the first point moves the pen ("M") unless cont,
+// which continues the current subpath ("L").
+func (c *canvas) pathPoints(lo, hi int, rev, cont bool, ok func(int) bool, at func(int) (x, y float64)) {
+	pen := cont
+	strided(lo, hi, strideFor(hi-lo, maxPathPoints), rev, func(i int) {
+		if ok != nil && !ok(i) {
+			pen = false
+			return
+		}
+		if pen {
+			c.b.WriteByte('L')
+		} else {
+			c.b.WriteByte('M')
+		}
+		x, y := at(i)
+		c.num(x)
+		c.b.WriteByte(' ')
+		c.num(y)
+		pen = true
+	})
+}
+
+// markerClip defines the clip of the marker groups: the plot area widened by
+// markerPad, so a marker on the edge of the data range is drawn whole.
+func (c *canvas) markerClip(f frame) {
+	c.clip("markerarea", frame{x0: f.x0 - markerPad, x1: f.x1 + markerPad, y0: f.y0 - markerPad, y1: f.y1 + markerPad})
+}
+
+// finish closes the document and writes it.
+func (c *canvas) finish(w io.Writer) error {
+	c.close()
+	_, err := w.Write(c.b.Bytes())
+	return err
 }
 
 // ---------------------------------------------------------------------------
 // Line and band chart
 
-// WriteSVG renders the chart as a width × height pixel SVG document.
-func (p *Plot) WriteSVG(w io.Writer, width, height int) error {
+// writeSVG renders the chart as a width × height pixel SVG document.
+func (p *lineChart) writeSVG(w io.Writer, width, height int) error {
+	if err := p.check(width, height); err != nil {
+		return err
+	}
+	W, H := float64(width), float64(height)
+	ex, ey := p.extents()
+	st := p.styles()
+	m := baseMargins(p.Title, p.XLabel, p.YLabel)
+	lw := legendWidth(st.entries, 0.3*W)
+	if lw > 0 {
+		m.right += lw + 4
+	}
+	xlo, xhi := ex.get()
+	ylo, yhi := ey.get()
+	if p.LogY && !ey.ok {
+		ylo, yhi = 1, 10
+	}
+	f, xa, ya := buildAxes(W, H, m, ylo, yhi, p.LogY, func(t int) axis { return linearAxis(xlo, xhi, t) })
+
+	var c canvas
+	c.open(width, height)
+	c.drawFrame(f, &xa, &ya, p.Title, p.XLabel, p.YLabel, W, H, true, true)
+	c.clip("plotarea", f)
+	c.markerClip(f)
+	c.printf(`<g clip-path="url(#plotarea)">` + "\n")
+	// y values outside the axis (e.g. non-positive band edges on a log axis)
+	// are clamped to just beyond the plot area; the clip path hides the rest.
+	yclamp := func(v float64) float64 {
+		if p.LogY && !(v > 0) {
+			return f.y1 + 2
+		}
+		y := f.py(&ya, v)
+		return math.Max(math.Min(y, f.y1+1e4), f.y0-1e4)
+	}
+	for i, b := range p.Bands {
+		c.drawBand(f, &xa, yclamp, b, st.bandColors[i], st.bandDash[i])
+	}
+	for i, s := range p.Series {
+		c.drawSeries(f, &xa, &ya, p.LogY, s, st.seriesColors[i], st.seriesDash[i])
+	}
+	c.printf("</g>\n")
+	c.printf(`<g class="markers" clip-path="url(#markerarea)">` + "\n")
+	for i, s := range p.Series {
+		c.drawMarkers(f, &xa, &ya, p.LogY, s, st.seriesColors[i])
+	}
+	c.printf("</g>\n")
+	c.drawLegend(st.entries, f.x1+12, f.y0, lw, H)
+	return c.finish(w)
+}
+
+// check validates the canvas and the slice lengths.
+func (p *lineChart) check(width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}
@@ -768,10 +896,11 @@ func (p *Plot) WriteSVG(w io.Writer, width, height int) error {
 			return plotErrorf("band %d (%q): len(X)=%d, len(Mean)=%d, len(Std)=%d", i, b.Name, len(b.X), len(b.Mean), len(b.Std))
 		}
 	}
-	W, H := float64(width), float64(height)
+	return nil
+}
 
-	// Data extents; on a log axis only positive values count.
-	var ex, ey extent
+// extents returns the data ranges; on a log axis only positive values count.
+func (p *lineChart) extents() (ex, ey extent) {
 	addY := func(v float64) {
 		if !p.LogY || v > 0 {
 			ey.add(v)
@@ -798,22 +927,29 @@ func (p *Plot) WriteSVG(w io.Writer, width, height int) error {
 			}
 		}
 	}
+	return ex, ey
+}
 
-	// Styles and legend.
+// lineStyles are the colours and dash patterns of a chart's bands and
+// series, and its legend.
+type lineStyles struct {
+	bandColors, bandDash     []string
+	seriesColors, seriesDash []string
+	entries                  []legendEntry
+}
+
+func (p *lineChart) styles() lineStyles {
 	var pick colorPicker
-	bandColors := make([]string, len(p.Bands))
-	bandDash := make([]string, len(p.Bands))
-	seriesColors := make([]string, len(p.Series))
-	seriesDash := make([]string, len(p.Series))
-	var entries []legendEntry
+	st := lineStyles{bandColors: make([]string, len(p.Bands)), bandDash: make([]string, len(p.Bands)),
+		seriesColors: make([]string, len(p.Series)), seriesDash: make([]string, len(p.Series))}
 	for i, b := range p.Bands {
 		col, dash := pick.next(b.Color)
 		if b.Dashed {
 			dash = "7 4"
 		}
-		bandColors[i], bandDash[i] = col, dash
+		st.bandColors[i], st.bandDash[i] = col, dash
 		if b.Name != "" {
-			entries = append(entries, legendEntry{
+			st.entries = append(st.entries, legendEntry{
 				name:  fmt.Sprintf("%s (mean ± %g sd)", b.Name, bandK(b)),
 				color: col, dash: dash, line: true, band: bandOpacity(b) + 0.07,
 			})
@@ -824,120 +960,87 @@ func (p *Plot) WriteSVG(w io.Writer, width, height int) error {
 		if s.Dashed {
 			dash = "7 4"
 		}
-		seriesColors[i], seriesDash[i] = col, dash
+		st.seriesColors[i], st.seriesDash[i] = col, dash
 		if s.Name != "" {
 			e := legendEntry{name: s.Name, color: col, dash: dash, line: !s.NoLine, opacity: s.Opacity}
 			if s.Markers || s.NoLine {
 				e.marker = 1
 			}
-			entries = append(entries, e)
+			st.entries = append(st.entries, e)
 		}
 	}
-
-	m := baseMargins(p.Title, p.XLabel, p.YLabel)
-	lw := legendWidth(entries, 0.3*W)
-	if lw > 0 {
-		m.right += lw + 4
-	}
-	xlo, xhi := ex.get()
-	ylo, yhi := ey.get()
-	if p.LogY && !ey.ok {
-		ylo, yhi = 1, 10
-	}
-	f, xa, ya := buildAxes(W, H, m, ylo, yhi, p.LogY, func(t int) axis { return linearAxis(xlo, xhi, t) })
-
-	var c canvas
-	c.open(width, height)
-	c.drawFrame(f, &xa, &ya, p.Title, p.XLabel, p.YLabel, W, H, true, true)
-	c.clip("plotarea", f)
-	c.printf(`<g clip-path="url(#plotarea)">` + "\n")
-	// y values outside the axis (e.g. non-positive band edges on a log axis)
-	// are clamped to just beyond the plot area; the clip path hides the rest.
-	yclamp := func(v float64) float64 {
-		if p.LogY && !(v > 0) {
-			return f.y1 + 2
-		}
-		y := f.py(&ya, v)
-		return math.Max(math.Min(y, f.y1+1e4), f.y0-1e4)
-	}
-	for i, b := range p.Bands {
-		c.drawBand(f, &xa, yclamp, b, bandColors[i], bandDash[i])
-	}
-	for i, s := range p.Series {
-		c.drawSeries(f, &xa, &ya, p.LogY, s, seriesColors[i], seriesDash[i])
-	}
-	c.printf("</g>\n")
-	c.drawLegend(entries, f.x1+12, f.y0, lw, H)
-	c.close()
-	_, err := w.Write(c.b.Bytes())
-	return err
+	return st
 }
 
-func bandK(b Band) float64 {
+func bandK(b bandSeries) float64 {
 	if b.K > 0 && finite(b.K) {
 		return b.K
 	}
 	return 2
 }
 
-func bandOpacity(b Band) float64 {
+func bandOpacity(b bandSeries) float64 {
 	if b.Opacity > 0 && b.Opacity <= 1 {
 		return b.Opacity
 	}
 	return 0.15
 }
 
-// drawSeries draws one polyline, broken at skipped points; isolated points and
-// marker series get markers.
-func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s Series, col, dash string) {
-	width := s.Width
-	if !(width > 0) {
-		width = 2
+func seriesWidth(s lineSeries) float64 {
+	if s.Width > 0 {
+		return s.Width
+	}
+	return 2
+}
+
+// drawSeries draws one polyline, broken at skipped points.
+func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s lineSeries, col, dash string) {
+	if s.NoLine {
+		return
 	}
 	op := ""
 	if s.Opacity > 0 && s.Opacity < 1 {
 		op = fmt.Sprintf(` stroke-opacity="%g"`, s.Opacity)
 	}
 	ok := func(i int) bool { return finite(s.X[i]) && finite(s.Y[i]) && (!logY || s.Y[i] > 0) }
-	c.printf(`<g class="series-group">`)
-	if !s.NoLine {
-		c.printf(`<path class="series" fill="none" stroke="%s" stroke-width="%g" stroke-linejoin="round" stroke-linecap="round"%s%s d="`,
-			col, width, dashAttr(dash), op)
-		pen := false
-		for i := range s.X {
-			if !ok(i) {
-				pen = false
-				continue
-			}
-			if pen {
-				c.b.WriteByte('L')
-			} else {
-				c.b.WriteByte('M')
-			}
-			c.num(f.px(xa, s.X[i]))
-			c.b.WriteByte(' ')
-			c.num(f.py(ya, s.Y[i]))
-			pen = true
-		}
-		c.printf(`"/>`)
+	c.printf(`<g class="series-group"><path class="series" fill="none" stroke="%s" stroke-width="%g" stroke-linejoin="round" stroke-linecap="round"%s%s d="`,
+		col, seriesWidth(s), dashAttr(dash), op)
+	c.pathPoints(0, len(s.X), false, false, ok, func(i int) (float64, float64) { return f.px(xa, s.X[i]), f.py(ya, s.Y[i]) })
+	c.printf(`"/></g>` + "\n")
+}
+
+// drawMarkers draws the markers of a series: every point of a marker series
+// (thinned to maxMarkers), and isolated points of a line.
+func (c *canvas) drawMarkers(f frame, xa, ya *axis, logY bool, s lineSeries, col string) {
+	ok := func(i int) bool { return finite(s.X[i]) && finite(s.Y[i]) && (!logY || s.Y[i] > 0) }
+	all := s.Markers || s.NoLine
+	r := 2.2 + seriesWidth(s)*0.6
+	n := len(s.X)
+	stride := 1
+	if all {
+		stride = strideFor(n, maxMarkers)
 	}
-	for i := range s.X {
-		if !ok(i) {
-			continue
+	drawn := 0
+	strided(0, n, stride, false, func(i int) {
+		if !ok(i) || drawn >= maxMarkers {
+			return
 		}
-		isolated := (i == 0 || !ok(i-1)) && (i == len(s.X)-1 || !ok(i+1))
-		if s.Markers || s.NoLine || isolated {
-			c.marker(0, f.px(xa, s.X[i]), f.py(ya, s.Y[i]), 2.2+width*0.6, col, "#ffffff", "marker")
+		isolated := (i == 0 || !ok(i-1)) && (i == n-1 || !ok(i+1))
+		if all || isolated {
+			c.marker(0, f.px(xa, s.X[i]), f.py(ya, s.Y[i]), r, col, "#ffffff", "marker")
+			drawn++
 		}
-	}
-	c.printf("</g>\n")
+	})
 }
 
 // drawBand draws the shaded mean ± K·sd region (one polygon per run of valid
 // points) and the mean line.
-func (c *canvas) drawBand(f frame, xa *axis, py func(float64) float64, b Band, col, dash string) {
+func (c *canvas) drawBand(f frame, xa *axis, py func(float64) float64, b bandSeries, col, dash string) {
 	k := bandK(b)
 	ok := func(i int) bool { return finite(b.X[i]) && finite(b.Mean[i]) && finite(b.Std[i]) }
+	edge := func(sign float64) func(int) (float64, float64) {
+		return func(q int) (float64, float64) { return f.px(xa, b.X[q]), py(b.Mean[q] + sign*k*math.Abs(b.Std[q])) }
+	}
 	c.printf(`<g class="band-group">`)
 	for i := 0; i < len(b.X); {
 		if !ok(i) {
@@ -949,98 +1052,110 @@ func (c *canvas) drawBand(f frame, xa *axis, py func(float64) float64, b Band, c
 			j++
 		}
 		c.printf(`<path class="band" fill="%s" fill-opacity="%g" stroke="none" d="`, col, bandOpacity(b))
-		for q := i; q < j; q++ {
-			if q == i {
-				c.b.WriteByte('M')
-			} else {
-				c.b.WriteByte('L')
-			}
-			c.num(f.px(xa, b.X[q]))
-			c.b.WriteByte(' ')
-			c.num(py(b.Mean[q] + k*math.Abs(b.Std[q])))
-		}
-		for q := j - 1; q >= i; q-- {
-			c.b.WriteByte('L')
-			c.num(f.px(xa, b.X[q]))
-			c.b.WriteByte(' ')
-			c.num(py(b.Mean[q] - k*math.Abs(b.Std[q])))
-		}
+		c.pathPoints(i, j, false, false, nil, edge(1))
+		c.pathPoints(i, j, true, true, nil, edge(-1))
 		c.printf(`Z"/>`)
 		// Thin edge lines keep overlapping bands distinguishable.
 		for _, sign := range [...]float64{1, -1} {
 			c.printf(`<path class="band-edge" fill="none" stroke="%s" stroke-width="1" stroke-opacity="0.7" d="`, col)
-			for q := i; q < j; q++ {
-				if q == i {
-					c.b.WriteByte('M')
-				} else {
-					c.b.WriteByte('L')
-				}
-				c.num(f.px(xa, b.X[q]))
-				c.b.WriteByte(' ')
-				c.num(py(b.Mean[q] + sign*k*math.Abs(b.Std[q])))
-			}
+			c.pathPoints(i, j, false, false, nil, edge(sign))
 			c.printf(`"/>`)
 		}
 		i = j
 	}
 	c.printf(`<path class="band-mean" fill="none" stroke="%s" stroke-width="2.2" stroke-linejoin="round"%s d="`, col, dashAttr(dash))
-	pen := false
-	for i := range b.X {
-		if !finite(b.X[i]) || !finite(b.Mean[i]) {
-			pen = false
-			continue
-		}
-		if pen {
-			c.b.WriteByte('L')
-		} else {
-			c.b.WriteByte('M')
-		}
-		c.num(f.px(xa, b.X[i]))
-		c.b.WriteByte(' ')
-		c.num(py(b.Mean[i]))
-		pen = true
-	}
+	c.pathPoints(0, len(b.X), false, false, func(i int) bool { return finite(b.X[i]) && finite(b.Mean[i]) },
+		func(i int) (float64, float64) { return f.px(xa, b.X[i]), py(b.Mean[i]) })
 	c.printf(`"/></g>` + "\n")
 }
 
 // ---------------------------------------------------------------------------
 // Scatter over decision regions
 
-// WriteSVG renders the scatter plot as a width × height pixel SVG document.
-func (s *ScatterRegions) WriteSVG(w io.Writer, width, height int) error {
+// writeSVG renders the scatter plot as an SVG document of at most width ×
+// height pixels: with EqualAspect the canvas is cropped to the plot area's
+// aspect, so no empty band is left under the title or beside the legend.
+func (s *regionScatter) writeSVG(w io.Writer, width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}
+	nClass, err := s.check()
+	if err != nil {
+		return err
+	}
+	entries := s.legend(nClass)
+	W, H := float64(width), float64(height)
+	m := baseMargins(s.Title, s.XLabel, s.YLabel)
+	lw := legendWidth(entries, 0.3*W)
+	m.right += lw + 4
+	xlo, xhi, ylo, yhi := s.extents()
+	f, xa, ya := buildAxes(W, H, m, ylo, yhi, false, func(t int) axis { return linearAxis(xlo, xhi, t) })
+	if s.EqualAspect {
+		f, W, H = equalAspect(f, &xa, &ya, W, H)
+	}
+	var c canvas
+	c.open(int(math.Ceil(W)), int(math.Ceil(H)))
+	c.clip("plotarea", f)
+	c.markerClip(f)
+	if s.hasGrid() {
+		c.drawRegions(f, &xa, &ya, s, nClass)
+	}
+	c.drawFrame(f, &xa, &ya, s.Title, s.XLabel, s.YLabel, W, H, true, false)
+	c.printf(`<g class="points" clip-path="url(#markerarea)">` + "\n")
+	stride := strideFor(len(s.X), maxMarkers*5)
+	strided(0, len(s.X), stride, false, func(i int) {
+		if !finite(s.X[i]) || !finite(s.Y[i]) {
+			return
+		}
+		k := s.Class[i]
+		c.marker(k%4, f.px(&xa, s.X[i]), f.py(&ya, s.Y[i]), 3, palette[k%len(palette)], "#ffffff", "point")
+		c.b.WriteByte('\n')
+	})
+	c.printf("</g>\n")
+	c.drawLegend(entries, f.x1+12, f.y0, lw, H)
+	return c.finish(w)
+}
+
+func (s *regionScatter) hasGrid() bool {
+	return s.GridNX > 0 || s.GridNY > 0 || len(s.GridClass) > 0
+}
+
+// check validates the points and the grid and returns the number of classes.
+func (s *regionScatter) check() (int, error) {
 	if len(s.X) != len(s.Y) || len(s.X) != len(s.Class) {
-		return plotErrorf("scatter: len(X)=%d, len(Y)=%d, len(Class)=%d", len(s.X), len(s.Y), len(s.Class))
+		return 0, plotErrorf("scatter: len(X)=%d, len(Y)=%d, len(Class)=%d", len(s.X), len(s.Y), len(s.Class))
 	}
 	nClass := len(s.ClassNames)
 	for i, k := range s.Class {
 		if k < 0 {
-			return plotErrorf("scatter: Class[%d]=%d is negative", i, k)
+			return 0, plotErrorf("scatter: Class[%d]=%d is negative", i, k)
 		}
 		nClass = max(nClass, k+1)
 	}
-	hasGrid := s.GridNX > 0 || s.GridNY > 0 || len(s.GridClass) > 0
-	if hasGrid {
-		n := s.GridNX * s.GridNY
-		if s.GridNX <= 0 || s.GridNY <= 0 || len(s.GridClass) != n || (s.GridConf != nil && len(s.GridConf) != n) {
-			return plotErrorf("scatter: grid %d×%d with len(GridClass)=%d, len(GridConf)=%d",
-				s.GridNX, s.GridNY, len(s.GridClass), len(s.GridConf))
-		}
-		if !finite(s.GridXMin) || !finite(s.GridXMax) || !finite(s.GridYMin) || !finite(s.GridYMax) ||
-			!(s.GridXMax > s.GridXMin) || !(s.GridYMax > s.GridYMin) {
-			return plotErrorf("scatter: grid extent [%g, %g]×[%g, %g] is not a finite box",
-				s.GridXMin, s.GridXMax, s.GridYMin, s.GridYMax)
-		}
-		for i, k := range s.GridClass {
-			if k < 0 {
-				return plotErrorf("scatter: GridClass[%d]=%d is negative", i, k)
-			}
-			nClass = max(nClass, k+1)
-		}
+	if !s.hasGrid() {
+		return nClass, nil
 	}
-	W, H := float64(width), float64(height)
+	n := s.GridNX * s.GridNY
+	if s.GridNX <= 0 || s.GridNY <= 0 || len(s.GridClass) != n || (s.GridConf != nil && len(s.GridConf) != n) {
+		return 0, plotErrorf("scatter: grid %d×%d with len(GridClass)=%d, len(GridConf)=%d",
+			s.GridNX, s.GridNY, len(s.GridClass), len(s.GridConf))
+	}
+	if !finite(s.GridXMin) || !finite(s.GridXMax) || !finite(s.GridYMin) || !finite(s.GridYMax) ||
+		!(s.GridXMax > s.GridXMin) || !(s.GridYMax > s.GridYMin) {
+		return 0, plotErrorf("scatter: grid extent [%g, %g]×[%g, %g] is not a finite box",
+			s.GridXMin, s.GridXMax, s.GridYMin, s.GridYMax)
+	}
+	for i, k := range s.GridClass {
+		if k < 0 {
+			return 0, plotErrorf("scatter: GridClass[%d]=%d is negative", i, k)
+		}
+		nClass = max(nClass, k+1)
+	}
+	return nClass, nil
+}
+
+// extents returns the range of the points and the grid.
+func (s *regionScatter) extents() (xlo, xhi, ylo, yhi float64) {
 	var ex, ey extent
 	for i := range s.X {
 		if finite(s.X[i]) && finite(s.Y[i]) {
@@ -1048,84 +1163,74 @@ func (s *ScatterRegions) WriteSVG(w io.Writer, width, height int) error {
 			ey.add(s.Y[i])
 		}
 	}
-	if hasGrid {
+	if s.hasGrid() {
 		ex.add(s.GridXMin)
 		ex.add(s.GridXMax)
 		ey.add(s.GridYMin)
 		ey.add(s.GridYMax)
 	}
-	className := func(k int) string {
-		if k < len(s.ClassNames) && s.ClassNames[k] != "" {
-			return s.ClassNames[k]
-		}
-		return fmt.Sprintf("class %d", k)
-	}
+	xlo, xhi = ex.get()
+	ylo, yhi = ey.get()
+	return xlo, xhi, ylo, yhi
+}
+
+func (s *regionScatter) legend(nClass int) []legendEntry {
 	var entries []legendEntry
 	for k := 0; k < nClass; k++ {
-		entries = append(entries, legendEntry{name: className(k), color: Palette[k%len(Palette)], marker: k%4 + 1})
+		name := fmt.Sprintf("class %d", k)
+		if k < len(s.ClassNames) && s.ClassNames[k] != "" {
+			name = s.ClassNames[k]
+		}
+		entries = append(entries, legendEntry{name: name, color: palette[k%len(palette)], marker: k%4 + 1})
 	}
-	if hasGrid {
+	if s.hasGrid() {
 		entries = append(entries, legendEntry{name: "shade: predicted class", color: "#888888", band: 0.35})
 	}
-	m := baseMargins(s.Title, s.XLabel, s.YLabel)
-	lw := legendWidth(entries, 0.3*W)
-	m.right += lw + 4
-	xlo, xhi := ex.get()
-	ylo, yhi := ey.get()
-	f, xa, ya := buildAxes(W, H, m, ylo, yhi, false, func(t int) axis { return linearAxis(xlo, xhi, t) })
-	if s.EqualAspect {
-		// Shrink one side of the plot area so that one data unit has the same
-		// length in pixels on both axes; the ticks stay valid.
-		sx := (f.x1 - f.x0) / (xa.hi - xa.lo)
-		sy := (f.y1 - f.y0) / (ya.hi - ya.lo)
-		if sx > sy {
-			f.x1 = f.x0 + sy*(xa.hi-xa.lo)
-		} else {
-			f.y0 = f.y1 - sx*(ya.hi-ya.lo)
-		}
+	return entries
+}
+
+// equalAspect shrinks one side of the plot area so that one data unit has
+// the same length in pixels on both axes (the ticks stay valid), and crops
+// the canvas by the same amount.
+func equalAspect(f frame, xa, ya *axis, W, H float64) (frame, float64, float64) {
+	sx := (f.x1 - f.x0) / (xa.hi - xa.lo)
+	sy := (f.y1 - f.y0) / (ya.hi - ya.lo)
+	if sx > sy {
+		d := (f.x1 - f.x0) - sy*(xa.hi-xa.lo)
+		f.x1 -= d
+		W = math.Max(W-d, minCanvasWidth)
+	} else {
+		d := (f.y1 - f.y0) - sx*(ya.hi-ya.lo)
+		f.y1 -= d
+		H = math.Max(H-d, minCanvasHeight)
 	}
-	var c canvas
-	c.open(width, height)
-	c.clip("plotarea", f)
-	if hasGrid {
-		c.printf(`<g class="regions" clip-path="url(#plotarea)">` + "\n")
-		dx := (s.GridXMax - s.GridXMin) / float64(s.GridNX)
-		dy := (s.GridYMax - s.GridYMin) / float64(s.GridNY)
-		for j := 0; j < s.GridNY; j++ {
-			for i := 0; i < s.GridNX; i++ {
-				idx := j*s.GridNX + i
-				k := s.GridClass[idx]
-				conf := 1.0
-				if s.GridConf != nil {
-					conf = s.GridConf[idx]
-				}
-				x0 := f.px(&xa, s.GridXMin+float64(i)*dx)
-				x1 := f.px(&xa, s.GridXMin+float64(i+1)*dx)
-				y0 := f.py(&ya, s.GridYMin+float64(j+1)*dy)
-				y1 := f.py(&ya, s.GridYMin+float64(j)*dy)
-				// Opaque pre-blended tint (equivalent to a transparent fill on
-				// white) with a half-pixel overlap, so no seams appear between cells.
-				c.printf(`<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"/>`+"\n",
-					x0, y0, x1-x0+0.5, y1-y0+0.5, tint(Palette[k%len(Palette)], regionAlpha(conf, nClass)))
+	return f, W, H
+}
+
+// drawRegions draws the decision-region heatmap.
+func (c *canvas) drawRegions(f frame, xa, ya *axis, s *regionScatter, nClass int) {
+	c.printf(`<g class="regions" clip-path="url(#plotarea)">` + "\n")
+	dx := (s.GridXMax - s.GridXMin) / float64(s.GridNX)
+	dy := (s.GridYMax - s.GridYMin) / float64(s.GridNY)
+	for j := 0; j < s.GridNY; j++ {
+		for i := 0; i < s.GridNX; i++ {
+			idx := j*s.GridNX + i
+			k := s.GridClass[idx]
+			conf := 1.0
+			if s.GridConf != nil {
+				conf = s.GridConf[idx]
 			}
+			x0 := f.px(xa, s.GridXMin+float64(i)*dx)
+			x1 := f.px(xa, s.GridXMin+float64(i+1)*dx)
+			y0 := f.py(ya, s.GridYMin+float64(j+1)*dy)
+			y1 := f.py(ya, s.GridYMin+float64(j)*dy)
+			// Opaque pre-blended tint (equivalent to a transparent fill on
+			// white) with a half-pixel overlap, so no seams appear between cells.
+			c.printf(`<rect x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s"/>`+"\n",
+				x0, y0, x1-x0+0.5, y1-y0+0.5, tint(palette[k%len(palette)], regionAlpha(conf, nClass)))
 		}
-		c.printf("</g>\n")
-	}
-	c.drawFrame(f, &xa, &ya, s.Title, s.XLabel, s.YLabel, W, H, true, false)
-	c.printf(`<g class="points" clip-path="url(#plotarea)">` + "\n")
-	for i := range s.X {
-		if !finite(s.X[i]) || !finite(s.Y[i]) {
-			continue
-		}
-		k := s.Class[i]
-		c.marker(k%4, f.px(&xa, s.X[i]), f.py(&ya, s.Y[i]), 3, Palette[k%len(Palette)], "#ffffff", "point")
-		c.b.WriteByte('\n')
 	}
 	c.printf("</g>\n")
-	c.drawLegend(entries, f.x1+12, f.y0, lw, H)
-	c.close()
-	_, err := w.Write(c.b.Bytes())
-	return err
 }
 
 // regionAlpha maps the predicted-class probability to a tint strength: pale at
@@ -1159,12 +1264,12 @@ func tint(col string, alpha float64) string {
 // ---------------------------------------------------------------------------
 // Bar chart
 
-// WriteSVG renders the bar chart as a width × height pixel SVG document.
-func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
+// writeSVG renders the bar chart as a width × height pixel SVG document.
+func (b *barChart) writeSVG(w io.Writer, width, height int) error {
 	if err := checkCanvas(width, height); err != nil {
 		return err
 	}
-	nc, ns := len(b.Categories), len(b.Series)
+	nc := len(b.Categories)
 	for i, s := range b.Series {
 		if len(s.Values) != nc {
 			return plotErrorf("bar series %d (%q): %d values for %d categories", i, s.Name, len(s.Values), nc)
@@ -1175,18 +1280,40 @@ func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
 		format = formatValue
 	}
 	W, H := float64(width), float64(height)
-	var ey extent
+	colors, entries := b.legend()
+	m := baseMargins(b.Title, b.XLabel, b.YLabel)
+	m.top += fontTick + 4 // room for the value label of the tallest bar
+	lw := legendWidth(entries, 0.3*W)
+	if lw > 0 {
+		m.right += lw + 4
+	}
+	rotate := b.categoryLayout(&m, W, H)
+	ylo, yhi := b.yRange()
+	f, _, ya := buildAxes(W, H, m, ylo, yhi, b.LogY, func(int) axis { return axis{lo: 0, hi: 1} })
+	xa := axis{lo: 0, hi: float64(max(nc, 1))}
+
+	var c canvas
+	c.open(width, height)
+	c.drawFrame(f, &xa, &ya, b.Title, b.XLabel, b.YLabel, W, H, false, true)
+	// Baseline: zero on a linear axis, the bottom on a log axis.
+	base := f.y1
 	if !b.LogY {
-		ey.add(0)
+		base = f.py(&ya, 0)
 	}
-	for _, s := range b.Series {
-		for _, v := range s.Values {
-			if !b.LogY || v > 0 {
-				ey.add(v)
-			}
-		}
+	c.drawBars(b, f, &ya, base, colors, format)
+	if !b.LogY && ya.lo < 0 {
+		c.line(f.x0, base, f.x1, base, "#333333", 1, "")
 	}
+	c.drawCategoryLabels(b.Categories, f, H, rotate)
+	c.drawLegend(entries, f.x1+12, f.y0, lw, H)
+	return c.finish(w)
+}
+
+// legend picks the series colours and builds the legend (drawn when there
+// are several series or a named one).
+func (b *barChart) legend() ([]string, []legendEntry) {
 	var pick colorPicker
+	ns := len(b.Series)
 	colors := make([]string, ns)
 	var entries []legendEntry
 	for i, s := range b.Series {
@@ -1199,13 +1326,13 @@ func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
 			entries = append(entries, legendEntry{name: name, color: colors[i], band: 1})
 		}
 	}
-	m := baseMargins(b.Title, b.XLabel, b.YLabel)
-	m.top += fontTick + 4 // room for the value label of the tallest bar
-	lw := legendWidth(entries, 0.3*W)
-	if lw > 0 {
-		m.right += lw + 4
-	}
-	// Category labels: rotate when they would not fit their slot.
+	return colors, entries
+}
+
+// categoryLayout decides whether the category labels are rotated (when they
+// would not fit their slot) and makes room for them in the margins.
+func (b *barChart) categoryLayout(m *margins, W, H float64) bool {
+	nc := len(b.Categories)
 	plotWGuess := W - m.left - m.right - 50
 	slot := plotWGuess / float64(max(nc, 1))
 	maxCat := 0.0
@@ -1222,9 +1349,25 @@ func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
 			m.left = math.Max(m.left, first*0.71-slot/2+4)
 		}
 	}
+	return rotate
+}
+
+// yRange is the value range, with zero on a linear axis and headroom so
+// that value labels stay inside the frame.
+func (b *barChart) yRange() (float64, float64) {
+	var ey extent
+	if !b.LogY {
+		ey.add(0)
+	}
+	for _, s := range b.Series {
+		for _, v := range s.Values {
+			if !b.LogY || v > 0 {
+				ey.add(v)
+			}
+		}
+	}
 	ylo, yhi := ey.get()
 	if !b.LogY {
-		// Headroom so value labels stay inside the frame.
 		span := yhi - ylo
 		if yhi > 0 {
 			yhi += 0.06 * span
@@ -1233,17 +1376,13 @@ func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
 			ylo -= 0.06 * span
 		}
 	}
-	f, _, ya := buildAxes(W, H, m, ylo, yhi, b.LogY, func(int) axis { return axis{lo: 0, hi: 1} })
-	xa := axis{lo: 0, hi: float64(max(nc, 1))}
+	return ylo, yhi
+}
 
-	var c canvas
-	c.open(width, height)
-	c.drawFrame(f, &xa, &ya, b.Title, b.XLabel, b.YLabel, W, H, false, true)
-	// Baseline: zero on a linear axis, the bottom on a log axis.
-	base := f.y1
-	if !b.LogY {
-		base = f.py(&ya, 0)
-	}
+// drawBars draws every bar with its value label (vertical when the labels
+// would not fit the bar width), and "n/a" for missing values.
+func (c *canvas) drawBars(b *barChart, f frame, ya *axis, base float64, colors []string, format func(float64) string) {
+	nc, ns := len(b.Categories), len(b.Series)
 	slotW := (f.x1 - f.x0) / float64(max(nc, 1))
 	groupW := slotW * 0.8
 	barW := groupW / float64(max(ns, 1))
@@ -1273,37 +1412,42 @@ func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
 				}
 				continue
 			}
-			y := f.py(&ya, v)
+			y := f.py(ya, v)
 			top, bot := math.Min(y, base), math.Max(y, base)
 			c.printf(`<rect class="bar" x="%.2f" y="%.2f" width="%.2f" height="%.2f" fill="%s" stroke="#ffffff" stroke-width="0.8"/>`+"\n",
 				x, top, barW, bot-top, colors[si])
-			label := format(v)
-			cx := x + barW/2
-			if rotLabels {
-				// Vertical label just above (or below) the bar.
-				ly := top - 4
-				anchor := "start"
-				if v < 0 {
-					ly, anchor = bot+4, "end"
-				}
-				c.printf(`<text class="value" x="%.2f" y="%.2f" font-size="%g" text-anchor="%s" dy="0.35em" transform="rotate(-90 %.2f %.2f)">%s</text>`+"\n",
-					cx, ly, labelSize, anchor, cx, ly, esc(label))
-			} else {
-				ly := top - 4
-				if v < 0 {
-					ly = bot + labelSize
-				}
-				c.printf(`<text class="value" x="%.2f" y="%.2f" font-size="%g" text-anchor="middle">%s</text>`+"\n",
-					cx, ly, labelSize, esc(label))
-			}
+			c.barLabel(format(v), x+barW/2, top, bot, v < 0, labelSize, rotLabels)
 		}
 	}
 	c.printf("</g>\n")
-	if !b.LogY && ya.lo < 0 {
-		c.line(f.x0, base, f.x1, base, "#333333", 1, "")
+}
+
+// barLabel writes a bar's value just above it (below a negative bar),
+// vertical when rotated.
+func (c *canvas) barLabel(label string, cx, top, bot float64, negative bool, size float64, rotated bool) {
+	if rotated {
+		ly, anchor := top-4, "start"
+		if negative {
+			ly, anchor = bot+4, "end"
+		}
+		c.printf(`<text class="value" x="%.2f" y="%.2f" font-size="%g" text-anchor="%s" dy="0.35em" transform="rotate(-90 %.2f %.2f)">%s</text>`+"\n",
+			cx, ly, size, anchor, cx, ly, esc(label))
+		return
 	}
+	ly := top - 4
+	if negative {
+		ly = bot + size
+	}
+	c.printf(`<text class="value" x="%.2f" y="%.2f" font-size="%g" text-anchor="middle">%s</text>`+"\n",
+		cx, ly, size, esc(label))
+}
+
+// drawCategoryLabels writes the category names under their slots, rotated
+// by 45° when they would not fit.
+func (c *canvas) drawCategoryLabels(cats []string, f frame, H float64, rotate bool) {
+	slotW := (f.x1 - f.x0) / float64(max(len(cats), 1))
 	c.printf(`<g class="category-labels" fill="#222222">` + "\n")
-	for ci, name := range b.Categories {
+	for ci, name := range cats {
 		cx := f.x0 + slotW*(float64(ci)+0.5)
 		name = truncate(name, fontTick, 0.3*H)
 		if rotate {
@@ -1316,8 +1460,4 @@ func (b *BarChart) WriteSVG(w io.Writer, width, height int) error {
 		c.line(cx, f.y1, cx, f.y1+tickLen, "#333333", 1, "")
 	}
 	c.printf("</g>\n")
-	c.drawLegend(entries, f.x1+12, f.y0, lw, H)
-	c.close()
-	_, err := w.Write(c.b.Bytes())
-	return err
 }

@@ -100,17 +100,25 @@ func parseSVG(t *testing.T, data []byte) svgStats {
 // render writes a chart and parses it; it also checks that no unrotated text
 // anchor lies outside the canvas.
 func render(t *testing.T, ch interface {
-	WriteSVG(io.Writer, int, int) error
+	writeSVG(io.Writer, int, int) error
 }, w, h int) (svgStats, []byte) {
 	t.Helper()
 	var buf bytes.Buffer
-	if err := ch.WriteSVG(&buf, w, h); err != nil {
+	if err := ch.writeSVG(&buf, w, h); err != nil {
 		t.Fatalf("WriteSVG: %v", err)
 	}
 	st := parseSVG(t, buf.Bytes())
-	if st.width != float64(w) || st.height != float64(h) {
-		t.Errorf("size %g×%g, want %d×%d", st.width, st.height, w, h)
+	// Equal-aspect charts crop the canvas to their plot area's aspect;
+	// every other chart fills it exactly.
+	cropped := false
+	if s, ok := ch.(*regionScatter); ok && s.EqualAspect {
+		cropped = true
 	}
+	if cropped && (st.width > float64(w) || st.height > float64(h) || st.width < minCanvasWidth || st.height < minCanvasHeight) ||
+		!cropped && (st.width != float64(w) || st.height != float64(h)) {
+		t.Errorf("size %g×%g, want %d×%d (cropped: %v)", st.width, st.height, w, h, cropped)
+	}
+	w, h = int(st.width), int(st.height)
 	for i, p := range st.textPos {
 		if p[0] < 0 || p[0] > float64(w) || p[1] < 0 || p[1] > float64(h) {
 			t.Errorf("text %d at (%g, %g) outside the %d×%d canvas", i, p[0], p[1], w, h)
@@ -156,7 +164,7 @@ func TestNiceTicks(t *testing.T) {
 	for _, tc := range tests {
 		name := fmt.Sprintf("%g_%g_%d", tc.lo, tc.hi, tc.target)
 		t.Run(name, func(t *testing.T) {
-			ticks, step := NiceTicks(tc.lo, tc.hi, tc.target)
+			ticks, step := niceTicks(tc.lo, tc.hi, tc.target)
 			if len(ticks) < 2 {
 				t.Fatalf("%d ticks", len(ticks))
 			}
@@ -172,7 +180,7 @@ func TestNiceTicks(t *testing.T) {
 				t.Errorf("last tick %g below hi %g", ticks[len(ticks)-1], hi)
 			}
 			for i := 1; i < len(ticks); i++ {
-				if d := ticks[i] - ticks[i-1]; math.Abs(d-step) > 1e-6*step {
+				if d := ticks[i] - ticks[i-1]; !relClose(d, step, 1e-6) {
 					t.Errorf("spacing %g at %d, want %g", d, i, step)
 				}
 			}
@@ -180,7 +188,7 @@ func TestNiceTicks(t *testing.T) {
 				t.Errorf("%d intervals for target %d", n, tc.target)
 			}
 			if tc.wantStep != 0 {
-				if math.Abs(step-tc.wantStep) > 1e-12*tc.wantStep {
+				if !relClose(step, tc.wantStep, 1e-12) {
 					t.Errorf("step %g, want %g", step, tc.wantStep)
 				}
 				if math.Abs(ticks[0]-tc.wantLo) > tol || math.Abs(ticks[len(ticks)-1]-tc.wantHi) > tol {
@@ -190,7 +198,7 @@ func TestNiceTicks(t *testing.T) {
 		})
 	}
 	// NaN input falls back to a sane range.
-	if ticks, _ := NiceTicks(math.NaN(), 1, 5); len(ticks) < 2 {
+	if ticks, _ := niceTicks(math.NaN(), 1, 5); len(ticks) < 2 {
 		t.Errorf("NaN range: %v", ticks)
 	}
 }
@@ -234,8 +242,8 @@ func TestLogTicks(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%g_%g", tc.lo, tc.hi), func(t *testing.T) {
-			ticks, alo, ahi := LogTicks(tc.lo, tc.hi, tc.maxLabels)
-			if math.Abs(alo/tc.wantLo-1) > 1e-9 || math.Abs(ahi/tc.wantHi-1) > 1e-9 {
+			ticks, alo, ahi := logTicks(tc.lo, tc.hi, tc.maxLabels)
+			if !relClose(alo, tc.wantLo, 1e-9) || !relClose(ahi, tc.wantHi, 1e-9) {
 				t.Errorf("axis [%g, %g], want [%g, %g]", alo, ahi, tc.wantLo, tc.wantHi)
 			}
 			if len(ticks) < 2 {
@@ -262,11 +270,11 @@ func TestLogTicks(t *testing.T) {
 	}
 }
 
-func lossCurves(methods []string, n int, seed uint64) []Series {
+func lossCurves(methods []string, n int, seed uint64) []lineSeries {
 	rng := rand.New(rand.NewPCG(seed, 7))
-	var out []Series
+	var out []lineSeries
 	for k, name := range methods {
-		s := Series{Name: name, X: make([]float64, n), Y: make([]float64, n)}
+		s := lineSeries{Name: name, X: make([]float64, n), Y: make([]float64, n)}
 		rate := 0.02 + 0.008*float64(k)
 		for i := range s.X {
 			s.X[i] = float64(i)
@@ -279,10 +287,10 @@ func lossCurves(methods []string, n int, seed uint64) []Series {
 
 func TestPlotStructure(t *testing.T) {
 	methods := []string{"direct", "adjoint", "seminorm adjoint", "GQ adjoint"}
-	p := &Plot{Title: "Training loss", XLabel: "iteration", YLabel: "loss", LogY: true,
+	p := &lineChart{Title: "Training loss", XLabel: "iteration", YLabel: "loss", LogY: true,
 		Series: lossCurves(methods, 200, 1)}
-	p.Series = append(p.Series, Series{X: []float64{0, 199}, Y: []float64{1e-3, 1e-3}, Dashed: true}) // unnamed: no legend
-	p.Bands = []Band{{Name: "spread", X: []float64{0, 100, 199}, Mean: []float64{1, 0.1, 0.01}, Std: []float64{0.1, 0.01, 0.001}}}
+	p.Series = append(p.Series, lineSeries{X: []float64{0, 199}, Y: []float64{1e-3, 1e-3}, Dashed: true}) // unnamed: no legend
+	p.Bands = []bandSeries{{Name: "spread", X: []float64{0, 100, 199}, Mean: []float64{1, 0.1, 0.01}, Std: []float64{0.1, 0.01, 0.001}}}
 	st, data := render(t, p, 800, 500)
 	if got := st.classes["series"]; got != 5 {
 		t.Errorf("%d series paths, want 5", got)
@@ -318,7 +326,7 @@ func containsText(texts []string, s string) bool {
 
 func TestPlotEscapesText(t *testing.T) {
 	title := `a<b & "c" > 'd'` + "\x00"
-	p := &Plot{Title: title, XLabel: "x<y", YLabel: "&", Series: []Series{{Name: "</text><script>", X: []float64{0, 1}, Y: []float64{0, 1}}}}
+	p := &lineChart{Title: title, XLabel: "x<y", YLabel: "&", Series: []lineSeries{{Name: "</text><script>", X: []float64{0, 1}, Y: []float64{0, 1}}}}
 	st, _ := render(t, p, 400, 300)
 	if !containsText(st.texts, `a<b & "c" > 'd'`+"\uFFFD") {
 		t.Errorf("escaped title not round-tripped: %q", st.texts)
@@ -335,22 +343,22 @@ func TestPlotDegenerate(t *testing.T) {
 	nan, inf := math.NaN(), math.Inf(1)
 	tests := []struct {
 		name string
-		p    Plot
+		p    lineChart
 	}{
-		{"empty", Plot{}},
-		{"empty series", Plot{Series: []Series{{Name: "a"}}}},
-		{"single point", Plot{Series: []Series{{Name: "a", X: []float64{1}, Y: []float64{2}}}}},
-		{"zero range", Plot{Series: []Series{{Name: "a", X: []float64{1, 1, 1}, Y: []float64{3, 3, 3}}}}},
-		{"all NaN", Plot{Series: []Series{{Name: "a", X: []float64{nan, nan}, Y: []float64{nan, 1}}}}},
-		{"NaN gap", Plot{Series: []Series{{Name: "a", X: []float64{0, 1, 2, 3, 4}, Y: []float64{1, nan, 2, inf, 3}}}}},
-		{"log non-positive", Plot{LogY: true, Series: []Series{{Name: "a", X: []float64{0, 1, 2}, Y: []float64{-1, 0, 5}}}}},
-		{"log all negative", Plot{LogY: true, Series: []Series{{Name: "a", X: []float64{0, 1}, Y: []float64{-1, -2}}}}},
-		{"huge", Plot{Series: []Series{{Name: "a", X: []float64{-1e308, 1e308}, Y: []float64{-math.MaxFloat64, math.MaxFloat64}}}}},
-		{"tiny", Plot{Series: []Series{{Name: "a", X: []float64{0, 1e-300}, Y: []float64{5e-324, 0}}}}},
-		{"band zero std", Plot{Bands: []Band{{Name: "b", X: []float64{0, 1}, Mean: []float64{2, 2}, Std: []float64{0, 0}}}}},
-		{"band NaN", Plot{LogY: true, Bands: []Band{{Name: "b", X: []float64{0, 1, 2}, Mean: []float64{1, nan, 1}, Std: []float64{5, 1, nan}}}}},
-		{"many series", Plot{Series: lossCurves([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, 3, 2)}},
-		{"long names", Plot{Title: strings.Repeat("very long title ", 20), Series: []Series{{Name: strings.Repeat("n", 300), X: []float64{0, 1}, Y: []float64{0, 1}}}}},
+		{"empty", lineChart{}},
+		{"empty series", lineChart{Series: []lineSeries{{Name: "a"}}}},
+		{"single point", lineChart{Series: []lineSeries{{Name: "a", X: []float64{1}, Y: []float64{2}}}}},
+		{"zero range", lineChart{Series: []lineSeries{{Name: "a", X: []float64{1, 1, 1}, Y: []float64{3, 3, 3}}}}},
+		{"all NaN", lineChart{Series: []lineSeries{{Name: "a", X: []float64{nan, nan}, Y: []float64{nan, 1}}}}},
+		{"NaN gap", lineChart{Series: []lineSeries{{Name: "a", X: []float64{0, 1, 2, 3, 4}, Y: []float64{1, nan, 2, inf, 3}}}}},
+		{"log non-positive", lineChart{LogY: true, Series: []lineSeries{{Name: "a", X: []float64{0, 1, 2}, Y: []float64{-1, 0, 5}}}}},
+		{"log all negative", lineChart{LogY: true, Series: []lineSeries{{Name: "a", X: []float64{0, 1}, Y: []float64{-1, -2}}}}},
+		{"huge", lineChart{Series: []lineSeries{{Name: "a", X: []float64{-1e308, 1e308}, Y: []float64{-math.MaxFloat64, math.MaxFloat64}}}}},
+		{"tiny", lineChart{Series: []lineSeries{{Name: "a", X: []float64{0, 1e-300}, Y: []float64{5e-324, 0}}}}},
+		{"band zero std", lineChart{Bands: []bandSeries{{Name: "b", X: []float64{0, 1}, Mean: []float64{2, 2}, Std: []float64{0, 0}}}}},
+		{"band NaN", lineChart{LogY: true, Bands: []bandSeries{{Name: "b", X: []float64{0, 1, 2}, Mean: []float64{1, nan, 1}, Std: []float64{5, 1, nan}}}}},
+		{"many series", lineChart{Series: lossCurves([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, 3, 2)}},
+		{"long names", lineChart{Title: strings.Repeat("very long title ", 20), Series: []lineSeries{{Name: strings.Repeat("n", 300), X: []float64{0, 1}, Y: []float64{0, 1}}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -364,26 +372,26 @@ func TestPlotErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		ch   interface {
-			WriteSVG(io.Writer, int, int) error
+			writeSVG(io.Writer, int, int) error
 		}
 		w, h int
 	}{
-		{"canvas too small", &Plot{}, 10, 10},
-		{"canvas huge", &Plot{}, 1 << 20, 300},
-		{"series lengths", &Plot{Series: []Series{{X: []float64{1, 2}, Y: []float64{1}}}}, 400, 300},
-		{"band lengths", &Plot{Bands: []Band{{X: []float64{1, 2}, Mean: []float64{1, 2}, Std: []float64{1}}}}, 400, 300},
-		{"bar lengths", &BarChart{Categories: []string{"a", "b"}, Series: []BarSeries{{Values: []float64{1}}}}, 400, 300},
-		{"scatter lengths", &ScatterRegions{X: []float64{1}, Y: []float64{1, 2}, Class: []int{0}}, 400, 300},
-		{"scatter negative class", &ScatterRegions{X: []float64{1}, Y: []float64{1}, Class: []int{-1}}, 400, 300},
-		{"grid size", &ScatterRegions{GridNX: 2, GridNY: 2, GridClass: []int{0, 1, 0}, GridXMax: 1, GridYMax: 1}, 400, 300},
-		{"grid extent", &ScatterRegions{GridNX: 1, GridNY: 1, GridClass: []int{0}, GridXMax: math.NaN(), GridYMax: 1}, 400, 300},
-		{"grid conf size", &ScatterRegions{GridNX: 1, GridNY: 1, GridClass: []int{0}, GridConf: []float64{1, 1}, GridXMax: 1, GridYMax: 1}, 400, 300},
+		{"canvas too small", &lineChart{}, 10, 10},
+		{"canvas huge", &lineChart{}, 1 << 20, 300},
+		{"series lengths", &lineChart{Series: []lineSeries{{X: []float64{1, 2}, Y: []float64{1}}}}, 400, 300},
+		{"band lengths", &lineChart{Bands: []bandSeries{{X: []float64{1, 2}, Mean: []float64{1, 2}, Std: []float64{1}}}}, 400, 300},
+		{"bar lengths", &barChart{Categories: []string{"a", "b"}, Series: []barSeries{{Values: []float64{1}}}}, 400, 300},
+		{"scatter lengths", &regionScatter{X: []float64{1}, Y: []float64{1, 2}, Class: []int{0}}, 400, 300},
+		{"scatter negative class", &regionScatter{X: []float64{1}, Y: []float64{1}, Class: []int{-1}}, 400, 300},
+		{"grid size", &regionScatter{GridNX: 2, GridNY: 2, GridClass: []int{0, 1, 0}, GridXMax: 1, GridYMax: 1}, 400, 300},
+		{"grid extent", &regionScatter{GridNX: 1, GridNY: 1, GridClass: []int{0}, GridXMax: math.NaN(), GridYMax: 1}, 400, 300},
+		{"grid conf size", &regionScatter{GridNX: 1, GridNY: 1, GridClass: []int{0}, GridConf: []float64{1, 1}, GridXMax: 1, GridYMax: 1}, 400, 300},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			err := tc.ch.WriteSVG(&buf, tc.w, tc.h)
-			if !errors.Is(err, ErrPlotInput) {
+			err := tc.ch.writeSVG(&buf, tc.w, tc.h)
+			if !errors.Is(err, errPlotInput) {
 				t.Fatalf("err = %v, want ErrPlotInput", err)
 			}
 			if buf.Len() != 0 {
@@ -400,22 +408,22 @@ var errWrite = errors.New("write failed")
 func (failWriter) Write([]byte) (int, error) { return 0, errWrite }
 
 func TestPlotWriteError(t *testing.T) {
-	p := &Plot{Series: []Series{{X: []float64{0, 1}, Y: []float64{0, 1}}}}
-	if err := p.WriteSVG(failWriter{}, 400, 300); !errors.Is(err, errWrite) {
+	p := &lineChart{Series: []lineSeries{{X: []float64{0, 1}, Y: []float64{0, 1}}}}
+	if err := p.writeSVG(failWriter{}, 400, 300); !errors.Is(err, errWrite) {
 		t.Errorf("err = %v, want the writer's error", err)
 	}
 }
 
-func exampleBars() (*BarChart, *BarChart) {
-	single := &BarChart{
+func exampleBars() (*barChart, *barChart) {
+	single := &barChart{
 		Title: "Time per training iteration", YLabel: "seconds",
 		Categories: []string{"direct", "adjoint", "seminorm", "GQ"},
-		Series:     []BarSeries{{Values: []float64{0.84, 2.31, 1.62, 0.97}}},
+		Series:     []barSeries{{Values: []float64{0.84, 2.31, 1.62, 0.97}}},
 	}
-	grouped := &BarChart{
+	grouped := &barChart{
 		Title: "Training time by problem size", XLabel: "problem size", YLabel: "seconds per iteration",
 		Categories: []string{"batch 16, hidden 32", "batch 64, hidden 64", "batch 256, hidden 128"},
-		Series: []BarSeries{
+		Series: []barSeries{
 			{Name: "direct", Values: []float64{0.12, 0.95, 7.8}},
 			{Name: "adjoint", Values: []float64{0.31, 2.4, 19.6}},
 			{Name: "seminorm adjoint", Values: []float64{0.22, 1.7, 13.1}},
@@ -446,25 +454,25 @@ func TestBarChart(t *testing.T) {
 	grouped.LogY = true
 	render(t, grouped, 800, 450)
 
-	neg := &BarChart{Categories: []string{"a", "b", "c"}, Series: []BarSeries{{Values: []float64{-2, 0, 3}}}}
+	neg := &barChart{Categories: []string{"a", "b", "c"}, Series: []barSeries{{Values: []float64{-2, 0, 3}}}}
 	st, _ = render(t, neg, 400, 300)
 	if st.classes["bar"] != 3 {
 		t.Errorf("negative: %d bars", st.classes["bar"])
 	}
-	for _, b := range []*BarChart{{}, {Categories: []string{"x"}}, {Categories: []string{"x"}, Series: []BarSeries{{Values: []float64{math.NaN()}}}},
-		{Categories: []string{"x"}, LogY: true, Series: []BarSeries{{Values: []float64{0}}}}} {
+	for _, b := range []*barChart{{}, {Categories: []string{"x"}}, {Categories: []string{"x"}, Series: []barSeries{{Values: []float64{math.NaN()}}}},
+		{Categories: []string{"x"}, LogY: true, Series: []barSeries{{Values: []float64{0}}}}} {
 		render(t, b, 300, 200)
 	}
 }
 
 // exampleSpheresPlot builds the scatter of a nested-spheres set over the
 // decision regions of a radial logistic model.
-func exampleSpheresPlot(t testing.TB) *ScatterRegions {
-	d, err := NestedSpheres(rand.New(rand.NewPCG(3, 4)), 200, SpheresAugment)
+func exampleSpheresPlot(t testing.TB) *regionScatter {
+	d, err := nestedSpheres(rand.New(rand.NewPCG(3, 4)), 200, spheresAugment)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &ScatterRegions{
+	s := &regionScatter{
 		Title: "Nested spheres: data and decision regions", XLabel: "x₁", YLabel: "x₂",
 		ClassNames: []string{"inner (r < 0.4)", "outer (0.7 < r < 0.9)"},
 		X:          make([]float64, d.Batch), Y: make([]float64, d.Batch), Class: d.Labels,
@@ -504,8 +512,8 @@ func TestScatterRegions(t *testing.T) {
 		t.Errorf("%d point markers, want 400", got)
 	}
 	// Points only, no grid, one class, NaN points.
-	render(t, &ScatterRegions{X: []float64{0, math.NaN()}, Y: []float64{0, 1}, Class: []int{5, 0}}, 300, 200)
-	render(t, &ScatterRegions{}, 300, 200)
+	render(t, &regionScatter{X: []float64{0, math.NaN()}, Y: []float64{0, 1}, Class: []int{5, 0}}, 300, 200)
+	render(t, &regionScatter{}, 300, 200)
 }
 
 func TestTint(t *testing.T) {
@@ -525,25 +533,25 @@ func TestTint(t *testing.T) {
 
 // exampleOUPlot is a band chart of model vs data sample statistics with a few
 // thin sample paths.
-func exampleOUPlot() *Plot {
+func exampleOUPlot() *lineChart {
 	rng := rand.New(rand.NewPCG(5, 6))
 	const n = 101
 	ts := make([]float64, n)
 	for i := range ts {
 		ts[i] = 0.1 * float64(i)
 	}
-	band := func(name string, bias float64) Band {
-		b := Band{Name: name, X: ts, Mean: make([]float64, n), Std: make([]float64, n)}
+	band := func(name string, bias float64) bandSeries {
+		b := bandSeries{Name: name, X: ts, Mean: make([]float64, n), Std: make([]float64, n)}
 		for i, t := range ts {
 			b.Mean[i] = 2*(1-math.Exp(-0.1*t))*t*0.5 + bias*t/10
 			b.Std[i] = math.Sqrt(3 + (0.6+0.15*t)*(0.6+0.15*t)*t*0.5)
 		}
 		return b
 	}
-	p := &Plot{Title: "Ornstein–Uhlenbeck: data vs model", XLabel: "time t", YLabel: "X(t)",
-		Bands: []Band{band("data", 0), band("model", 0.6)}}
+	p := &lineChart{Title: "Ornstein–Uhlenbeck: data vs model", XLabel: "time t", YLabel: "X(t)",
+		Bands: []bandSeries{band("data", 0), band("model", 0.6)}}
 	for k := 0; k < 3; k++ {
-		s := Series{X: ts, Y: make([]float64, n), Color: Palette[0], Width: 1, Opacity: 0.5}
+		s := lineSeries{X: ts, Y: make([]float64, n), Color: palette[0], Width: 1, Opacity: 0.5}
 		x := 6*rng.Float64() - 3
 		for i, t := range ts {
 			s.Y[i] = x
@@ -559,26 +567,26 @@ func exampleOUPlot() *Plot {
 
 // exampleSinesPlot compares targets (dashed, markers at observations) with
 // model predictions (solid) for three series.
-func exampleSinesPlot(t testing.TB) *Plot {
+func exampleSinesPlot(t testing.TB) *lineChart {
 	rng := rand.New(rand.NewPCG(8, 9))
-	times, err := SineTimes(rng, 10, true)
+	times, err := sineTimes(rng, 10, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := Sines(rng, 3, times)
+	d, err := makeSines(rng, 3, times)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Plot{Title: "Sines: targets vs predictions", XLabel: "t", YLabel: "y"}
+	p := &lineChart{Title: "Sines: targets vs predictions", XLabel: "t", YLabel: "y"}
 	const n = 200
 	for b := 0; b < 3; b++ {
-		col := Palette[b]
-		obs := Series{Name: fmt.Sprintf("series %d target", b+1), X: d.Times, Y: make([]float64, len(d.Times)), Color: col, NoLine: true}
+		col := palette[b]
+		obs := lineSeries{Name: fmt.Sprintf("series %d target", b+1), X: d.Times, Y: make([]float64, len(d.Times)), Color: col, NoLine: true}
 		for i := range d.Times {
 			obs.Y[i] = d.Obs[i*d.Batch+b]
 		}
-		truth := Series{X: make([]float64, n), Y: make([]float64, n), Color: col, Dashed: true, Width: 1.5}
-		pred := Series{Name: fmt.Sprintf("series %d model", b+1), X: make([]float64, n), Y: make([]float64, n), Color: col}
+		truth := lineSeries{X: make([]float64, n), Y: make([]float64, n), Color: col, Dashed: true, Width: 1.5}
+		pred := lineSeries{Name: fmt.Sprintf("series %d model", b+1), X: make([]float64, n), Y: make([]float64, n), Color: col}
 		for i := 0; i < n; i++ {
 			tt := 2 * math.Pi * float64(i) / (n - 1)
 			truth.X[i], pred.X[i] = tt, tt
@@ -610,30 +618,30 @@ func TestGallery(t *testing.T) {
 	dir := os.Getenv("NEURALODE_SVG_DIR")
 	single, grouped := exampleBars()
 	charts := map[string]interface {
-		WriteSVG(io.Writer, int, int) error
+		writeSVG(io.Writer, int, int) error
 	}{
-		"loss_log": &Plot{Title: "Training loss (nested spheres)", XLabel: "iteration", YLabel: "cross-entropy loss", LogY: true,
+		"loss_log": &lineChart{Title: "Training loss (nested spheres)", XLabel: "iteration", YLabel: "cross-entropy loss", LogY: true,
 			Series: lossCurves([]string{"direct", "adjoint", "seminorm adjoint", "GQ adjoint"}, 300, 1)},
 		"sines":        exampleSinesPlot(t),
 		"ou_band":      exampleOUPlot(),
 		"spheres":      exampleSpheresPlot(t),
 		"bars":         single,
 		"bars_grouped": grouped,
-		"bars_grouped_log": &BarChart{Title: grouped.Title + " (log scale)", YLabel: grouped.YLabel, Categories: grouped.Categories,
+		"bars_grouped_log": &barChart{Title: grouped.Title + " (log scale)", YLabel: grouped.YLabel, Categories: grouped.Categories,
 			Series: grouped.Series, LogY: true},
-		"bars_rotated": &BarChart{Title: "Many categories", XLabel: "method", YLabel: "value",
+		"bars_rotated": &barChart{Title: "Many categories", XLabel: "method", YLabel: "value",
 			Categories: []string{"Dormand–Prince direct", "adjoint full norm", "seminorm adjoint", "GQ adjoint C=0.1",
 				"GQ adjoint C=0.5", "interpolated GQ", "error-controlled GQ", "torchdiffeq compat"},
-			Series: []BarSeries{{Values: []float64{1234.5, 0.0012, 56.7, 8, -3.25, 1e7, 42, 0}}}},
-		"bars_narrow": &BarChart{Title: "Narrow bars", YLabel: "ms",
+			Series: []barSeries{{Values: []float64{1234.5, 0.0012, 56.7, 8, -3.25, 1e7, 42, 0}}}},
+		"bars_narrow": &barChart{Title: "Narrow bars", YLabel: "ms",
 			Categories: []string{"8", "16", "32", "64", "128", "256"},
-			Series: []BarSeries{{Name: "direct", Values: []float64{1.2345, 2.5, 5.1, 10.2, 20.9, 41.5}},
+			Series: []barSeries{{Name: "direct", Values: []float64{1.2345, 2.5, 5.1, 10.2, 20.9, 41.5}},
 				{Name: "adjoint", Values: []float64{3.1, 6.3, 12.8, 25.4, 51.2, 103.7}},
 				{Name: "seminorm", Values: []float64{2.2, 4.1, 8.8, 17.4, 35.1, 70.9}},
 				{Name: "GQ", Values: []float64{1.4, 2.8, 5.9, 11.5, 23.3, 47.2}}}},
-		"many_small": &Plot{Title: "Eleven series on a small canvas", XLabel: "x", YLabel: "y",
+		"many_small": &lineChart{Title: "Eleven series on a small canvas", XLabel: "x", YLabel: "y",
 			Series: lossCurves([]string{"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"}, 30, 2)},
-		"single_point": &Plot{Title: "Single point", Series: []Series{{Name: "only", X: []float64{3}, Y: []float64{7}}}},
+		"single_point": &lineChart{Title: "Single point", Series: []lineSeries{{Name: "only", X: []float64{3}, Y: []float64{7}}}},
 	}
 	for name, ch := range charts {
 		w, h := 800, 480
@@ -651,28 +659,28 @@ func TestGallery(t *testing.T) {
 }
 
 func BenchmarkPlotWriteSVG(b *testing.B) {
-	p := &Plot{Title: "loss", LogY: true, Series: lossCurves([]string{"a", "b", "c", "d"}, 1000, 1)}
+	p := &lineChart{Title: "loss", LogY: true, Series: lossCurves([]string{"a", "b", "c", "d"}, 1000, 1)}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := p.WriteSVG(io.Discard, 800, 480); err != nil {
+		if err := p.writeSVG(io.Discard, 800, 480); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(4000*b.N)/b.Elapsed().Seconds()/1e6, "Mpoints/s")
 }
 
-func ExampleNiceTicks() {
-	ticks, step := NiceTicks(-3.2, 4.7, 5)
+func Example_niceTicks() {
+	ticks, step := niceTicks(-3.2, 4.7, 5)
 	fmt.Println(ticks, step)
 	// Output: [-4 -2 0 2 4 6] 2
 }
 
-func ExamplePlot_WriteSVG() {
-	p := &Plot{Title: "loss", XLabel: "iteration", YLabel: "loss", LogY: true,
-		Series: []Series{{Name: "GQ adjoint", X: []float64{0, 1, 2}, Y: []float64{1, 0.1, 0.01}}}}
+func Example_lineChart() {
+	p := &lineChart{Title: "loss", XLabel: "iteration", YLabel: "loss", LogY: true,
+		Series: []lineSeries{{Name: "GQ adjoint", X: []float64{0, 1, 2}, Y: []float64{1, 0.1, 0.01}}}}
 	var buf bytes.Buffer
-	err := p.WriteSVG(&buf, 640, 400)
+	err := p.writeSVG(&buf, 640, 400)
 	fmt.Println(err, strings.HasPrefix(buf.String(), "<?xml"))
 	// Output: <nil> true
 }

@@ -15,43 +15,43 @@ import (
 	"sort"
 )
 
-// ErrTaskInput reports a malformed argument to a data generator or loss:
+// errTaskInput reports a malformed argument to a data generator or loss:
 // wrong lengths, out-of-range labels or counts.
-var ErrTaskInput = errors.New("task: invalid input")
+var errTaskInput = errors.New("task: invalid input")
 
-// ErrTaskNonFinite reports a NaN or infinite value in a loss input.
-var ErrTaskNonFinite = errors.New("task: non-finite value")
+// errTaskNonFinite reports a NaN or infinite value in a loss input.
+var errTaskNonFinite = errors.New("task: non-finite value")
 
 func taskErrorf(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrTaskInput, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", errTaskInput, fmt.Sprintf(format, args...))
 }
 
 // Experiment constants from the paper's set-ups.
 const (
-	// G1DAugment is the number of zero components appended to the 1-D state,
+	// g1dAugment is the number of zero components appended to the 1-D state,
 	// giving a 4-dimensional augmented neural ODE state.
-	G1DAugment = 3
-	// SpheresAugment is the number of zero components appended to the 2-D
+	g1dAugment = 3
+	// spheresAugment is the number of zero components appended to the 2-D
 	// points, giving a 5-dimensional state.
-	SpheresAugment = 3
-	// SpheresTrainPerClass and SpheresValPerClass are the default sample counts.
-	SpheresTrainPerClass = 1000
-	SpheresValPerClass   = 50
-	// SpheresInnerRadius bounds class 0 (r < 0.4); class 1 lies in the annulus
-	// SpheresOuterLow < r < SpheresOuterHigh.
-	SpheresInnerRadius = 0.4
-	SpheresOuterLow    = 0.7
-	SpheresOuterHigh   = 0.9
-	// SinesTrain and SinesVal are the default numbers of training and
+	spheresAugment = 3
+	// spheresTrainPerClass and spheresValPerClass are the default sample counts.
+	spheresTrainPerClass = 1000
+	spheresValPerClass   = 50
+	// spheresInnerRadius bounds class 0 (r < 0.4); class 1 lies in the annulus
+	// spheresOuterLow < r < spheresOuterHigh.
+	spheresInnerRadius = 0.4
+	spheresOuterLow    = 0.7
+	spheresOuterHigh   = 0.9
+	// sinesTrain and sinesVal are the default numbers of training and
 	// validation series.
-	SinesTrain = 15
-	SinesVal   = 5
+	sinesTrain = 15
+	sinesVal   = 5
 )
 
-// G1DData is the crossing-trajectories task: the flow of an ODE cannot map
+// g1dData is the crossing-trajectories task: the flow of an ODE cannot map
 // x = −1 → 1 and x = 1 → −1 in one dimension because trajectories cannot
 // cross, so the state is augmented with zeros.
-type G1DData struct {
+type g1dData struct {
 	Times   []float64 // observation times {0, 1}: solve from 0 to 1
 	Z0      []float64 // Batch × Dim initial states, batch-major
 	Batch   int       // 2
@@ -59,17 +59,17 @@ type G1DData struct {
 	Targets []float64 // target of the readout (component 0 at t = 1) per sample
 }
 
-// G1D returns the crossing-trajectories data with augment zero components
+// makeG1D returns the crossing-trajectories data with augment zero components
 // appended to the 1-D input (the paper uses G1DAugment = 3).
-func G1D(augment int) (G1DData, error) {
+func makeG1D(augment int) (g1dData, error) {
 	if augment < 0 {
-		return G1DData{}, taskErrorf("g1d: augment=%d is negative", augment)
+		return g1dData{}, taskErrorf("g1d: augment=%d is negative", augment)
 	}
 	dim := 1 + augment
 	z0 := make([]float64, 2*dim)
 	z0[0] = -1
 	z0[dim] = 1
-	return G1DData{
+	return g1dData{
 		Times:   []float64{0, 1},
 		Z0:      z0,
 		Batch:   2,
@@ -78,8 +78,8 @@ func G1D(augment int) (G1DData, error) {
 	}, nil
 }
 
-// SpheresData is a nested-spheres classification set.
-type SpheresData struct {
+// spheresData is a nested-spheres classification set.
+type spheresData struct {
 	Times  []float64 // integration interval {0, 1}; the classifier reads the state at t = 1
 	X      []float64 // Batch × Dim states: the 2-D point followed by augment zeros
 	Labels []int     // class per sample: 0 inner disk, 1 outer annulus
@@ -87,7 +87,7 @@ type SpheresData struct {
 	Dim    int
 }
 
-// NestedSpheres draws perClass points of each class in 2-D, uniformly in area:
+// nestedSpheres draws perClass points of each class in 2-D, uniformly in area:
 // class 0 in the disk r < 0.4, class 1 in the annulus 0.7 < r < 0.9. A uniform
 // density in area needs r = sqrt(U(r_lo², r_hi²)) and a uniform angle. The
 // samples are shuffled (so any prefix is class-balanced in expectation) and
@@ -96,12 +96,12 @@ type SpheresData struct {
 //
 // Draw order per sample: class 0 samples first, then class 1, each as radius
 // then angle; then the shuffle.
-func NestedSpheres(rng *rand.Rand, perClass, augment int) (SpheresData, error) {
+func nestedSpheres(rng *rand.Rand, perClass, augment int) (spheresData, error) {
 	if rng == nil {
-		return SpheresData{}, taskErrorf("spheres: nil random generator")
+		return spheresData{}, taskErrorf("spheres: nil random generator")
 	}
 	if perClass < 1 || augment < 0 {
-		return SpheresData{}, taskErrorf("spheres: perClass=%d must be ≥ 1 and augment=%d ≥ 0", perClass, augment)
+		return spheresData{}, taskErrorf("spheres: perClass=%d must be ≥ 1 and augment=%d ≥ 0", perClass, augment)
 	}
 	dim := 2 + augment
 	n := 2 * perClass
@@ -120,16 +120,16 @@ func NestedSpheres(rng *rand.Rand, perClass, augment int) (SpheresData, error) {
 	for i := 0; i < n; i++ {
 		var r float64
 		if i < perClass {
-			r = annulus(0, SpheresInnerRadius)
+			r = annulus(0, spheresInnerRadius)
 		} else {
-			r = annulus(SpheresOuterLow, SpheresOuterHigh)
+			r = annulus(spheresOuterLow, spheresOuterHigh)
 			labels[i] = 1
 		}
 		phi := 2 * math.Pi * rng.Float64()
 		pts[i] = [2]float64{r * math.Cos(phi), r * math.Sin(phi)}
 	}
 	perm := rng.Perm(n)
-	d := SpheresData{
+	d := spheresData{
 		Times:  []float64{0, 1},
 		X:      make([]float64, n*dim),
 		Labels: make([]int, n),
@@ -144,12 +144,12 @@ func NestedSpheres(rng *rand.Rand, perClass, augment int) (SpheresData, error) {
 	return d, nil
 }
 
-// SineTimes returns m observation times on [0, 2π] starting at t0 = 0 (m ≥ 2,
+// sineTimes returns m observation times on [0, 2π] starting at t0 = 0 (m ≥ 2,
 // t0 included in the count). Regular: t_i = 2π·i/(m−1). Irregular: t0 = 0 kept
 // and m−1 times drawn uniformly in (0, 2π], sorted (redrawn in the
 // probability-zero case of a tie), so the last time is generally below 2π.
 // The same times serve every series of a batch.
-func SineTimes(rng *rand.Rand, m int, irregular bool) ([]float64, error) {
+func sineTimes(rng *rand.Rand, m int, irregular bool) ([]float64, error) {
 	if m < 2 {
 		return nil, taskErrorf("sines: m=%d observation times, need ≥ 2", m)
 	}
@@ -181,9 +181,9 @@ func SineTimes(rng *rand.Rand, m int, irregular bool) ([]float64, error) {
 	}
 }
 
-// SinesData is a batch of sine series y_b(t) = A_b sin t + B_b cos t observed at
+// sinesData is a batch of sine series y_b(t) = A_b sin t + B_b cos t observed at
 // shared times, for a second-order model with state [x, v].
-type SinesData struct {
+type sinesData struct {
 	Times []float64 // M observation times, Times[0] = 0
 	Z0    []float64 // Batch × 2 initial states [x(0), v(0)] = [B, A]
 	Obs   []float64 // M × Batch positions: Obs[i*Batch+b] = y_b(Times[i])
@@ -191,29 +191,29 @@ type SinesData struct {
 	Batch int
 }
 
-// Sines draws batch series with (A, B) ~ U(−1, 1)² (A then B per series) and
+// makeSines draws batch series with (A, B) ~ U(−1, 1)² (A then B per series) and
 // observes them at times (from SineTimes). The exact initial state of the
 // second-order system d²x/dt² = −x is x(0) = y(0) = B, v(0) = y'(0) = A.
-func Sines(rng *rand.Rand, batch int, times []float64) (SinesData, error) {
+func makeSines(rng *rand.Rand, batch int, times []float64) (sinesData, error) {
 	if rng == nil {
-		return SinesData{}, taskErrorf("sines: nil random generator")
+		return sinesData{}, taskErrorf("sines: nil random generator")
 	}
 	if batch < 1 {
-		return SinesData{}, taskErrorf("sines: batch=%d must be ≥ 1", batch)
+		return sinesData{}, taskErrorf("sines: batch=%d must be ≥ 1", batch)
 	}
 	if len(times) < 1 {
-		return SinesData{}, taskErrorf("sines: no observation times")
+		return sinesData{}, taskErrorf("sines: no observation times")
 	}
 	for i, t := range times {
 		if !finite(t) {
-			return SinesData{}, fmt.Errorf("%w: sines: times[%d]=%g", ErrTaskNonFinite, i, t)
+			return sinesData{}, fmt.Errorf("%w: sines: times[%d]=%g", errTaskNonFinite, i, t)
 		}
 		if i > 0 && !(t > times[i-1]) {
-			return SinesData{}, taskErrorf("sines: times not strictly increasing at %d", i)
+			return sinesData{}, taskErrorf("sines: times not strictly increasing at %d", i)
 		}
 	}
 	m := len(times)
-	d := SinesData{
+	d := sinesData{
 		Times: append([]float64(nil), times...),
 		Z0:    make([]float64, 2*batch),
 		Obs:   make([]float64, m*batch),
@@ -268,7 +268,7 @@ func checkClassifier(z []float64, batch, dim int, labels []int, w, bias []float6
 		}
 	}
 	if !allFiniteSlice(z) || !allFiniteSlice(w) || !allFiniteSlice(bias) {
-		return 0, fmt.Errorf("%w: classifier input", ErrTaskNonFinite)
+		return 0, fmt.Errorf("%w: classifier input", errTaskNonFinite)
 	}
 	return k, nil
 }
@@ -299,7 +299,7 @@ func logitsRow(out, zb, w, bias []float64) {
 	}
 }
 
-// SoftmaxCrossEntropy returns the mean over the batch of the cross-entropy of
+// softmaxCrossEntropy returns the mean over the batch of the cross-entropy of
 // the softmax of the logits l_b = W·z_b + bias against labels, where z is the
 // Batch × dim final state, w the classes × dim weight matrix (row-major, like
 // PyTorch's nn.Linear) and bias has one entry per class.
@@ -309,7 +309,7 @@ func logitsRow(out, zb, w, bias []float64) {
 // With p_b = softmax(l_b) and g_b = (p_b − onehot(y_b))/Batch:
 // dL/dz_b = Wᵀ g_b, dL/dW = Σ_b g_b z_bᵀ, dL/dbias = Σ_b g_b.
 // It does not allocate for up to 32 classes.
-func SoftmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz, dw, dbias []float64) (float64, error) {
+func softmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz, dw, dbias []float64) (float64, error) {
 	k, err := checkClassifier(z, batch, dim, labels, w, bias)
 	if err != nil {
 		return 0, err
@@ -384,9 +384,9 @@ func SoftmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz,
 	return loss * inv, nil
 }
 
-// Accuracy returns the fraction of samples whose largest logit W·z_b + bias
+// accuracy returns the fraction of samples whose largest logit W·z_b + bias
 // (first index on ties) equals the label.
-func Accuracy(z []float64, batch, dim int, labels []int, w, bias []float64) (float64, error) {
+func accuracy(z []float64, batch, dim int, labels []int, w, bias []float64) (float64, error) {
 	k, err := checkClassifier(z, batch, dim, labels, w, bias)
 	if err != nil {
 		return 0, err
@@ -414,15 +414,15 @@ func Accuracy(z []float64, batch, dim int, labels []int, w, bias []float64) (flo
 	return float64(correct) / float64(batch), nil
 }
 
-// MSE returns mean((pred − target)²) and, when grad is non-nil, writes its
+// mse returns mean((pred − target)²) and, when grad is non-nil, writes its
 // gradient 2(pred − target)/n with respect to pred into grad.
-func MSE(pred, target, grad []float64) (float64, error) {
+func mse(pred, target, grad []float64) (float64, error) {
 	n := len(pred)
 	if n == 0 || len(target) != n || (grad != nil && len(grad) != n) {
 		return 0, taskErrorf("mse: len(pred)=%d, len(target)=%d, len(grad)=%d", n, len(target), len(grad))
 	}
 	if !allFiniteSlice(pred) || !allFiniteSlice(target) {
-		return 0, fmt.Errorf("%w: mse input", ErrTaskNonFinite)
+		return 0, fmt.Errorf("%w: mse input", errTaskNonFinite)
 	}
 	target = target[:n]
 	inv := 1 / float64(n)
@@ -452,19 +452,19 @@ func MSE(pred, target, grad []float64) (float64, error) {
 	return (s0 + s1) * inv, nil
 }
 
-// ReadoutMSE is the mean over the batch of (z_b[comp] − target_b)², the loss of
+// readoutMSE is the mean over the batch of (z_b[comp] − target_b)², the loss of
 // the g1d task (comp = 0 at t = 1). Its gradient with respect to the whole
 // Batch × dim state is written into dz when non-nil (zero outside comp).
-func ReadoutMSE(z []float64, batch, dim, comp int, target, dz []float64) (float64, error) {
-	return TrajectoryMSE(z, 1, batch, dim, comp, target, dz)
+func readoutMSE(z []float64, batch, dim, comp int, target, dz []float64) (float64, error) {
+	return trajectoryMSE(z, 1, batch, dim, comp, target, dz)
 }
 
-// TrajectoryMSE is the mean over m times and the batch of
+// trajectoryMSE is the mean over m times and the batch of
 // (traj[i][b][comp] − obs[i*batch+b])², for a trajectory stored time-major as
 // m consecutive Batch × dim states (the sines loss on positions, comp = 0).
 // The gradient with respect to traj (zero outside comp) goes into dtraj when
 // non-nil.
-func TrajectoryMSE(traj []float64, m, batch, dim, comp int, obs, dtraj []float64) (float64, error) {
+func trajectoryMSE(traj []float64, m, batch, dim, comp int, obs, dtraj []float64) (float64, error) {
 	if m < 1 || batch < 1 || dim < 1 || comp < 0 || comp >= dim {
 		return 0, taskErrorf("trajectory mse: m=%d, batch=%d, dim=%d, comp=%d", m, batch, dim, comp)
 	}
@@ -473,12 +473,12 @@ func TrajectoryMSE(traj []float64, m, batch, dim, comp int, obs, dtraj []float64
 			len(traj), len(obs), len(dtraj), m, batch, dim)
 	}
 	if !allFiniteSlice(obs) {
-		return 0, fmt.Errorf("%w: trajectory mse observations", ErrTaskNonFinite)
+		return 0, fmt.Errorf("%w: trajectory mse observations", errTaskNonFinite)
 	}
 	n := m * batch
 	for j := 0; j < n; j++ {
 		if !finite(traj[j*dim+comp]) {
-			return 0, fmt.Errorf("%w: trajectory mse prediction %d", ErrTaskNonFinite, j)
+			return 0, fmt.Errorf("%w: trajectory mse prediction %d", errTaskNonFinite, j)
 		}
 	}
 	inv := 1 / float64(n)

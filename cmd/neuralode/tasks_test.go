@@ -12,7 +12,7 @@ import (
 func newRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
 
 func TestG1D(t *testing.T) {
-	d, err := G1D(G1DAugment)
+	d, err := makeG1D(g1dAugment)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,18 +29,18 @@ func TestG1D(t *testing.T) {
 		t.Errorf("Times = %v, want %v", d.Times, want)
 	}
 	// Identity flow: the readout sends −1 → −1 and 1 → 1, error 2 on each.
-	loss, err := ReadoutMSE(d.Z0, d.Batch, d.Dim, 0, d.Targets, nil)
+	loss, err := readoutMSE(d.Z0, d.Batch, d.Dim, 0, d.Targets, nil)
 	if err != nil || loss != 4 {
 		t.Errorf("identity readout loss %g (%v), want 4", loss, err)
 	}
-	if _, err := G1D(-1); !errors.Is(err, ErrTaskInput) {
+	if _, err := makeG1D(-1); !errors.Is(err, errTaskInput) {
 		t.Errorf("negative augment: %v", err)
 	}
 }
 
 func TestNestedSpheres(t *testing.T) {
 	const per = 1000
-	d, err := NestedSpheres(newRNG(1), per, SpheresAugment)
+	d, err := nestedSpheres(newRNG(1), per, spheresAugment)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,17 +62,17 @@ func TestNestedSpheres(t *testing.T) {
 		count[l]++
 		switch l {
 		case 0:
-			if !(r < SpheresInnerRadius) {
+			if !(r < spheresInnerRadius) {
 				t.Errorf("class 0 radius %g ≥ 0.4", r)
 			}
-			if r*r < SpheresInnerRadius*SpheresInnerRadius/2 {
+			if r*r < spheresInnerRadius*spheresInnerRadius/2 {
 				inner[0]++
 			}
 		case 1:
-			if !(r > SpheresOuterLow && r < SpheresOuterHigh) {
+			if !(r > spheresOuterLow && r < spheresOuterHigh) {
 				t.Errorf("class 1 radius %g outside (0.7, 0.9)", r)
 			}
-			if r*r < (SpheresOuterLow*SpheresOuterLow+SpheresOuterHigh*SpheresOuterHigh)/2 {
+			if r*r < (spheresOuterLow*spheresOuterLow+spheresOuterHigh*spheresOuterHigh)/2 {
 				inner[1]++
 			}
 		default:
@@ -97,16 +97,16 @@ func TestNestedSpheres(t *testing.T) {
 		t.Errorf("first half holds %d class-0 samples: not shuffled", firstHalf)
 	}
 	// Determinism and seed dependence.
-	d2, _ := NestedSpheres(newRNG(1), per, SpheresAugment)
+	d2, _ := nestedSpheres(newRNG(1), per, spheresAugment)
 	if !slices.Equal(d.X, d2.X) || !slices.Equal(d.Labels, d2.Labels) {
 		t.Error("same seed gave different data")
 	}
-	d3, _ := NestedSpheres(newRNG(2), per, SpheresAugment)
+	d3, _ := nestedSpheres(newRNG(2), per, spheresAugment)
 	if slices.Equal(d.X, d3.X) {
 		t.Error("different seeds gave identical data")
 	}
 	// Validation set from the same generator.
-	v, err := NestedSpheres(newRNG(1), SpheresValPerClass, 0)
+	v, err := nestedSpheres(newRNG(1), spheresValPerClass, 0)
 	if err != nil || v.Batch != 100 || v.Dim != 2 {
 		t.Errorf("validation set: batch %d dim %d err %v", v.Batch, v.Dim, err)
 	}
@@ -114,7 +114,7 @@ func TestNestedSpheres(t *testing.T) {
 		rng      *rand.Rand
 		per, aug int
 	}{{nil, 10, 3}, {newRNG(1), 0, 3}, {newRNG(1), 10, -1}} {
-		if _, err := NestedSpheres(bad.rng, bad.per, bad.aug); !errors.Is(err, ErrTaskInput) {
+		if _, err := nestedSpheres(bad.rng, bad.per, bad.aug); !errors.Is(err, errTaskInput) {
 			t.Errorf("NestedSpheres(%v, %d, %d): err %v", bad.rng != nil, bad.per, bad.aug, err)
 		}
 	}
@@ -122,7 +122,7 @@ func TestNestedSpheres(t *testing.T) {
 
 func TestSineTimes(t *testing.T) {
 	for _, m := range []int{10, 50} {
-		reg, err := SineTimes(nil, m, false)
+		reg, err := sineTimes(nil, m, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,7 +135,7 @@ func TestSineTimes(t *testing.T) {
 				t.Errorf("regular spacing %g at %d, want %g", reg[i]-reg[i-1], i, h)
 			}
 		}
-		irr, err := SineTimes(newRNG(3), m, true)
+		irr, err := sineTimes(newRNG(3), m, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,20 +148,20 @@ func TestSineTimes(t *testing.T) {
 				break
 			}
 		}
-		again, _ := SineTimes(newRNG(3), m, true)
+		again, _ := sineTimes(newRNG(3), m, true)
 		if !slices.Equal(irr, again) {
 			t.Error("irregular times not reproducible")
 		}
 	}
 	// Many draws: irregular times are spread over the whole interval.
-	all, _ := SineTimes(newRNG(4), 2001, true)
+	all, _ := sineTimes(newRNG(4), 2001, true)
 	if mean := mean(all[1:]); math.Abs(mean-math.Pi) > 0.15 {
 		t.Errorf("mean irregular time %g, want ≈ π", mean)
 	}
-	if _, err := SineTimes(newRNG(1), 1, false); !errors.Is(err, ErrTaskInput) {
+	if _, err := sineTimes(newRNG(1), 1, false); !errors.Is(err, errTaskInput) {
 		t.Errorf("m=1: %v", err)
 	}
-	if _, err := SineTimes(nil, 5, true); !errors.Is(err, ErrTaskInput) {
+	if _, err := sineTimes(nil, 5, true); !errors.Is(err, errTaskInput) {
 		t.Errorf("nil rng irregular: %v", err)
 	}
 }
@@ -176,12 +176,12 @@ func mean(x []float64) float64 {
 
 func TestSines(t *testing.T) {
 	rng := newRNG(5)
-	times, err := SineTimes(rng, 50, true)
+	times, err := sineTimes(rng, 50, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const batch = 400
-	d, err := Sines(rng, batch, times)
+	d, err := makeSines(rng, batch, times)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,12 +222,12 @@ func TestSines(t *testing.T) {
 	}
 	// Reproducible from the seed; train and validation from one generator differ.
 	rng2 := newRNG(5)
-	times2, _ := SineTimes(rng2, 50, true)
-	d2, _ := Sines(rng2, batch, times2)
+	times2, _ := sineTimes(rng2, 50, true)
+	d2, _ := makeSines(rng2, batch, times2)
 	if !slices.Equal(d.Obs, d2.Obs) {
 		t.Error("not reproducible")
 	}
-	val, _ := Sines(rng2, SinesVal, times2)
+	val, _ := makeSines(rng2, sinesVal, times2)
 	if val.A[0] == d.A[0] {
 		t.Error("validation repeats the training draws")
 	}
@@ -238,42 +238,14 @@ func TestSines(t *testing.T) {
 		times []float64
 		want  error
 	}{
-		{"nil rng", nil, 3, times, ErrTaskInput},
-		{"batch 0", newRNG(1), 0, times, ErrTaskInput},
-		{"no times", newRNG(1), 3, nil, ErrTaskInput},
-		{"decreasing", newRNG(1), 3, []float64{0, 2, 1}, ErrTaskInput},
-		{"NaN time", newRNG(1), 3, []float64{0, math.NaN()}, ErrTaskNonFinite},
+		{"nil rng", nil, 3, times, errTaskInput},
+		{"batch 0", newRNG(1), 0, times, errTaskInput},
+		{"no times", newRNG(1), 3, nil, errTaskInput},
+		{"decreasing", newRNG(1), 3, []float64{0, 2, 1}, errTaskInput},
+		{"NaN time", newRNG(1), 3, []float64{0, math.NaN()}, errTaskNonFinite},
 	} {
-		if _, err := Sines(tc.rng, tc.batch, tc.times); !errors.Is(err, tc.want) {
+		if _, err := makeSines(tc.rng, tc.batch, tc.times); !errors.Is(err, tc.want) {
 			t.Errorf("%s: err %v, want %v", tc.name, err, tc.want)
-		}
-	}
-}
-
-// numGrad returns the central finite-difference gradient of f at x.
-func numGrad(f func([]float64) float64, x []float64) []float64 {
-	g := make([]float64, len(x))
-	for i := range x {
-		old := x[i]
-		h := 1e-6 * math.Max(1, math.Abs(old))
-		x[i] = old + h
-		fp := f(x)
-		x[i] = old - h
-		fm := f(x)
-		x[i] = old
-		g[i] = (fp - fm) / (2 * h)
-	}
-	return g
-}
-
-func assertClose(t *testing.T, name string, got, want []float64, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: len %d, want %d", name, len(got), len(want))
-	}
-	for i := range got {
-		if math.Abs(got[i]-want[i]) > tol*math.Max(1, math.Abs(want[i])) {
-			t.Errorf("%s[%d] = %.10g, want %.10g", name, i, got[i], want[i])
 		}
 	}
 }
@@ -303,7 +275,7 @@ func TestSoftmaxCrossEntropyGradients(t *testing.T) {
 			for i := range dw {
 				dw[i] = 99 // gradients are overwritten, not accumulated
 			}
-			loss, err := SoftmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, dz, dw, db)
+			loss, err := softmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, dz, dw, db)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -328,7 +300,7 @@ func TestSoftmaxCrossEntropyGradients(t *testing.T) {
 				t.Errorf("loss %.15g, want %.15g", loss, ref)
 			}
 			lossOf := func() float64 {
-				l, err := SoftmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, nil, nil, nil)
+				l, err := softmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, nil, nil, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -352,17 +324,17 @@ func TestSoftmaxCrossEntropyGradients(t *testing.T) {
 func TestSoftmaxCrossEntropyValues(t *testing.T) {
 	// Zero classifier: every class has probability 1/K, loss log K.
 	z := []float64{1, 2, 3, 4}
-	loss, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, make([]float64, 6), make([]float64, 3), nil, nil, nil)
+	loss, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, make([]float64, 6), make([]float64, 3), nil, nil, nil)
 	if err != nil || math.Abs(loss-math.Log(3)) > 1e-15 {
 		t.Errorf("zero classifier loss %g (%v), want log 3", loss, err)
 	}
 	// Huge logits: stable, loss ≈ margin for the wrong class, 0 for the right one.
 	w := []float64{1000, -1000} // K=2, D=1
-	loss, err = SoftmaxCrossEntropy([]float64{1}, 1, 1, []int{1}, w, []float64{0, 0}, nil, nil, nil)
+	loss, err = softmaxCrossEntropy([]float64{1}, 1, 1, []int{1}, w, []float64{0, 0}, nil, nil, nil)
 	if err != nil || math.Abs(loss-2000) > 1e-9 {
 		t.Errorf("wrong-class huge logits loss %g (%v), want 2000", loss, err)
 	}
-	loss, err = SoftmaxCrossEntropy([]float64{1}, 1, 1, []int{0}, w, []float64{0, 0}, nil, nil, nil)
+	loss, err = softmaxCrossEntropy([]float64{1}, 1, 1, []int{0}, w, []float64{0, 0}, nil, nil, nil)
 	if err != nil || loss != 0 {
 		t.Errorf("right-class huge logits loss %g (%v), want 0", loss, err)
 	}
@@ -373,22 +345,22 @@ func TestAccuracy(t *testing.T) {
 	w := []float64{-1, 0, 1, 0}
 	bias := []float64{0, 0}
 	z := []float64{-2, 5, 3, -1, 0.5, 0, -0.1, 9}
-	acc, err := Accuracy(z, 4, 2, []int{0, 1, 0, 1}, w, bias)
+	acc, err := accuracy(z, 4, 2, []int{0, 1, 0, 1}, w, bias)
 	if err != nil || acc != 0.5 {
 		t.Errorf("accuracy %g (%v), want 0.5", acc, err)
 	}
 	// Ties go to the first class.
-	acc, _ = Accuracy([]float64{0, 0}, 1, 2, []int{0}, w, bias)
+	acc, _ = accuracy([]float64{0, 0}, 1, 2, []int{0}, w, bias)
 	if acc != 1 {
 		t.Errorf("tie accuracy %g, want 1", acc)
 	}
 	// A perfect radial classifier on spheres (features r²) gets 1.
-	d, _ := NestedSpheres(newRNG(9), 100, 0)
+	d, _ := nestedSpheres(newRNG(9), 100, 0)
 	feat := make([]float64, d.Batch)
 	for b := range feat {
 		feat[b] = d.X[2*b]*d.X[2*b] + d.X[2*b+1]*d.X[2*b+1]
 	}
-	acc, _ = Accuracy(feat, d.Batch, 1, d.Labels, []float64{-1, 1}, []float64{0.3, -0.3})
+	acc, _ = accuracy(feat, d.Batch, 1, d.Labels, []float64{-1, 1}, []float64{0.3, -0.3})
 	if acc != 1 {
 		t.Errorf("radial classifier accuracy %g, want 1", acc)
 	}
@@ -400,7 +372,7 @@ func TestMSEGradients(t *testing.T) {
 		pred := randSlice(rng, n, 1)
 		target := randSlice(rng, n, 1)
 		grad := make([]float64, n)
-		v, err := MSE(pred, target, grad)
+		v, err := mse(pred, target, grad)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -411,10 +383,10 @@ func TestMSEGradients(t *testing.T) {
 		if ref /= float64(n); math.Abs(v-ref) > 1e-15*math.Max(1, ref) {
 			t.Errorf("n=%d: mse %g, want %g", n, v, ref)
 		}
-		f := func(p []float64) float64 { v, _ := MSE(p, target, nil); return v }
+		f := func(p []float64) float64 { v, _ := mse(p, target, nil); return v }
 		assertClose(t, "mse grad", grad, numGrad(f, pred), 1e-8)
 	}
-	// TrajectoryMSE on a time-major trajectory, component 0 of dim 2.
+	// trajectoryMSE on a time-major trajectory, component 0 of dim 2.
 	const m, batch, dim = 3, 4, 2
 	traj := randSlice(rng, m*batch*dim, 1)
 	obs := randSlice(rng, m*batch, 1)
@@ -422,7 +394,7 @@ func TestMSEGradients(t *testing.T) {
 	for i := range dtraj {
 		dtraj[i] = 7
 	}
-	v, err := TrajectoryMSE(traj, m, batch, dim, 0, obs, dtraj)
+	v, err := trajectoryMSE(traj, m, batch, dim, 0, obs, dtraj)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,20 +402,20 @@ func TestMSEGradients(t *testing.T) {
 	for j := range pos {
 		pos[j] = traj[j*dim]
 	}
-	ref, _ := MSE(pos, obs, nil)
+	ref, _ := mse(pos, obs, nil)
 	if math.Abs(v-ref) > 1e-15 {
 		t.Errorf("trajectory mse %g, want %g", v, ref)
 	}
-	f := func(x []float64) float64 { v, _ := TrajectoryMSE(x, m, batch, dim, 0, obs, nil); return v }
+	f := func(x []float64) float64 { v, _ := trajectoryMSE(x, m, batch, dim, 0, obs, nil); return v }
 	assertClose(t, "trajectory grad", dtraj, numGrad(f, traj), 1e-8)
-	// ReadoutMSE for the g1d readout.
+	// readoutMSE for the g1d readout.
 	z := randSlice(rng, 2*4, 1)
 	dz := make([]float64, len(z))
 	targets := []float64{1, -1}
-	if _, err := ReadoutMSE(z, 2, 4, 0, targets, dz); err != nil {
+	if _, err := readoutMSE(z, 2, 4, 0, targets, dz); err != nil {
 		t.Fatal(err)
 	}
-	g := func(x []float64) float64 { v, _ := ReadoutMSE(x, 2, 4, 0, targets, nil); return v }
+	g := func(x []float64) float64 { v, _ := readoutMSE(x, 2, 4, 0, targets, nil); return v }
 	assertClose(t, "readout grad", dz, numGrad(g, z), 1e-8)
 }
 
@@ -458,61 +430,61 @@ func TestLossErrors(t *testing.T) {
 		want error
 	}{
 		{"ce z length", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy(z[:3], 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
+			_, err := softmaxCrossEntropy(z[:3], 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"ce label range", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 2}, w, bias, dz, nil, nil)
+			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 2}, w, bias, dz, nil, nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"ce negative label", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{-1, 0}, w, bias, dz, nil, nil)
+			_, err := softmaxCrossEntropy(z, 2, 2, []int{-1, 0}, w, bias, dz, nil, nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"ce w length", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, w[:3], bias, dz, nil, nil)
+			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w[:3], bias, dz, nil, nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"ce grad length", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, w, bias, dz, make([]float64, 3), nil)
+			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w, bias, dz, make([]float64, 3), nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"ce no classes", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy(z, 2, 2, []int{0, 1}, nil, nil, dz, nil, nil)
+			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, nil, nil, dz, nil, nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"ce NaN", func(dz []float64) error {
-			_, err := SoftmaxCrossEntropy([]float64{1, nan, 3, 4}, 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
+			_, err := softmaxCrossEntropy([]float64{1, nan, 3, 4}, 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
 			return err
-		}, ErrTaskNonFinite},
+		}, errTaskNonFinite},
 		{"accuracy labels", func([]float64) error {
-			_, err := Accuracy(z, 2, 2, []int{0}, w, bias)
+			_, err := accuracy(z, 2, 2, []int{0}, w, bias)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"mse lengths", func(dz []float64) error {
-			_, err := MSE(z, z[:3], dz)
+			_, err := mse(z, z[:3], dz)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"mse empty", func([]float64) error {
-			_, err := MSE(nil, nil, nil)
+			_, err := mse(nil, nil, nil)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"mse NaN", func(dz []float64) error {
-			_, err := MSE([]float64{1, 2, nan, 4}, z, dz)
+			_, err := mse([]float64{1, 2, nan, 4}, z, dz)
 			return err
-		}, ErrTaskNonFinite},
+		}, errTaskNonFinite},
 		{"trajectory comp", func(dz []float64) error {
-			_, err := TrajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz)
+			_, err := trajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 		{"trajectory NaN prediction", func(dz []float64) error {
-			_, err := TrajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
+			_, err := trajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
 			return err
-		}, ErrTaskNonFinite},
+		}, errTaskNonFinite},
 		{"trajectory obs length", func(dz []float64) error {
-			_, err := TrajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz)
+			_, err := trajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz)
 			return err
-		}, ErrTaskInput},
+		}, errTaskInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -531,7 +503,7 @@ func TestLossErrors(t *testing.T) {
 }
 
 func TestLossAllocs(t *testing.T) {
-	d, _ := NestedSpheres(newRNG(1), 100, SpheresAugment)
+	d, _ := nestedSpheres(newRNG(1), 100, spheresAugment)
 	w := randSlice(newRNG(2), 2*d.Dim, 1)
 	bias := []float64{0.1, -0.1}
 	dz := make([]float64, len(d.X))
@@ -539,10 +511,10 @@ func TestLossAllocs(t *testing.T) {
 	db := make([]float64, 2)
 	obs := make([]float64, d.Batch)
 	allocs := testing.AllocsPerRun(20, func() {
-		_, _ = SoftmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
-		_, _ = Accuracy(d.X, d.Batch, d.Dim, d.Labels, w, bias)
-		_, _ = TrajectoryMSE(d.X, 1, d.Batch, d.Dim, 0, obs, dz)
-		_, _ = MSE(dz, d.X, dz)
+		_, _ = softmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
+		_, _ = accuracy(d.X, d.Batch, d.Dim, d.Labels, w, bias)
+		_, _ = trajectoryMSE(d.X, 1, d.Batch, d.Dim, 0, obs, dz)
+		_, _ = mse(dz, d.X, dz)
 	})
 	if allocs != 0 {
 		t.Errorf("%g allocations per run, want 0", allocs)
@@ -550,7 +522,7 @@ func TestLossAllocs(t *testing.T) {
 }
 
 func BenchmarkSoftmaxCrossEntropy(b *testing.B) {
-	d, _ := NestedSpheres(newRNG(1), SpheresTrainPerClass, SpheresAugment)
+	d, _ := nestedSpheres(newRNG(1), spheresTrainPerClass, spheresAugment)
 	w := randSlice(newRNG(2), 2*d.Dim, 1)
 	bias := []float64{0.1, -0.1}
 	dz := make([]float64, len(d.X))
@@ -559,33 +531,33 @@ func BenchmarkSoftmaxCrossEntropy(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		_, _ = SoftmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
+		_, _ = softmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
 	}
 	b.ReportMetric(float64(d.Batch*b.N)/b.Elapsed().Seconds()/1e6, "Msamples/s")
 }
 
-func ExampleG1D() {
-	d, _ := G1D(G1DAugment)
+func Example_makeG1D() {
+	d, _ := makeG1D(g1dAugment)
 	fmt.Println(d.Z0, d.Targets, d.Times)
 	// Output: [-1 0 0 0 1 0 0 0] [1 -1] [0 1]
 }
 
-func ExampleSines() {
+func Example_makeSines() {
 	rng := rand.New(rand.NewPCG(1, 2))
-	times, _ := SineTimes(rng, 10, false)
-	d, _ := Sines(rng, SinesTrain, times)
+	times, _ := sineTimes(rng, 10, false)
+	d, _ := makeSines(rng, sinesTrain, times)
 	// x(0) = B and v(0) = A exactly; the first observation is y(0) = B.
 	fmt.Println(len(d.Times), d.Batch, d.Z0[0] == d.B[0], d.Z0[1] == d.A[0], d.Obs[0] == d.B[0])
 	// Output: 10 15 true true true
 }
 
-func ExampleSoftmaxCrossEntropy() {
+func Example_softmaxCrossEntropy() {
 	// Two classes, a 1-D state, logits (−z, z): the loss is log(1 + e^(−2z)) for label 1.
 	z := []float64{1}
 	w := []float64{-1, 1}
 	bias := []float64{0, 0}
 	dz := make([]float64, 1)
-	loss, _ := SoftmaxCrossEntropy(z, 1, 1, []int{1}, w, bias, dz, nil, nil)
+	loss, _ := softmaxCrossEntropy(z, 1, 1, []int{1}, w, bias, dz, nil, nil)
 	fmt.Printf("%.6f %.6f\n", loss, dz[0])
 	// Output: 0.126928 -0.238406
 }

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -93,134 +94,289 @@ type methodResult struct {
 }
 
 func runTrain(args []string, stdout, stderr io.Writer) int {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	return trainCommand(args, stdout, stderr, func() bool { return ctx.Err() != nil })
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	h := newInterruptHandler(stderr, os.Exit)
+	go h.watch(sigs)
+	defer func() {
+		signal.Stop(sigs)
+		close(sigs)
+	}()
+	return trainCommandWith(args, stdout, stderr, interrupts{betweenSteps: h.requested, withinStep: h.requested})
 }
 
 // trainCommand is runTrain with the interrupt check injected (tests stop a
-// run after a chosen number of steps this way).
+// run after a chosen number of steps this way); stop is polled after every
+// optimiser step.
 func trainCommand(args []string, stdout, stderr io.Writer, stop func() bool) int {
+	return trainCommandWith(args, stdout, stderr, interrupts{betweenSteps: stop})
+}
+
+// trainFlags are the train command's flags.
+type trainFlags struct {
+	cfg       trainConfig // values as given (0: the task's default)
+	method    string
+	out       string
+	output    outputFlags
+	save      string
+	saveEvery int
+	resume    string
+	set       map[string]bool
+	checkOut  func() error
+}
+
+func (f *trainFlags) register(fs *flag.FlagSet) {
+	c := &f.cfg
+	fs.StringVar(&c.Task, "task", "g1d", "task: "+taskList())
+	fs.StringVar(&f.method, "method", "gq", "gradient method(s), comma-separated: "+strings.Join(allMethods, ", ")+", or all")
+	fs.IntVar(&c.Width, "width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
+	fs.IntVar(&c.Epochs, "epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
+	fs.Float64Var(&c.LR, "lr", 0, "Adam learning rate; default per task")
+	fs.IntVar(&c.Batch, "batch", 0, "minibatch size (spheres 200, sines 15 series); for ou the number of training paths (64)")
+	fs.Float64Var(&c.RTol, "rtol", 0, "relative tolerance of both passes; default per task (1e-3, sines 1e-4)")
+	fs.Float64Var(&c.ATol, "atol", 0, "absolute tolerance of both passes; default per task (1e-3, sines 1e-5)")
+	fs.Float64Var(&c.GQC, "gq-c", 0.1, "GQ node-count factor C")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
+	fs.IntVar(&c.Obs, "obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
+	fs.BoolVar(&c.Irregular, "irregular", false, "sines: irregular observation times")
+	f.checkOut = outDirFlag(fs, &f.out, "metrics.jsonl and the plots")
+	f.output.register(fs, "print JSON lines (per epoch and a summary per method) on stdout instead of the table")
+	fs.StringVar(&f.save, "save", "", "write the trained model and training state to FILE (case format) at the end")
+	fs.IntVar(&f.saveEvery, "save-every", 0, "also save every K epochs (needs --save, or --resume which saves back)")
+	fs.StringVar(&f.resume, "resume", "", "continue the run saved in FILE (its task, method and hyper-parameters are used);\n"+
+		"the model is saved back to FILE unless --save names another")
+}
+
+// trajectoryFlags are the flags a checkpoint fixes, with their values in a
+// configuration.
+func trajectoryFlags(c trainConfig, method string) map[string]any {
+	return map[string]any{"task": c.Task, "method": method, "width": c.Width, "lr": c.LR, "batch": c.Batch,
+		"rtol": c.RTol, "atol": c.ATol, "gq-c": c.GQC, "seed": c.Seed, "obs": c.Obs, "irregular": c.Irregular}
+}
+
+// trainCommandWith is the train command with its interrupt checks.
+func trainCommandWith(args []string, stdout, stderr io.Writer, in interrupts) int {
 	fs := newFlags("train", "Trains one of the GQ paper's non-image experiments (data generated in code) with\n"+
 		"Softplus vector fields and Adam, and writes per-epoch metrics (DIR/metrics.jsonl) and\n"+
 		"SVG plots into DIR. Tasks: g1d (crossing trajectories), spheres (nested spheres),\n"+
 		"sines (second-order model of A sin t + B cos t), ou (Ornstein–Uhlenbeck SDE through\n"+
-		"Wong–Zakai). Flags left at 0 take the task's default. Progress goes to stderr; the\n"+
-		"final table (or, with --json, JSON lines) to stdout. SIGINT/SIGTERM stop after the\n"+
-		"current step and save a checkpoint (exit status 130).", stdout)
-	taskName := fs.String("task", "g1d", "task: g1d, spheres, sines or ou")
-	method := fs.String("method", "gq", "gradient method(s), comma-separated: "+strings.Join(allMethods, ", ")+", or all")
-	width := fs.Int("width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
-	epochs := fs.Int("epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
-	lr := fs.Float64("lr", 0, "Adam learning rate; default per task")
-	batch := fs.Int("batch", 0, "minibatch size (spheres 200, sines 15 series); for ou the number of training paths (64)")
-	rtol := fs.Float64("rtol", 0, "relative tolerance of both passes; default per task (1e-3, sines 1e-4)")
-	atol := fs.Float64("atol", 0, "absolute tolerance of both passes; default per task (1e-3, sines 1e-5)")
-	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C")
-	seed := fs.Uint64("seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
-	obs := fs.Int("obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
-	irregular := fs.Bool("irregular", false, "sines: irregular observation times")
-	out := fs.String("out", "neuralode-out", "output directory for metrics.jsonl and the plots")
-	jsonOut := fs.Bool("json", false, "print JSON lines (per epoch and a summary per method) on stdout instead of the table")
-	quiet := fs.Bool("quiet", false, "no progress on stderr")
-	save := fs.String("save", "", "write the trained model and training state to FILE (case format) at the end")
-	saveEvery := fs.Int("save-every", 0, "also save every K epochs (needs --save)")
-	resume := fs.String("resume", "", "continue the run saved in FILE (its task, method and hyper-parameters are used)")
+		"Wong–Zakai). Flags left out take the task's default; values given must be positive.\n"+
+		"Progress goes to stderr; the final table (or, with --json, JSON lines) to stdout.\n"+
+		"SIGINT/SIGTERM stop within the current step and save a checkpoint (exit status 130);\n"+
+		"a second one exits at once.", stdout)
+	var f trainFlags
+	f.register(fs)
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	f.set = flagsSet(fs)
+	cfg, methods, ck, o, err := f.plan()
+	if err != nil {
+		return fail(stderr, "train", err)
+	}
+	o.stop = in.betweenSteps
+	cfg.abort = in.withinStep
+	return trainRun(cfg, methods, ck, o, stdout, stderr, "train")
+}
 
-	o := trainOpts{out: *out, json: *jsonOut, quiet: *quiet, save: *save, saveEvery: *saveEvery, stop: stop}
+// plan turns the flags into the run: its configuration, methods, the
+// checkpoint to resume and the output settings. Errors are usage errors
+// except those of reading the checkpoint or checking --save.
+func (f *trainFlags) plan() (trainConfig, []string, *checkpointState, trainOpts, error) {
+	o := trainOpts{out: f.out, json: f.output.json, quiet: f.output.quiet, save: f.save, saveEvery: f.saveEvery}
 	if o.saveEvery < 0 {
-		return usageErr(stderr, "train", "--save-every %d: must be ≥ 0", o.saveEvery)
+		return trainConfig{}, nil, nil, o, usagef("--save-every %d: must be ≥ 0", o.saveEvery)
 	}
-	if o.saveEvery > 0 && o.save == "" {
-		return usageErr(stderr, "train", "--save-every needs --save FILE")
+	if o.saveEvery > 0 && o.save == "" && f.resume == "" {
+		return trainConfig{}, nil, nil, o, usagef("--save-every needs --save FILE")
 	}
-	if o.out == "" {
-		return usageErr(stderr, "train", "--out: empty directory name")
+	if err := f.checkOut(); err != nil {
+		return trainConfig{}, nil, nil, o, err
 	}
-
-	var ck *checkpointState
 	var cfg trainConfig
 	var methods []string
-	if *resume != "" {
-		var err error
-		ck, err = loadCheckpoint(*resume)
-		if err != nil {
-			return fail(stderr, "train", fmt.Errorf("--resume: %w", err))
-		}
-		cfg = ck.Config
-		// Flags that define the trajectory come from the checkpoint; an
-		// explicit different value is a mistake, not an override.
-		conflict := map[string]bool{
-			"task": *taskName != cfg.Task, "method": *method != cfg.Method, "width": *width != cfg.Width,
-			"lr": *lr != cfg.LR, "batch": *batch != cfg.Batch, "rtol": *rtol != cfg.RTol, "atol": *atol != cfg.ATol,
-			"gq-c": *gqC != cfg.GQC, "seed": *seed != cfg.Seed, "obs": *obs != cfg.Obs, "irregular": *irregular != cfg.Irregular,
-		}
-		for _, name := range []string{"task", "method", "width", "lr", "batch", "rtol", "atol", "gq-c", "seed", "obs", "irregular"} {
-			if set[name] && conflict[name] {
-				return usageErr(stderr, "train", "--%s: differs from the checkpoint being resumed (%s)", name, *resume)
-			}
-		}
-		if set["epochs"] {
-			if *epochs < 1 {
-				return usageErr(stderr, "train", "--epochs %d: must be ≥ 1", *epochs)
-			}
-			cfg.Epochs = *epochs
-		}
+	var ck *checkpointState
+	var err error
+	if f.resume != "" {
+		cfg, ck, err = f.resumed()
 		methods = []string{cfg.Method}
+		if o.save == "" {
+			o.save = f.resume // never throw the resumed work away
+		}
 	} else {
-		def, ok := taskDefaults[*taskName]
-		if !ok {
-			return usageErr(stderr, "train", "--task %q: want g1d, spheres, sines or ou", *taskName)
-		}
-		var err error
-		if methods, err = parseMethods(*method); err != nil {
-			return usageErr(stderr, "train", "--method %v", err)
-		}
-		cfg = def
-		cfg.Task, cfg.Seed, cfg.GQC, cfg.Irregular = *taskName, *seed, *gqC, *irregular
-		for _, c := range []struct {
-			name string
-			v    int
-			dst  *int
-		}{{"width", *width, &cfg.Width}, {"epochs", *epochs, &cfg.Epochs}, {"batch", *batch, &cfg.Batch}, {"obs", *obs, &cfg.Obs}} {
-			if set[c.name] && c.v < 1 {
-				return usageErr(stderr, "train", "--%s %d: must be ≥ 1", c.name, c.v)
-			}
-			if c.v > 0 {
-				*c.dst = c.v
-			}
-		}
-		for _, c := range []struct {
-			name string
-			v    float64
-			dst  *float64
-		}{{"lr", *lr, &cfg.LR}, {"rtol", *rtol, &cfg.RTol}, {"atol", *atol, &cfg.ATol}, {"gq-c", *gqC, &cfg.GQC}} {
-			if set[c.name] && !(c.v > 0 && !math.IsInf(c.v, 0)) {
-				return usageErr(stderr, "train", "--%s %v: must be positive and finite", c.name, c.v)
-			}
-			if c.v > 0 {
-				*c.dst = c.v
-			}
-		}
-		if cfg.Task == "ou" && cfg.Batch < 2 {
-			return usageErr(stderr, "train", "--batch %d: ou needs at least 2 paths", cfg.Batch)
-		}
-		if cfg.Task == "sines" && cfg.Obs < 2 {
-			return usageErr(stderr, "train", "--obs %d: need at least 2 observation times", cfg.Obs)
-		}
-		if cfg.Task != "sines" && (set["obs"] || set["irregular"]) {
-			return usageErr(stderr, "train", "--obs and --irregular apply to --task sines only")
-		}
-		if len(methods) > 1 && o.save != "" {
-			return usageErr(stderr, "train", "--save needs a single --method")
+		cfg, methods, err = f.fresh()
+		if err == nil && len(methods) > 1 && o.save != "" {
+			err = usagef("--save needs a single --method")
 		}
 	}
-	return trainRun(cfg, methods, ck, o, stdout, stderr, "train")
+	if err != nil {
+		return cfg, nil, nil, o, err
+	}
+	if o.save != "" {
+		// Saving into the output directory is common: create it first.
+		if filepath.Clean(filepath.Dir(o.save)) == filepath.Clean(o.out) {
+			if err := os.MkdirAll(o.out, 0o755); err != nil {
+				return cfg, nil, nil, o, fmt.Errorf("--out: %w", err)
+			}
+		}
+		if err := checkWritable(o.save); err != nil {
+			return cfg, nil, nil, o, fmt.Errorf("--save %s: %w", o.save, err)
+		}
+	}
+	return cfg, methods, ck, o, nil
+}
+
+// resumed reads the checkpoint; flags that define the trajectory come from
+// it, and an explicit different value is a mistake, not an override.
+func (f *trainFlags) resumed() (trainConfig, *checkpointState, error) {
+	ck, err := loadCheckpoint(f.resume)
+	if err != nil {
+		return trainConfig{}, nil, fmt.Errorf("--resume: %w", err)
+	}
+	cfg := ck.Config
+	given, saved := trajectoryFlags(f.cfg, f.method), trajectoryFlags(cfg, cfg.Method)
+	for _, name := range []string{"task", "method", "width", "lr", "batch", "rtol", "atol", "gq-c", "seed", "obs", "irregular"} {
+		if f.set[name] && given[name] != saved[name] {
+			return cfg, nil, usagef("--%s: differs from the checkpoint being resumed (%s)", name, f.resume)
+		}
+	}
+	if f.set["epochs"] {
+		if f.cfg.Epochs < 1 {
+			return cfg, nil, usagef("--epochs %d: must be ≥ 1", f.cfg.Epochs)
+		}
+		if f.cfg.Epochs < ck.Epoch {
+			return cfg, nil, usagef("--epochs %d: the checkpoint has already trained %d", f.cfg.Epochs, ck.Epoch)
+		}
+		cfg.Epochs = f.cfg.Epochs
+	}
+	return cfg, ck, nil
+}
+
+// fresh builds a new run's configuration from the task's defaults and the
+// flags given.
+func (f *trainFlags) fresh() (trainConfig, []string, error) {
+	spec, ok := taskRegistry[f.cfg.Task]
+	if !ok {
+		return trainConfig{}, nil, usagef("--task %q: want %s", f.cfg.Task, taskList())
+	}
+	methods, err := parseMethods(f.method)
+	if err != nil {
+		return trainConfig{}, nil, usagef("--method %v", err)
+	}
+	cfg := spec.defaults
+	cfg.Task, cfg.Seed, cfg.GQC, cfg.Irregular = f.cfg.Task, f.cfg.Seed, f.cfg.GQC, f.cfg.Irregular
+	for _, c := range []struct {
+		name     string
+		src, dst *int
+	}{{"width", &f.cfg.Width, &cfg.Width}, {"epochs", &f.cfg.Epochs, &cfg.Epochs},
+		{"batch", &f.cfg.Batch, &cfg.Batch}, {"obs", &f.cfg.Obs, &cfg.Obs}} {
+		if f.set[c.name] {
+			if *c.src < 1 {
+				return cfg, nil, usagef("--%s %d: must be ≥ 1", c.name, *c.src)
+			}
+			*c.dst = *c.src
+		}
+	}
+	for _, c := range []struct {
+		name     string
+		src, dst *float64
+	}{{"lr", &f.cfg.LR, &cfg.LR}, {"rtol", &f.cfg.RTol, &cfg.RTol}, {"atol", &f.cfg.ATol, &cfg.ATol}, {"gq-c", &f.cfg.GQC, &cfg.GQC}} {
+		if f.set[c.name] {
+			if err := positiveFlag(c.name, *c.src); err != nil {
+				return cfg, nil, err
+			}
+			*c.dst = *c.src
+		}
+	}
+	if !spec.usesObs && (f.set["obs"] || f.set["irregular"]) {
+		return cfg, nil, usagef("--obs and --irregular apply to --task sines only")
+	}
+	return cfg, methods, validateConfig(cfg)
+}
+
+// validateConfig checks a run's configuration, whether it comes from flags
+// or from a checkpoint, including that its sizes fit in memory.
+func validateConfig(cfg trainConfig) error {
+	spec, ok := taskRegistry[cfg.Task]
+	if !ok {
+		return usagef("--task %q: want %s", cfg.Task, taskList())
+	}
+	if _, err := neuralode.ParseGradMethod(cfg.Method); cfg.Method != "" && err != nil {
+		return usagef("--method %q: want one of %s", cfg.Method, strings.Join(allMethods, ", "))
+	}
+	for _, c := range []struct {
+		name string
+		v    int
+	}{{"width", cfg.Width}, {"epochs", cfg.Epochs}, {"batch", cfg.Batch}} {
+		if c.v < 1 {
+			return usagef("--%s %d: must be ≥ 1", c.name, c.v)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    float64
+	}{{"lr", cfg.LR}, {"rtol", cfg.RTol}, {"atol", cfg.ATol}, {"gq-c", cfg.GQC}} {
+		if err := positiveFlag(c.name, c.v); err != nil {
+			return err
+		}
+	}
+	if cfg.RTol < minRTol {
+		return usagef("--rtol %g: below %.1e (100 × machine epsilon), which float64 cannot meet", cfg.RTol, minRTol)
+	}
+	if spec.check != nil {
+		if err := spec.check(cfg); err != nil {
+			return err
+		}
+	}
+	return checkMemory(spec.memory(cfg), "--width, --batch or --obs")
+}
+
+// checkMemory refuses a run whose estimated memory exceeds the machine's.
+func checkMemory(bytes float64, flags string) error {
+	if limit := memoryLimit(); bytes > limit {
+		return usagef("these sizes need at least %.3g GB of memory, more than the %.3g GB available; reduce %s",
+			bytes/1e9, limit/1e9, flags)
+	}
+	return nil
+}
+
+// memoryLimit is the machine's physical memory (Linux: /proc/meminfo), or
+// 16 GB where it cannot be read.
+func memoryLimit() float64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			var kb float64
+			if _, err := fmt.Sscanf(line, "MemTotal: %g kB", &kb); err == nil && kb > 0 {
+				return kb * 1024
+			}
+		}
+	}
+	return 16e9
+}
+
+// checkWritable checks, before any training, that a file can be written
+// at path: its directory exists and takes new files, and path is not a
+// directory.
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return errors.New("is a directory, want a file name")
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("directory %s does not exist", dir)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check*")
+	if err != nil {
+		return fmt.Errorf("cannot write in %s: %w", dir, errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
 }
 
 // parseMethods splits a comma-separated method list ("all" for every method).
@@ -243,17 +399,32 @@ func parseMethods(s string) ([]string, error) {
 	return ms, nil
 }
 
+// openMetrics creates DIR/metrics.jsonl; a resumed run rewrites it from the
+// checkpoint's history, so epochs written after the checkpoint by a killed
+// run are not repeated.
+func openMetrics(dir string, ck *checkpointState) (*os.File, error) {
+	mf, err := os.OpenFile(filepath.Join(dir, "metrics.jsonl"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if ck != nil {
+		for _, rec := range ck.History {
+			if err := writeJSON(mf, rec); err != nil {
+				mf.Close()
+				return nil, err
+			}
+		}
+	}
+	return mf, nil
+}
+
 // trainRun trains every method from the same initial weights and data, then
 // writes the loss chart, the table (or JSON) and the plots.
 func trainRun(cfg trainConfig, methods []string, ck *checkpointState, o trainOpts, stdout, stderr io.Writer, cmd string) int {
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return fail(stderr, cmd, err)
+		return fail(stderr, cmd, fmt.Errorf("--out: %w", err))
 	}
-	flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
-	if ck != nil {
-		flags = os.O_CREATE | os.O_WRONLY | os.O_APPEND
-	}
-	mf, err := os.OpenFile(filepath.Join(o.out, "metrics.jsonl"), flags, 0o644)
+	mf, err := openMetrics(o.out, ck)
 	if err != nil {
 		return fail(stderr, cmd, err)
 	}
@@ -281,35 +452,49 @@ func trainRun(cfg trainConfig, methods []string, ck *checkpointState, o trainOpt
 			return exitInterrupted
 		}
 	}
+	if err := reportRun(results, o, mf, stdout, stderr); err != nil {
+		return fail(stderr, cmd, err)
+	}
+	return 0
+}
+
+// reportRun writes the loss chart, the summaries (metrics.jsonl, and stdout
+// with --json) and the table with the list of files.
+func reportRun(results []methodResult, o trainOpts, mf io.Writer, stdout, stderr io.Writer) error {
 	lossPath, err := lossChart(o.out, results)
 	if err != nil {
-		return fail(stderr, cmd, err)
+		return err
 	}
 	for _, r := range results {
 		sum := summarize(r)
 		if err := writeJSON(mf, sum); err != nil {
-			return fail(stderr, cmd, err)
+			return err
 		}
 		if o.json {
 			if err := writeJSON(stdout, sum); err != nil {
-				return fail(stderr, cmd, err)
+				return err
 			}
 		}
 	}
-	if !o.json {
-		printTrainTable(stdout, results)
-		fmt.Fprintf(stdout, "\nplots and metrics in %s:\n", absPath(o.out))
-		fmt.Fprintf(stdout, "  %s\n", filepath.Base(lossPath))
-		for _, r := range results {
-			for _, p := range r.plots {
-				fmt.Fprintf(stdout, "  %s\n", filepath.Base(p))
-			}
-		}
-		fmt.Fprintf(stdout, "  metrics.jsonl\n")
-	} else if !o.quiet {
-		fmt.Fprintf(stderr, "plots and metrics in %s\n", absPath(o.out))
+	if o.save != "" && !o.quiet {
+		fmt.Fprintf(stderr, "model and training state saved in %s\n", o.save)
 	}
-	return 0
+	if o.json {
+		if !o.quiet {
+			fmt.Fprintf(stderr, "plots and metrics in %s\n", absPath(o.out))
+		}
+		return nil
+	}
+	printTrainTable(stdout, results)
+	fmt.Fprintf(stdout, "\nplots and metrics in %s:\n", absPath(o.out))
+	fmt.Fprintf(stdout, "  %s\n", filepath.Base(lossPath))
+	for _, r := range results {
+		for _, p := range r.plots {
+			fmt.Fprintf(stdout, "  %s\n", filepath.Base(p))
+		}
+	}
+	fmt.Fprintf(stdout, "  metrics.jsonl\n")
+	return nil
 }
 
 func absPath(p string) string {
@@ -319,36 +504,124 @@ func absPath(p string) string {
 	return p
 }
 
+// errInterrupted marks a step abandoned because a stop was requested.
+var errInterrupted = errors.New("interrupted")
+
+// trainer is one method's training loop state.
+type trainer struct {
+	cfg    trainConfig
+	o      trainOpts
+	t      task
+	params []float64
+	grad   []float64
+	adam   *neuralode.Adam
+	res    methodResult
+}
+
+// newTrainer builds the task and the optimiser, from scratch or from the
+// checkpoint ck; it returns the epoch and step to start from.
+func newTrainer(cfg trainConfig, ck *checkpointState, o trainOpts) (*trainer, int, int, epochAccum, error) {
+	tr := &trainer{cfg: cfg, o: o, res: methodResult{cfg: cfg}}
+	var err error
+	if tr.t, err = newTask(cfg); err != nil {
+		return nil, 0, 0, epochAccum{}, err
+	}
+	tr.params = tr.t.params()
+	tr.grad = make([]float64, len(tr.params))
+	tr.adam = neuralode.NewAdam(len(tr.params))
+	tr.adam.LR = cfg.LR
+	if ck == nil {
+		return tr, 0, 0, epochAccum{}, nil
+	}
+	if err := ck.checkAgainst(len(tr.params), tr.t.steps()); err != nil {
+		return nil, 0, 0, epochAccum{}, err
+	}
+	copy(tr.params, ck.Params)
+	tr.adam.T = ck.AdamT
+	if ck.AdamT > 0 {
+		tr.adam.M = append([]float64(nil), ck.AdamM...)
+		tr.adam.V = append([]float64(nil), ck.AdamV...)
+	}
+	tr.res.history = append(tr.res.history, ck.History...)
+	return tr, ck.Epoch, ck.Step, ck.Partial, nil
+}
+
+func (tr *trainer) save(epoch, step int, acc epochAccum, path string) error {
+	return saveCheckpoint(path, tr.t, tr.cfg, tr.adam, epoch, step, acc, tr.res.history)
+}
+
+// aborted reports whether a stop was requested inside a step.
+func (tr *trainer) aborted() bool { return tr.cfg.abort != nil && tr.cfg.abort() }
+
+// step runs optimiser step k of an epoch. It returns errInterrupted, with
+// the parameters untouched, when a stop was requested during the step.
+func (tr *trainer) step(epoch, k int, acc *epochAccum) error {
+	start := time.Now()
+	loss, st, err := tr.t.gradient(epoch, k, tr.grad)
+	if tr.aborted() {
+		return errInterrupted // the gradient may be poisoned: discard it
+	}
+	if err != nil {
+		return fmt.Errorf("epoch %d step %d: %w", epoch+1, k+1, err)
+	}
+	if err := tr.adam.Step(tr.params, tr.grad); err != nil {
+		return fmt.Errorf("epoch %d step %d: %w", epoch+1, k+1, err)
+	}
+	acc.Seconds += time.Since(start).Seconds()
+	acc.Loss += loss
+	acc.Steps++
+	acc.NFEF += st.Forward.NFE
+	acc.NFEB += st.Backward.NFE
+	return nil
+}
+
+// interrupt saves the state after step steps of epoch and marks the result
+// interrupted.
+func (tr *trainer) interrupt(epoch, step int, acc epochAccum) (methodResult, error) {
+	path := tr.o.save
+	if path == "" {
+		path = filepath.Join(tr.o.out, "checkpoint.json")
+	}
+	if err := tr.save(epoch, step, acc, path); err != nil {
+		return tr.res, err
+	}
+	tr.res.interrupted = true
+	tr.res.savedTo = path
+	return tr.res, nil
+}
+
+// endEpoch validates, records and reports a finished epoch.
+func (tr *trainer) endEpoch(epoch int, acc epochAccum, prog *progress, metrics, stdout io.Writer) error {
+	val, err := tr.t.validate()
+	if err != nil {
+		return fmt.Errorf("validation after epoch %d: %w", epoch+1, err)
+	}
+	rec := epochRecord{Type: "epoch", Task: tr.cfg.Task, Method: tr.cfg.Method, Epoch: epoch + 1,
+		Loss: acc.Loss / float64(max(acc.Steps, 1)), ValMetric: tr.t.valName(), Val: val,
+		NFEForward: float64(acc.NFEF), NFEBackward: float64(acc.NFEB), Seconds: acc.Seconds}
+	tr.res.history = append(tr.res.history, rec)
+	if err := writeJSON(metrics, rec); err != nil {
+		return err
+	}
+	if tr.o.json {
+		if err := writeJSON(stdout, rec); err != nil {
+			return err
+		}
+	}
+	prog.epoch(rec, tr.cfg.Epochs)
+	if e := tr.o.saveEvery; e > 0 && (epoch+1)%e == 0 && epoch+1 < tr.cfg.Epochs {
+		return tr.save(epoch+1, 0, epochAccum{}, tr.o.save)
+	}
+	return nil
+}
+
 // trainMethod trains one method, from scratch or from the checkpoint ck.
 func trainMethod(cfg trainConfig, ck *checkpointState, o trainOpts, prog *progress, metrics io.Writer, stdout io.Writer, label string) (methodResult, error) {
-	res := methodResult{cfg: cfg}
-	t, err := newTask(cfg)
+	tr, epoch0, step0, acc, err := newTrainer(cfg, ck, o)
 	if err != nil {
-		return res, err
+		return methodResult{cfg: cfg}, err
 	}
-	params := t.params()
-	adam := neuralode.NewAdam(len(params))
-	adam.LR = cfg.LR
-	epoch0, step0 := 0, 0
-	var acc epochAccum
-	if ck != nil {
-		if len(ck.Params) != len(params) || len(ck.AdamM) != len(params) && ck.AdamT > 0 {
-			return res, fmt.Errorf("checkpoint has %d parameters, the model %d", len(ck.Params), len(params))
-		}
-		copy(params, ck.Params)
-		adam.T = ck.AdamT
-		if ck.AdamT > 0 {
-			adam.M = append([]float64(nil), ck.AdamM...)
-			adam.V = append([]float64(nil), ck.AdamV...)
-		}
-		epoch0, step0, acc = ck.Epoch, ck.Step, ck.Partial
-		res.history = append(res.history, ck.History...)
-	}
-	grad := make([]float64, len(params))
-	nsteps := t.steps()
-	save := func(epoch, step int, acc epochAccum, path string) error {
-		return saveCheckpoint(path, t, cfg, adam, epoch, step, acc, res.history)
-	}
+	nsteps := tr.t.steps()
 	for epoch := epoch0; epoch < cfg.Epochs; epoch++ {
 		k0 := 0
 		if epoch == epoch0 {
@@ -357,62 +630,26 @@ func trainMethod(cfg trainConfig, ck *checkpointState, o trainOpts, prog *progre
 			acc = epochAccum{}
 		}
 		for k := k0; k < nsteps; k++ {
-			start := time.Now()
-			loss, st, err := t.gradient(epoch, k, grad)
-			if err != nil {
-				return res, fmt.Errorf("epoch %d step %d: %w", epoch+1, k+1, err)
+			if err := tr.step(epoch, k, &acc); err == errInterrupted {
+				return tr.interrupt(epoch, k, acc)
+			} else if err != nil {
+				return tr.res, err
 			}
-			if err := adam.Step(params, grad); err != nil {
-				return res, fmt.Errorf("epoch %d step %d: %w", epoch+1, k+1, err)
-			}
-			acc.Seconds += time.Since(start).Seconds()
-			acc.Loss += loss
-			acc.Steps++
-			acc.NFEF += st.Forward.NFE
-			acc.NFEB += st.Backward.NFE
 			if o.stop != nil && o.stop() {
-				path := o.save
-				if path == "" {
-					path = filepath.Join(o.out, "checkpoint.json")
-				}
-				if err := save(epoch, k+1, acc, path); err != nil {
-					return res, err
-				}
-				res.interrupted = true
-				res.savedTo = path
-				return res, nil
+				return tr.interrupt(epoch, k+1, acc)
 			}
 		}
-		val, err := t.validate()
-		if err != nil {
-			return res, fmt.Errorf("validation after epoch %d: %w", epoch+1, err)
-		}
-		rec := epochRecord{Type: "epoch", Task: cfg.Task, Method: cfg.Method, Epoch: epoch + 1,
-			Loss: acc.Loss / float64(max(acc.Steps, 1)), ValMetric: t.valName(), Val: val,
-			NFEForward: float64(acc.NFEF), NFEBackward: float64(acc.NFEB), Seconds: acc.Seconds}
-		res.history = append(res.history, rec)
-		if err := writeJSON(metrics, rec); err != nil {
-			return res, err
-		}
-		if o.json {
-			if err := writeJSON(stdout, rec); err != nil {
-				return res, err
-			}
-		}
-		prog.epoch(rec, cfg.Epochs)
-		if o.saveEvery > 0 && (epoch+1)%o.saveEvery == 0 && epoch+1 < cfg.Epochs {
-			if err := save(epoch+1, 0, epochAccum{}, o.save); err != nil {
-				return res, err
-			}
+		if err := tr.endEpoch(epoch, acc, prog, metrics, stdout); err != nil {
+			return tr.res, err
 		}
 	}
 	if o.save != "" {
-		if err := save(cfg.Epochs, 0, epochAccum{}, o.save); err != nil {
-			return res, err
+		if err := tr.save(cfg.Epochs, 0, epochAccum{}, o.save); err != nil {
+			return tr.res, err
 		}
 	}
-	res.plots, err = t.plot(o.out, label, cfg.Method)
-	return res, err
+	tr.res.plots, err = tr.t.plot(o.out, label, cfg.Method)
+	return tr.res, err
 }
 
 // summarize averages a method's epochs into its summary record.
@@ -467,9 +704,9 @@ func lossChart(dir string, results []methodResult) (string, error) {
 		return "", errors.New("no results")
 	}
 	task := results[0].cfg.Task
-	p := &Plot{Title: "Training loss per epoch (" + task + ")", XLabel: "epoch", YLabel: "training loss", LogY: true}
+	p := &lineChart{Title: "Training loss per epoch (" + task + ")", XLabel: "epoch", YLabel: "training loss", LogY: true}
 	for _, r := range results {
-		s := Series{Name: r.cfg.Method, X: make([]float64, len(r.history)), Y: make([]float64, len(r.history))}
+		s := lineSeries{Name: r.cfg.Method, X: make([]float64, len(r.history)), Y: make([]float64, len(r.history))}
 		for i, h := range r.history {
 			s.X[i], s.Y[i] = float64(h.Epoch), h.Loss
 		}
@@ -480,7 +717,7 @@ func lossChart(dir string, results []methodResult) (string, error) {
 	}
 	// The OU loss (a sum of KL divergences) is positive, like the others;
 	// a log axis shows the orders of magnitude training covers.
-	return saveSVG(dir, "loss.svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	return saveSVG(dir, "loss.svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 // ---------------------------------------------------------------------------
@@ -524,14 +761,22 @@ func saveCheckpoint(path string, t task, cfg trainConfig, adam *neuralode.Adam, 
 
 // writeAtomic writes a file so that a crash leaves either the old or the new
 // content: temporary file in the target's directory, fsync, rename, fsync of
-// the directory.
+// the directory. The file gets the permissions of the other outputs (0644
+// less the umask). A failed write removes its temporary file; temporary files
+// left by an earlier save that was killed are removed too.
 func writeAtomic(path string, write func(io.Writer) error) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	if stale, err := filepath.Glob(filepath.Join(dir, "."+globEscape(base)+".tmp*")); err == nil {
+		for _, s := range stale {
+			os.Remove(s)
+		}
+	}
+	f, tmp, err := createTemp(dir, "."+base+".tmp")
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
+	tempFiles.Store(tmp, struct{}{})
+	defer tempFiles.Delete(tmp)
 	ok := false
 	defer func() {
 		if !ok {
@@ -559,6 +804,30 @@ func writeAtomic(path string, write func(io.Writer) error) error {
 	return nil
 }
 
+// createTemp creates a new file prefix+random in dir with mode 0644 (less
+// the umask), unlike os.CreateTemp's 0600.
+func createTemp(dir, prefix string) (*os.File, string, error) {
+	for try := 0; ; try++ {
+		name := filepath.Join(dir, fmt.Sprintf("%s%d", prefix, rand.Uint32()))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+		if err == nil || !errors.Is(err, fs.ErrExist) || try == 100 {
+			return f, name, err
+		}
+	}
+}
+
+// globEscape quotes the pattern characters of a file name.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[\\`, r) {
+			b.WriteRune('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func loadCheckpoint(path string) (*checkpointState, error) {
 	c, err := neuralode.LoadCase(path)
 	if err != nil {
@@ -575,13 +844,52 @@ func loadCheckpoint(path string) (*checkpointState, error) {
 	if st.Version != 1 {
 		return nil, fmt.Errorf("%s: checkpoint version %d, want 1", path, st.Version)
 	}
-	if _, ok := taskDefaults[st.Config.Task]; !ok {
-		return nil, fmt.Errorf("%s: unknown task %q", path, st.Config.Task)
+	// A hand-edited configuration gets the flags' checks; the messages
+	// name the setting but are runtime errors (the file is at fault).
+	if err := validateConfig(st.Config); err != nil {
+		return nil, fmt.Errorf("%s: checkpoint config: %s", path, strings.TrimPrefix(err.Error(), "--"))
 	}
-	if _, err := neuralode.ParseGradMethod(st.Config.Method); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if st.Config.Method == "" {
+		return nil, fmt.Errorf("%s: checkpoint config: no method", path)
+	}
+	if err := st.checkPosition(); err != nil {
+		return nil, fmt.Errorf("%s: checkpoint %w", path, err)
 	}
 	return &st, nil
+}
+
+// checkPosition checks the checkpoint's position in the run against its
+// own configuration and history.
+func (st *checkpointState) checkPosition() error {
+	if st.Epoch < 0 || st.Epoch > st.Config.Epochs {
+		return fmt.Errorf("epoch %d: outside 0…%d (the configured epochs)", st.Epoch, st.Config.Epochs)
+	}
+	if st.Step < 0 {
+		return fmt.Errorf("step %d: negative", st.Step)
+	}
+	if len(st.History) != st.Epoch {
+		return fmt.Errorf("history has %d epochs, but the checkpoint is after epoch %d", len(st.History), st.Epoch)
+	}
+	if st.AdamT < 0 {
+		return fmt.Errorf("adam_t %d: negative", st.AdamT)
+	}
+	return nil
+}
+
+// checkAgainst checks the checkpoint's vectors against the model built
+// from its configuration (nparams parameters, steps optimiser steps per epoch).
+func (st *checkpointState) checkAgainst(nparams, steps int) error {
+	if len(st.Params) != nparams {
+		return fmt.Errorf("checkpoint params has %d values, the model has %d parameters", len(st.Params), nparams)
+	}
+	if st.AdamT > 0 && (len(st.AdamM) != nparams || len(st.AdamV) != nparams) {
+		return fmt.Errorf("checkpoint adam_m has %d values and adam_v %d, the model has %d parameters",
+			len(st.AdamM), len(st.AdamV), nparams)
+	}
+	if st.Step >= steps {
+		return fmt.Errorf("checkpoint step %d: an epoch has %d steps", st.Step, steps)
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/neuralode/neuralode"
 )
@@ -37,16 +38,107 @@ type trainConfig struct {
 	Seed      uint64  `json:"seed"`
 	Obs       int     `json:"obs,omitempty"`       // sines: observation times per series
 	Irregular bool    `json:"irregular,omitempty"` // sines: irregular observation times
+
+	// abort, when set, is polled inside every evaluation of the vector
+	// field during training (see newGradSolver): a long step stops within
+	// one evaluation of an interrupt instead of at its end. It is not part
+	// of the trajectory and not saved.
+	abort func() bool
 }
 
-// taskDefaults are the per-task defaults of the flags left at zero. They are
-// chosen so that each task's default run learns visibly and finishes in
-// about a minute on two cores.
-var taskDefaults = map[string]trainConfig{
-	"g1d":     {Width: 256, Epochs: 60, LR: 0.02, Batch: 2, RTol: 1e-3, ATol: 1e-3},
-	"spheres": {Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
-	"sines":   {Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
-	"ou":      {Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+// taskSpec registers a task: its defaults, its constructor and what its
+// sizes cost. Adding a task is adding one entry to taskRegistry (and its
+// name to taskOrder).
+type taskSpec struct {
+	// defaults are the values of the flags left out. They are chosen so
+	// that each task's default run learns visibly and finishes in about a
+	// minute on two cores.
+	defaults trainConfig
+	// build constructs the task from a validated configuration.
+	build func(cfg trainConfig) (task, error)
+	// memory estimates the bytes a run needs (a lower bound: parameters,
+	// optimiser state, states at the observation times, network scratch).
+	memory func(cfg trainConfig) float64
+	// check validates what only this task constrains (nil: nothing).
+	check func(cfg trainConfig) error
+	// usesObs reports that --obs and --irregular apply.
+	usesObs bool
+}
+
+// taskOrder lists the registered tasks in the order help texts show them.
+var taskOrder = []string{"g1d", "spheres", "sines", "ou"}
+
+// taskRegistry holds every task the train command knows.
+var taskRegistry = map[string]taskSpec{
+	"g1d": {
+		defaults: trainConfig{Width: 256, Epochs: 60, LR: 0.02, Batch: 2, RTol: 1e-3, ATol: 1e-3},
+		build:    func(cfg trainConfig) (task, error) { return newG1DTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			return runBytes(mlpParams(1+g1dAugment, cfg.Width, false), 2, 1+g1dAugment, cfg.Width, 2)
+		},
+	},
+	"spheres": {
+		defaults: trainConfig{Width: 32, Epochs: 30, LR: 0.01, Batch: 200, RTol: 1e-3, ATol: 1e-3},
+		build:    func(cfg trainConfig) (task, error) { return newSpheresTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			// The decision-region plot integrates a 70 × 70 grid at once.
+			b := max(min(cfg.Batch, 2*spheresTrainPerClass), 70*70)
+			return runBytes(mlpParams(2+spheresAugment, cfg.Width, true), b, 2+spheresAugment, cfg.Width, 2)
+		},
+	},
+	"sines": {
+		defaults: trainConfig{Width: 32, Epochs: 400, LR: 0.01, Batch: 15, RTol: 1e-4, ATol: 1e-5, Obs: 10},
+		build:    func(cfg trainConfig) (task, error) { return newSinesTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			return runBytes(mlpParams(2, cfg.Width, false), sinesTrain+sinesVal, 2, cfg.Width, cfg.Obs)
+		},
+		check: func(cfg trainConfig) error {
+			if cfg.Obs < 2 {
+				return usagef("--obs %d: need at least 2 observation times", cfg.Obs)
+			}
+			return nil
+		},
+		usesObs: true,
+	},
+	"ou": {
+		defaults: trainConfig{Width: 32, Epochs: 40, LR: 0.01, Batch: 64, RTol: 1e-3, ATol: 1e-3},
+		build:    func(cfg trainConfig) (task, error) { return newOUTask(cfg) },
+		memory: func(cfg trainConfig) float64 {
+			// Drift and diffusion networks; 101 observation times.
+			return runBytes(2*mlpParams(1, cfg.Width, true), cfg.Batch, 1, 2*cfg.Width, 101)
+		},
+		check: func(cfg trainConfig) error {
+			if cfg.Batch < 2 {
+				return usagef("--batch %d: ou needs at least 2 paths", cfg.Batch)
+			}
+			return nil
+		},
+	},
+}
+
+// taskList is "g1d, spheres, sines or ou" for messages.
+func taskList() string {
+	return strings.Join(taskOrder[:len(taskOrder)-1], ", ") + " or " + taskOrder[len(taskOrder)-1]
+}
+
+// mlpParams counts the parameters of a Dim → width → width → Dim MLP.
+func mlpParams(dim, width int, timeInput bool) float64 {
+	in, w, d := float64(dim), float64(width), float64(dim)
+	if timeInput {
+		in++
+	}
+	return in*w + w + w*w + w + w*d + d
+}
+
+// runBytes estimates the memory of a training run: the parameters with
+// their gradient, Adam moments and solver copies (~10 vectors of P), the
+// network's activations for a batch (~16 of B × width), and the states at
+// the observation times with their adjoints and Runge–Kutta stages (~12 of
+// B × D × M). It is a lower bound: direct backpropagation also stores
+// every stage of every step.
+func runBytes(params float64, batch, dim, width, times int) float64 {
+	b, d, w, m := float64(batch), float64(dim), float64(width), float64(times)
+	return 8 * (10*params + 16*b*w + 12*b*d*m)
 }
 
 // task is one experiment ready to train.
@@ -89,10 +181,15 @@ func gradMethod(cfg trainConfig) (neuralode.GradMethod, error) {
 	return neuralode.ParseGradMethod(cfg.Method)
 }
 
+// newGradSolver returns the run's gradient solver for field; with cfg.abort
+// set, the field is wrapped so that an interrupt stops a step from inside.
 func newGradSolver(field neuralode.VectorField, cfg trainConfig) (*neuralode.GradientSolver, error) {
 	m, err := gradMethod(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.abort != nil {
+		field = &abortableField{VectorField: field, abort: cfg.abort}
 	}
 	return neuralode.NewGradientSolver(field, neuralode.GradOptions{
 		Method:  m,
@@ -123,17 +220,11 @@ func linspace(a, b float64, n int) []float64 {
 }
 
 func newTask(cfg trainConfig) (task, error) {
-	switch cfg.Task {
-	case "g1d":
-		return newG1DTask(cfg)
-	case "spheres":
-		return newSpheresTask(cfg)
-	case "sines":
-		return newSinesTask(cfg)
-	case "ou":
-		return newOUTask(cfg)
+	spec, ok := taskRegistry[cfg.Task]
+	if !ok {
+		return nil, fmt.Errorf("unknown task %q", cfg.Task)
 	}
-	return nil, fmt.Errorf("unknown task %q", cfg.Task)
+	return spec.build(cfg)
 }
 
 // lossCapture lets a neuralode.Loss report an error from the task's loss
@@ -182,7 +273,7 @@ func saveSVG(dir, name string, render func(f *os.File) error) (string, error) {
 
 type g1dTask struct {
 	cfg  trainConfig
-	data G1DData
+	data g1dData
 	mlp  *neuralode.MLP
 	gs   *neuralode.GradientSolver
 	lc   lossCapture
@@ -190,7 +281,7 @@ type g1dTask struct {
 }
 
 func newG1DTask(cfg trainConfig) (*g1dTask, error) {
-	data, err := G1D(G1DAugment)
+	data, err := makeG1D(g1dAugment)
 	if err != nil {
 		return nil, err
 	}
@@ -205,14 +296,18 @@ func newG1DTask(cfg trainConfig) (*g1dTask, error) {
 	}
 	n := data.Batch * data.Dim
 	t.loss = func(states, grad []float64) float64 {
-		return t.lc.check(ReadoutMSE(states[n:], data.Batch, data.Dim, 0, data.Targets, grad[n:]))
+		return t.lc.check(readoutMSE(states[n:], data.Batch, data.Dim, 0, data.Targets, grad[n:]))
 	}
 	return t, nil
 }
 
 func (t *g1dTask) params() []float64 { return t.mlp.Params() }
 func (t *g1dTask) steps() int        { return 1 }
-func (t *g1dTask) valName() string   { return "val_mse" }
+
+// valName: g1d has no held-out data (its two training points are the whole
+// task), so its metric is the training MSE after the epoch's update, named
+// for what it is; it equals the next epoch's loss.
+func (t *g1dTask) valName() string { return "mse_after_step" }
 
 func (t *g1dTask) gradient(epoch, k int, grad []float64) (float64, neuralode.GradStats, error) {
 	return t.lc.gradient(t.gs, t.data.Z0, t.data.Times, t.loss, grad)
@@ -224,7 +319,7 @@ func (t *g1dTask) validate() (float64, error) {
 		return 0, err
 	}
 	n := t.data.Batch * t.data.Dim
-	return ReadoutMSE(out[n:], t.data.Batch, t.data.Dim, 0, t.data.Targets, nil)
+	return readoutMSE(out[n:], t.data.Batch, t.data.Dim, 0, t.data.Targets, nil)
 }
 
 func (t *g1dTask) plot(dir, label, method string) ([]string, error) {
@@ -234,20 +329,20 @@ func (t *g1dTask) plot(dir, label, method string) ([]string, error) {
 		return nil, err
 	}
 	D, n := t.data.Dim, t.data.Batch*t.data.Dim
-	p := &Plot{Title: "Crossing trajectories (" + method + "): x(0) = −1 → 1 and 1 → −1",
+	p := &lineChart{Title: "Crossing trajectories (" + method + "): x(0) = −1 → 1 and 1 → −1",
 		XLabel: "time t", YLabel: "state component"}
 	for b := 0; b < t.data.Batch; b++ {
-		x := Series{Name: fmt.Sprintf("x(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)), Color: Palette[b]}
-		aug := Series{Name: fmt.Sprintf("augmented z₂(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)),
-			Color: Palette[b], Dashed: true, Width: 1.5, Opacity: 0.7}
+		x := lineSeries{Name: fmt.Sprintf("x(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)), Color: palette[b]}
+		aug := lineSeries{Name: fmt.Sprintf("augmented z₂(t) from x(0) = %+g", t.data.Z0[b*D]), X: ts, Y: make([]float64, len(ts)),
+			Color: palette[b], Dashed: true, Width: 1.5, Opacity: 0.7}
 		for i := range ts {
 			x.Y[i] = out[i*n+b*D]
 			aug.Y[i] = out[i*n+b*D+1]
 		}
 		p.Series = append(p.Series, x, aug)
 	}
-	p.Series = append(p.Series, Series{Name: "targets x(1)", X: []float64{1, 1}, Y: t.data.Targets, Color: Palette[6], NoLine: true})
-	path, err := saveSVG(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	p.Series = append(p.Series, lineSeries{Name: "targets x(1)", X: []float64{1, 1}, Y: t.data.Targets, Color: palette[6], NoLine: true})
+	path, err := saveSVG(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +393,7 @@ const spheresClasses = 2
 
 type spheresTask struct {
 	cfg        trainConfig
-	train, val SpheresData
+	train, val spheresData
 	mlp        *neuralode.MLP
 	joint      []float64 // [θ_ode, W (classes×D), b (classes)]
 	np         int
@@ -312,11 +407,11 @@ type spheresTask struct {
 
 func newSpheresTask(cfg trainConfig) (*spheresTask, error) {
 	drng := seedRNG(cfg.Seed, streamData)
-	train, err := NestedSpheres(drng, SpheresTrainPerClass, SpheresAugment)
+	train, err := nestedSpheres(drng, spheresTrainPerClass, spheresAugment)
 	if err != nil {
 		return nil, err
 	}
-	val, err := NestedSpheres(drng, SpheresValPerClass, SpheresAugment)
+	val, err := nestedSpheres(drng, spheresValPerClass, spheresAugment)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +463,7 @@ func (t *spheresTask) gradient(epoch, k int, grad []float64) (float64, neuralode
 	n := bs * D
 	w, b := t.classifier()
 	loss := func(states, g []float64) float64 {
-		return t.lc.check(SoftmaxCrossEntropy(states[n:], bs, D, t.labels, w, b, g[n:], t.dw, t.db))
+		return t.lc.check(softmaxCrossEntropy(states[n:], bs, D, t.labels, w, b, g[n:], t.dw, t.db))
 	}
 	l, st, err := t.lc.gradient(t.gs, t.z0, t.train.Times, loss, grad[:t.np])
 	if err != nil {
@@ -394,7 +489,7 @@ func (t *spheresTask) validate() (float64, error) {
 		return 0, err
 	}
 	w, b := t.classifier()
-	return Accuracy(z, t.val.Batch, t.val.Dim, t.val.Labels, w, b)
+	return accuracy(z, t.val.Batch, t.val.Dim, t.val.Labels, w, b)
 }
 
 func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
@@ -414,7 +509,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 		return nil, err
 	}
 	w, b := t.classifier()
-	s := &ScatterRegions{
+	s := &regionScatter{
 		Title:  "Nested spheres (" + method + "): decision regions and validation points",
 		XLabel: "x₁", YLabel: "x₂",
 		ClassNames: []string{"inner (r < 0.4)", "outer (0.7 < r < 0.9)"},
@@ -432,7 +527,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 		s.GridConf[c] = 1 / (1 + math.Exp(-math.Abs(logit[1]-logit[0])))
 	}
 	// Validation points and a sample of the training points.
-	add := func(d SpheresData, n int) {
+	add := func(d spheresData, n int) {
 		for i := 0; i < min(n, d.Batch); i++ {
 			s.X = append(s.X, d.X[i*D])
 			s.Y = append(s.Y, d.X[i*D+1])
@@ -441,7 +536,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 	}
 	add(t.val, t.val.Batch)
 	add(t.train, 200)
-	path, err := saveSVG(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.WriteSVG(f, 640, 560) })
+	path, err := saveSVG(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.writeSVG(f, 760, 640) })
 	if err != nil {
 		return nil, err
 	}
@@ -468,7 +563,7 @@ func (t *spheresTask) model() (*neuralode.Case, error) {
 type sinesTask struct {
 	cfg        trainConfig
 	times      []float64
-	train, val SinesData
+	train, val sinesData
 	mlp        *neuralode.MLP
 	field      *secondOrder
 	gs         *neuralode.GradientSolver
@@ -478,15 +573,15 @@ type sinesTask struct {
 
 func newSinesTask(cfg trainConfig) (*sinesTask, error) {
 	drng := seedRNG(cfg.Seed, streamData)
-	times, err := SineTimes(drng, cfg.Obs, cfg.Irregular)
+	times, err := sineTimes(drng, cfg.Obs, cfg.Irregular)
 	if err != nil {
 		return nil, err
 	}
-	train, err := Sines(drng, SinesTrain, times)
+	train, err := makeSines(drng, sinesTrain, times)
 	if err != nil {
 		return nil, err
 	}
-	val, err := Sines(drng, SinesVal, times)
+	val, err := makeSines(drng, sinesVal, times)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +615,7 @@ func (t *sinesTask) gradient(epoch, k int, grad []float64) (float64, neuralode.G
 		}
 	}
 	loss := func(states, g []float64) float64 {
-		return t.lc.check(TrajectoryMSE(states, m, bs, 2, 0, t.obs, g))
+		return t.lc.check(trajectoryMSE(states, m, bs, 2, 0, t.obs, g))
 	}
 	return t.lc.gradient(t.gs, t.z0, t.times, loss, grad)
 }
@@ -530,7 +625,7 @@ func (t *sinesTask) validate() (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return TrajectoryMSE(out, len(t.times), t.val.Batch, 2, 0, t.val.Obs, nil)
+	return trajectoryMSE(out, len(t.times), t.val.Batch, 2, 0, t.val.Obs, nil)
 }
 
 func (t *sinesTask) plot(dir, label, method string) ([]string, error) {
@@ -540,23 +635,23 @@ func (t *sinesTask) plot(dir, label, method string) ([]string, error) {
 		return nil, err
 	}
 	B := t.val.Batch
-	p := &Plot{Title: "Sines (" + method + "): validation series, model vs truth", XLabel: "time t", YLabel: "x(t)"}
+	p := &lineChart{Title: "Sines (" + method + "): validation series, model vs truth", XLabel: "time t", YLabel: "x(t)"}
 	for b := 0; b < min(B, 3); b++ {
-		col := Palette[b]
-		truth := Series{X: ts, Y: make([]float64, len(ts)), Color: col, Dashed: true, Width: 1.5}
-		pred := Series{Name: fmt.Sprintf("series %d model", b+1), X: ts, Y: make([]float64, len(ts)), Color: col}
+		col := palette[b]
+		truth := lineSeries{X: ts, Y: make([]float64, len(ts)), Color: col, Dashed: true, Width: 1.5}
+		pred := lineSeries{Name: fmt.Sprintf("series %d model", b+1), X: ts, Y: make([]float64, len(ts)), Color: col}
 		for i, tt := range ts {
 			truth.Y[i] = t.val.A[b]*math.Sin(tt) + t.val.B[b]*math.Cos(tt)
 			pred.Y[i] = out[(i*B+b)*2]
 		}
-		obs := Series{Name: fmt.Sprintf("series %d obs.", b+1), X: t.times, Y: make([]float64, len(t.times)), Color: col, NoLine: true}
+		obs := lineSeries{Name: fmt.Sprintf("series %d obs.", b+1), X: t.times, Y: make([]float64, len(t.times)), Color: col, NoLine: true}
 		for i := range t.times {
 			obs.Y[i] = t.val.Obs[i*B+b]
 		}
 		p.Series = append(p.Series, truth, obs, pred)
 	}
-	p.Series = append(p.Series, Series{Name: "truth (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
-	path, err := saveSVG(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	p.Series = append(p.Series, lineSeries{Name: "truth (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
+	path, err := saveSVG(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 	if err != nil {
 		return nil, err
 	}
@@ -763,24 +858,27 @@ func (t *ouTask) plot(dir, label, method string) ([]string, error) {
 		}
 		return s
 	}
-	p := &Plot{Title: "Ornstein–Uhlenbeck SDE (" + method + "): model samples vs data", XLabel: "time t", YLabel: "X(t)",
-		Bands: []Band{
-			{Name: "data", X: t.ts, Mean: dmean, Std: sd(dvr), Color: Palette[6], Dashed: true, Opacity: 0.12},
-			{Name: "model (rev. Heun)", X: t.ts, Mean: mean, Std: sd(vr), Color: Palette[1], Opacity: 0.2},
+	p := &lineChart{Title: "Ornstein–Uhlenbeck SDE (" + method + "): model samples vs data", XLabel: "time t", YLabel: "X(t)",
+		Bands: []bandSeries{
+			{Name: "data", X: t.ts, Mean: dmean, Std: sd(dvr), Color: palette[6], Dashed: true, Opacity: 0.12},
+			{Name: "model (rev. Heun)", X: t.ts, Mean: mean, Std: sd(vr), Color: palette[1], Opacity: 0.2},
 		}}
-	path, err := saveSVG(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.WriteSVG(f, 800, 480) })
+	path, err := saveSVG(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 	if err != nil {
 		return nil, err
 	}
 	return []string{path}, nil
 }
 
+// model holds the validation paths (ouValN of them, whatever --batch is),
+// so that a checkpoint of a run with many training paths stays small and
+// quick to write; the training data are regenerated from the seed.
 func (t *ouTask) model() (*neuralode.Case, error) {
-	n := t.cfg.Batch
-	c := &neuralode.Case{Name: "neuralode train ou (drift network; diffusion in neuralode_diffusion)",
-		T: t.ts, RTol: t.cfg.RTol, ATol: t.cfg.ATol, Z0: rows(t.xs[:n], 1)}
+	n := ouValN
+	c := &neuralode.Case{Name: "neuralode train ou (drift network; diffusion in neuralode_diffusion; validation paths)",
+		T: t.ts, RTol: t.cfg.RTol, ATol: t.cfg.ATol, Z0: rows(t.vxs[:n], 1)}
 	for i := 1; i < len(t.ts); i++ {
-		c.Target = append(c.Target, rows(t.xs[i*n:(i+1)*n], 1))
+		c.Target = append(c.Target, rows(t.vxs[i*n:(i+1)*n], 1))
 	}
 	return c, c.SetModel(t.drift)
 }
