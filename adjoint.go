@@ -1441,13 +1441,11 @@ func (m *gqaMethod) setBlocks() {
 // backward solves the base's backward state interval by interval,
 // recording every accepted step, then integrates dL/dθ over the intervals.
 func (m *gqaMethod) backward() error {
-	g := m.g
-	n := g.n
-	y, first, err := g.beginBackward()
+	y, first, err := m.g.beginBackward()
 	if err != nil {
 		return err
 	}
-	total := len(y)
+	g, n, total := m.g, m.g.n, len(y)
 	m.setBlocks()
 	m.rtol, m.atol = g.bwd.rtol, g.bwd.atol
 	m.tape.reset(g.bwd.Method(), total, true, 1)

@@ -524,12 +524,9 @@ func TestBenchSweep(t *testing.T) {
 	dir := t.TempDir()
 	code, out, errs := runCLI("bench", "--sizes", "2x4x3", "--methods", "seminorm,gq-adaptive", "--sweep",
 		"--sweep-tols", "1e-3,1e-6", "--repeats", "1", "--json", "--quiet", "--out", dir)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errs)
-	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("%d lines, want 4:\n%s", len(lines), out)
+	if code != 0 || len(lines) != 4 {
+		t.Fatalf("exit %d, %d lines, want 0 and 4: %s\n%s", code, len(lines), errs, out)
 	}
 	errAt := map[string]float64{}
 	for _, l := range lines {
