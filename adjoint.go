@@ -19,7 +19,11 @@ const (
 	// autograd does. It returns the exact gradient of the numerical solution
 	// and is the reference the other methods are tested against. Its memory
 	// grows with the number of steps: it stores every stage input of every
-	// accepted forward step (O(steps·stages·B·D)).
+	// accepted forward step (O(steps·stages·B·D)), and an MLP field also
+	// keeps the hidden activations of every forward evaluation
+	// (2·B·Σ hidden widths values each, at most 512 MiB; beyond that the
+	// backward pass recomputes them), so each stage's VJP needs no forward
+	// pass.
 	Direct GradMethod = iota
 	// Adjoint solves the augmented system [z, a, aθ, at] backward (Chen et
 	// al. 2018) with every channel in the step-error norm, each parameter
@@ -363,6 +367,9 @@ func (g *gradState) gradient(z0, ts []float64, loss Loss) (*GradResult, error) {
 	}
 	g.setup(ts, len(z0))
 	g.setupGrid(ts)
+	// θ is constant during a gradient: the evaluators may keep the weight
+	// copies they make at their first call (freezing again discards them).
+	freezeParams(g.ev, true)
 	r := &g.res
 	r.Stats = GradStats{}
 
@@ -717,6 +724,9 @@ func (m *directMethod) forward(n int) func(*StepInfo) {
 	}
 	// The stage inputs; an FSAL method's last one is the next step's y0.
 	m.tape.reset(tb, n, false, tb.Stages()-btoi(tb.FSAL))
+	// Keep the field's activations, as autograd does: each stage's VJP then
+	// skips its forward pass (see mlpState.keepActivations for the memory).
+	keepActivations(m.g.ev, true)
 	return m.hook
 }
 
@@ -811,6 +821,7 @@ func (m *directMethod) backward() error {
 	}
 	copy(r.Z0, ybar)
 	Axpy(1, g.gridGrad[:n], r.Z0)
+	keepActivations(g.ev, false)
 	return nil
 }
 
@@ -1202,6 +1213,8 @@ func (q *gqQuadrature) sum() error {
 		q.chunkEvals = append(q.chunkEvals, g.field.NewEvaluator())
 	}
 	for c := 0; c < chunks; c++ {
+		// θ is constant here: the evaluator may pack its weights once.
+		freezeParams(q.chunkEvals[c], true)
 		if len(q.chunkGrads[c]) != g.p {
 			q.chunkGrads[c] = make([]float64, g.p)
 		}

@@ -749,6 +749,10 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	m, z0, ts, targets := gradBenchProblem(t, 4, 64, 64)
 	base := runtime.NumGoroutine()
+	// The solvers stay reachable until the helpers are counted: a garbage
+	// collection in the loop would otherwise finalize the early ones and
+	// the count could fall back to base before the check.
+	var live []*GradientSolver
 	for _, method := range allGradMethods {
 		g, err := NewGradientSolver(m, GradOptions{Method: method, Forward: Options{RTol: 1e-5, ATol: 1e-5}})
 		if err != nil {
@@ -757,10 +761,12 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 		if _, err := g.Gradient(z0, ts, MSELoss(targets)); err != nil {
 			t.Fatal(err)
 		}
+		live = append(live, g)
 	}
 	if runtime.NumGoroutine() <= base {
 		t.Fatal("no helpers were started")
 	}
+	runtime.KeepAlive(live)
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
 		runtime.GC()

@@ -21,6 +21,8 @@
 //     2023), GQInterpAdjoint (the same with the state interpolated from
 //     the forward solve), and GQAdaptive / GQAdaptiveInterp, whose
 //     quadrature error is controlled by the solve's tolerances;
+//   - continuous normalizing flows (CNF) over the MLP, with exact or
+//     Hutchinson traces and the RNODE regularisers, trained by every method;
 //   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off, and
 //     their Gauss–Kronrod extensions (Laurie);
 //   - stochastic differential equations trained through the Wong–Zakai

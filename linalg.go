@@ -560,16 +560,22 @@ func matMulABt(c, a, b []float64, m, n, k int) {
 // matMulAtBAdd adds aᵀ·b to c, where a is m×n, b is m×k and c is n×k.
 // Row r of c gains Σ_i a[i, r]·b[i, :]: with a = δ (batch × out) and b = H
 // (batch × in) this accumulates the weight gradient dW += δᵀH of a layer.
-func matMulAtBAdd(c, a, b []float64, m, n, k int) {
-	matMulAtBAddRows(c, a, b, m, n, k, 0, n)
+func matMulAtBAdd(s *gemmScratch, c, a, b []float64, m, n, k int) {
+	matMulAtBAddRows(s, c, a, b, m, n, k, 0, n)
 }
 
 // matMulAtBAddRows is matMulAtBAdd restricted to rows r0…r1−1 of c (the
 // other rows are neither read nor written), so that the weight gradient can
 // be split over output rows: each element is still the same sum over i in
-// the same order, whichever range it falls in.
-func matMulAtBAddRows(c, a, b []float64, m, n, k, r0, r1 int) {
+// the same order, whichever range it falls in. s is the scratch of the
+// assembly path (gemm); with s nil the Go kernel runs.
+func matMulAtBAddRows(s *gemmScratch, c, a, b []float64, m, n, k, r0, r1 int) {
 	if m == 0 || n == 0 || k == 0 || r0 >= r1 {
+		return
+	}
+	if useFMA && s != nil {
+		// C rows r0…r1−1 (n = k here) += Aᵀ·B: A(i, p) = a[p·n + r0 + i].
+		gemm(s, c[r0*k:], k, a[r0:], 1, n, b, k, false, r1-r0, k, m, true)
 		return
 	}
 	c = c[:n*k]
@@ -637,9 +643,14 @@ func matMulAtBAddRows(c, a, b []float64, m, n, k, r0, r1 int) {
 
 // matMulAB sets c = a·b, where a is m×n, b is n×k and c is m×k.
 // Row i of c is Σ_r a[i, r]·b[r, :]: with a = δ (batch × out) and b = W
-// (out × in) this is the input cotangent dH = δW of a layer.
-func matMulAB(c, a, b []float64, m, n, k int) {
+// (out × in) this is the input cotangent dH = δW of a layer. s is the
+// scratch of the assembly path (gemm); with s nil the Go kernel runs.
+func matMulAB(s *gemmScratch, c, a, b []float64, m, n, k int) {
 	if m == 0 || k == 0 {
+		return
+	}
+	if useFMA && s != nil {
+		gemm(s, c, k, a, n, 1, b, k, false, m, k, n, false)
 		return
 	}
 	c = c[:m*k]
@@ -742,6 +753,231 @@ func transposeRows(dst, src []float64, rows, cols, r0, r1 int) {
 		s0 := src[r*cols : r*cols+cols]
 		for c, v := range s0 {
 			dst[c*rows+r] = v
+		}
+	}
+}
+
+// Blocked products on the amd64 assembly kernel (AVX2 + FMA).
+//
+// gemm computes C = A·B or C += A·B with the loop order of BLIS (Van Zee &
+// van de Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS
+// Functionality", ACM TOMS 41(3), 2015): the inner index p is cut into
+// blocks of gemmKC, and within a block every 6×8 tile of C is computed by
+// gemmKernel6x8 from a 6-row sliver of A and an 8-column panel of B
+// (kc×8 values, 16 KiB: it stays in L1 while the slivers of A stream past).
+// B comes either as a plain row-major matrix or pre-packed into its panels
+// (packB), which the MLP does once per solve for its weights; A is read in
+// place through two strides, so that Aᵀ (the weight gradient's δᵀ) needs no
+// copy either.
+//
+// Every element of C is the same computation wherever its tile lies and
+// however the rows of C are split between calls: an accumulator starts at
+// zero and takes one fused multiply–add per p in increasing order, and at
+// the end of each KC block it is stored (first block, when not
+// accumulating) or added to C. Edge tiles run the same kernel on zero-padded
+// copies, so their valid elements follow the same sequence. The results
+// therefore depend on the shapes only, never on the number of threads; they
+// differ from the pure-Go kernels' in the last bits, since a fused
+// multiply–add rounds once where the Go code rounds twice and the Go
+// kernels group their sums differently (relative differences of a few
+// units of 2⁻⁵³·Σ|a||b|; TestGemmMatchesGo).
+
+const (
+	gemmMR = 6   // rows of the register tile
+	gemmNR = 8   // columns of the register tile
+	gemmKC = 256 // inner block: a kc×8 panel of B is 16 KiB
+	// gemmNC bounds the columns of B one sliver of A sweeps: a KC×NC block
+	// of B is 256 KiB, which stays in L2 (512 KiB on Zen 3) while the
+	// slivers of A pass over it.
+	gemmNC = 128
+)
+
+// useFMA selects the assembly kernels. It is haveFMA, a variable so that
+// tests can run the pure-Go path on the same machine.
+var useFMA = haveFMA
+
+// gemmScratch holds the zero-padded copies of edge tiles. One per
+// goroutine: kept by the caller so that gemm neither allocates nor clears
+// 28 KiB of stack per call.
+type gemmScratch struct {
+	a [gemmKC * gemmMR]float64
+	b [gemmKC * gemmNR]float64
+	c [gemmMR * gemmNR]float64
+}
+
+// packedLen returns the length of the packed form of a k×n matrix.
+func packedLen(k, n int) int { return k * ((n + gemmNR - 1) / gemmNR * gemmNR) }
+
+// packB writes panels q0…q1−1 (8 columns each) of the k×n matrix
+// B(p, j) = src[p·rs + j·cs] into dst (length packedLen(k, n)) in the
+// layout gemm reads: for each KC block starting at p0 (size kc), panel q is
+// kc rows of 8 values at offset p0·npad + q·8·kc (npad = n rounded up to a
+// multiple of 8), the columns past n zero. Splitting the panels over calls
+// gives the same dst.
+func packB(dst, src []float64, rs, cs, k, n, q0, q1 int) {
+	npad := (n + gemmNR - 1) / gemmNR * gemmNR
+	dst = dst[:k*npad]
+	for p0 := 0; p0 < k; p0 += gemmKC {
+		kc := min(gemmKC, k-p0)
+		for q := q0; q < q1; q++ {
+			j0 := q * gemmNR
+			w := min(gemmNR, n-j0)
+			d := dst[p0*npad+j0*kc : p0*npad+(j0+gemmNR)*kc]
+			if cs == 1 {
+				for p := 0; p < kc; p++ {
+					row := d[p*gemmNR : p*gemmNR+gemmNR]
+					s := src[(p0+p)*rs+j0 : (p0+p)*rs+j0+w]
+					copy(row, s)
+					clear(row[w:])
+				}
+				continue
+			}
+			// Transposed source (rs = 1): read each column of the panel
+			// contiguously.
+			for j := 0; j < gemmNR; j++ {
+				if j >= w {
+					for p := 0; p < kc; p++ {
+						d[p*gemmNR+j] = 0
+					}
+					continue
+				}
+				off := (j0+j)*cs + p0*rs
+				for p := 0; p < kc; p++ {
+					d[p*gemmNR+j] = src[off+p*rs]
+				}
+			}
+		}
+	}
+}
+
+// packA copies the 6-row sliver A(i, p) = a[i·rs + p·cs], i < mr, p < kc
+// (kc = len(dst)/6) into dst, 6 values per p, rows mr…5 zero. A sliver is
+// read once per 8 columns of C: a contiguous copy keeps it in L1 whatever
+// the strides (rows 4 KiB apart, as in a 512-wide layer, all map to the
+// same cache sets), and pads an edge sliver.
+func packA(dst, a []float64, rs, cs, mr int) {
+	kc := len(dst) / gemmMR
+	if mr == gemmMR && cs == 1 {
+		r0, r1, r2 := a[:kc], a[rs:rs+kc], a[2*rs:2*rs+kc]
+		r3, r4, r5 := a[3*rs:3*rs+kc], a[4*rs:4*rs+kc], a[5*rs:5*rs+kc]
+		for p, v := range r0 {
+			d := dst[p*gemmMR : p*gemmMR+gemmMR : p*gemmMR+gemmMR]
+			d[0], d[1], d[2], d[3], d[4], d[5] = v, r1[p], r2[p], r3[p], r4[p], r5[p]
+		}
+		return
+	}
+	if mr == gemmMR && rs == 1 {
+		for p := 0; p < kc; p++ {
+			copy(dst[p*gemmMR:p*gemmMR+gemmMR], a[p*cs:p*cs+gemmMR])
+		}
+		return
+	}
+	for p := 0; p < kc; p++ {
+		d := dst[p*gemmMR : p*gemmMR+gemmMR]
+		for i := range d {
+			if i < mr {
+				d[i] = a[i*rs+p*cs]
+			} else {
+				d[i] = 0
+			}
+		}
+	}
+}
+
+// packRowsB writes rows r0…r1−1 of a row-major k×n matrix, given in src
+// (row r0 first), into dst in packB's layout, so that the rows of a matrix
+// produced in row blocks can be packed by the tasks that produce them.
+func packRowsB(dst, src []float64, k, n, r0, r1 int) {
+	npad := (n + gemmNR - 1) / gemmNR * gemmNR
+	dst = dst[:k*npad]
+	for p := r0; p < r1; p++ {
+		p0 := p / gemmKC * gemmKC
+		kc := min(gemmKC, k-p0)
+		row := src[(p-r0)*n : (p-r0)*n+n]
+		base := p0*npad + (p-p0)*gemmNR
+		for j0 := 0; j0 < n; j0 += gemmNR {
+			d := dst[base+j0*kc : base+j0*kc+gemmNR]
+			w := copy(d, row[j0:])
+			clear(d[w:])
+		}
+	}
+}
+
+// gemm sets C = A·B (acc false) or adds A·B to C (acc true) for m×n C with
+// row stride ldc, A(i, p) = a[i·rsA + p·csA] and B k×n, either row-major
+// with row stride ldb (packed false) or in packB's layout (packed true,
+// ldb ignored). It panics if a slice is too short. Only for useFMA.
+func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []float64, ldb int, packed bool, m, n, k int, acc bool) {
+	if m <= 0 || n <= 0 {
+		return
+	}
+	_ = c[(m-1)*ldc+n-1]
+	if k <= 0 {
+		if !acc {
+			for i := 0; i < m; i++ {
+				clear(c[i*ldc : i*ldc+n])
+			}
+		}
+		return
+	}
+	_ = a[(m-1)*rsA+(k-1)*csA]
+	npad := (n + gemmNR - 1) / gemmNR * gemmNR
+	if packed {
+		_ = b[k*npad-1]
+	} else {
+		_ = b[(k-1)*ldb+n-1]
+	}
+	nEdge := n % gemmNR
+	nFull := n - nEdge
+	for p0 := 0; p0 < k; p0 += gemmKC {
+		kc := min(gemmKC, k-p0)
+		accum := acc || p0 > 0
+		if nEdge != 0 && !packed {
+			// The last, partial panel of a row-major B, zero-padded.
+			for p := 0; p < kc; p++ {
+				row := s.b[p*gemmNR : p*gemmNR+gemmNR]
+				copy(row, b[(p0+p)*ldb+nFull:(p0+p)*ldb+n])
+				clear(row[nEdge:])
+			}
+		}
+		for jc := 0; jc < n; jc += gemmNC {
+			nc := min(gemmNC, n-jc)
+			for i0 := 0; i0 < m; i0 += gemmMR {
+				mr := min(gemmMR, m-i0)
+				ap, ars, acs := &a[i0*rsA+p0*csA], rsA, csA
+				if mr < gemmMR || n > 2*gemmNR {
+					packA(s.a[:kc*gemmMR], a[i0*rsA+p0*csA:], rsA, csA, mr)
+					ap, ars, acs = &s.a[0], 1, gemmMR
+				}
+				for j0 := jc; j0 < jc+nc; j0 += gemmNR {
+					nr := min(gemmNR, n-j0)
+					var bp *float64
+					bld := gemmNR
+					switch {
+					case packed:
+						bp = &b[p0*npad+j0*kc]
+					case nr == gemmNR:
+						bp, bld = &b[p0*ldb+j0], ldb
+					default:
+						bp = &s.b[0]
+					}
+					if mr == gemmMR && nr == gemmNR {
+						gemmKernel6x8(kc, ap, ars, acs, bp, bld, &c[i0*ldc+j0], ldc, accum)
+						continue
+					}
+					t := s.c[:]
+					if accum {
+						clear(t)
+						for i := 0; i < mr; i++ {
+							copy(t[i*gemmNR:i*gemmNR+nr], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr])
+						}
+					}
+					gemmKernel6x8(kc, ap, ars, acs, bp, bld, &t[0], gemmNR, accum)
+					for i := 0; i < mr; i++ {
+						copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr], t[i*gemmNR:i*gemmNR+nr])
+					}
+				}
+			}
 		}
 	}
 }

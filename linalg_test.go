@@ -8,6 +8,7 @@ import (
 	randv2 "math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // eigResidualCheck verifies an eigendecomposition of the tridiagonal (d, e)
@@ -502,7 +503,7 @@ func TestMatMulKernels(t *testing.T) {
 					}
 				}
 			}
-			matMulAtBAdd(c, a, b, m, n, k)
+			matMulAtBAdd(testScratch, c, a, b, m, n, k)
 			if d := maxRelDiff(c, want); d > 1e-14 {
 				t.Errorf("matMulAtBAdd: rel diff %g", d)
 			}
@@ -519,7 +520,7 @@ func TestMatMulKernels(t *testing.T) {
 					}
 				}
 			}
-			matMulAB(c, a, b, m, n, k)
+			matMulAB(testScratch, c, a, b, m, n, k)
 			if d := maxRelDiff(c, want); d > 1e-14 {
 				t.Errorf("matMulAB: rel diff %g", d)
 			}
@@ -555,6 +556,17 @@ func reportGFLOPS(b *testing.B, flopsPerOp float64) {
 	b.ReportMetric(flopsPerOp*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
+// reportCPUGFLOPS reports GFLOP/s per wall second and per CPU second of
+// the process since cpu0 (processCPUTime at the start of the timed loop):
+// on a shared machine the second shows what the cores delivered while
+// they ran the benchmark.
+func reportCPUGFLOPS(b *testing.B, flopsPerOp float64, cpu0 time.Duration) {
+	reportGFLOPS(b, flopsPerOp)
+	if cpu := processCPUTime() - cpu0; cpu > 0 && cpu0 > 0 {
+		b.ReportMetric(flopsPerOp*float64(b.N)/cpu.Seconds()/1e9, "cpuGFLOP/s")
+	}
+}
+
 func BenchmarkMatMulABt(b *testing.B) {
 	rng := randv2.New(randv2.NewPCG(1, 1))
 	h := randSlice(rng, benchBatch*benchIn)
@@ -576,7 +588,7 @@ func BenchmarkMatMulAtBAdd(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		matMulAtBAdd(dw, d, h, benchBatch, benchOut, benchIn)
+		matMulAtBAdd(testScratch, dw, d, h, benchBatch, benchOut, benchIn)
 	}
 	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
 }
@@ -589,7 +601,7 @@ func BenchmarkMatMulAB(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		matMulAB(dh, d, w, benchBatch, benchOut, benchIn)
+		matMulAB(testScratch, dh, d, w, benchBatch, benchOut, benchIn)
 	}
 	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
 }
@@ -633,11 +645,11 @@ func TestMatMulABRowSplit(t *testing.T) {
 	a := randSlice(rng, m*n)
 	b := randSlice(rng, n*k)
 	whole := make([]float64, m*k)
-	matMulAB(whole, a, b, m, n, k)
+	matMulAB(testScratch, whole, a, b, m, n, k)
 	for split := 1; split < m; split++ {
 		parts := make([]float64, m*k)
-		matMulAB(parts[:split*k], a[:split*n], b, split, n, k)
-		matMulAB(parts[split*k:], a[split*n:], b, m-split, n, k)
+		matMulAB(testScratch, parts[:split*k], a[:split*n], b, split, n, k)
+		matMulAB(testScratch, parts[split*k:], a[split*n:], b, m-split, n, k)
 		for i := range whole {
 			if parts[i] != whole[i] {
 				t.Fatalf("split %d: element %d differs: %v vs %v", split, i, parts[i], whole[i])
@@ -673,7 +685,7 @@ func BenchmarkMatMulForward(b *testing.B) {
 		b.Run("ab/"+name, func(b *testing.B) {
 			transposeRows(wt, w, s.out, s.in, 0, s.out)
 			for i := 0; i < b.N; i++ {
-				matMulAB(c, h, wt, s.rows, s.in, s.out)
+				matMulAB(testScratch, c, h, wt, s.rows, s.in, s.out)
 			}
 			reportGFLOPS(b, fl)
 		})
@@ -682,5 +694,201 @@ func BenchmarkMatMulForward(b *testing.B) {
 				transposeRows(wt, w, s.out, s.in, 0, s.out)
 			}
 		})
+	}
+}
+
+// testScratch is the gemm scratch of the single-goroutine kernel tests.
+var testScratch = new(gemmScratch)
+
+// gemmPeak is the measured FP64 peak of one core of the benchmark machine
+// (AMD EPYC, AVX2: a pure FMA loop, 16 flops per cycle at 3.24 GHz), the
+// reference of the "%peak" metric.
+const gemmPeak = 51.9
+
+// BenchmarkGemm times the three products of a dense layer (B rows, in
+// inputs, out outputs) on the active path (assembly when useFMA, else Go):
+// the forward product H·Wᵀ ("fwd", from packed weights on the assembly
+// path), the input cotangent δ·W ("bwd") and the weight gradient dW += δᵀH
+// ("dw"). Run with -cpu 1: each call is single-threaded. The 2×1000×1000
+// shape is g1d's middle layer at batch 2, a matrix–vector product bound by
+// the 8 MB of weights it reads, not by the multiply–adds.
+func BenchmarkGemm(b *testing.B) {
+	for _, s := range []struct{ B, in, out int }{{128, 256, 256}, {64, 512, 512}, {64, 32, 32}, {64, 2, 32}, {256, 128, 128}, {2, 1000, 1000}} {
+		rng := randv2.New(randv2.NewPCG(1, 1))
+		h := randSlice(rng, s.B*s.in)
+		w := randSlice(rng, s.out*s.in)
+		d := randSlice(rng, s.B*s.out)
+		y := make([]float64, s.B*s.out)
+		dh := make([]float64, s.B*s.in)
+		dw := make([]float64, s.out*s.in)
+		pk := make([]float64, packedLen(s.in, s.out))
+		pkb := make([]float64, packedLen(s.out, s.in))
+		wt := make([]float64, s.out*s.in)
+		if useFMA {
+			packB(pk, w, 1, s.in, s.in, s.out, 0, (s.out+7)/8)
+			packB(pkb, w, s.in, 1, s.out, s.in, 0, (s.in+7)/8)
+		} else {
+			transposeRows(wt, w, s.out, s.in, 0, s.out)
+		}
+		scr := new(gemmScratch)
+		fl := 2 * float64(s.B*s.in*s.out)
+		var cpu0 time.Duration
+		report := func(b *testing.B) {
+			g := fl * float64(b.N) / b.Elapsed().Seconds() / 1e9
+			b.ReportMetric(g, "GFLOP/s")
+			b.ReportMetric(100*g/gemmPeak, "%peak")
+			// Per CPU second: what one core delivers while it runs, free of
+			// the waits for a core that a shared machine adds to the wall time.
+			if cpu := processCPUTime() - cpu0; cpu > 0 && cpu0 > 0 {
+				b.ReportMetric(fl*float64(b.N)/cpu.Seconds()/1e9, "cpuGFLOP/s")
+			}
+		}
+		name := fmt.Sprintf("%dx%dx%d", s.B, s.in, s.out)
+		b.Run("fwd/"+name, func(b *testing.B) {
+			cpu0 = processCPUTime()
+			for i := 0; i < b.N; i++ {
+				if useFMA {
+					gemm(scr, y, s.out, h, s.in, 1, pk, 0, true, s.B, s.out, s.in, false)
+				} else if fwdTransposed(s.out) {
+					matMulAB(nil, y, h, wt, s.B, s.in, s.out)
+				} else {
+					matMulABt(y, h, w, s.B, s.out, s.in)
+				}
+			}
+			report(b)
+		})
+		b.Run("bwd/"+name, func(b *testing.B) {
+			cpu0 = processCPUTime()
+			for i := 0; i < b.N; i++ {
+				if useFMA {
+					gemm(scr, dh, s.in, d, s.out, 1, pkb, 0, true, s.B, s.in, s.out, false)
+				} else {
+					matMulAB(nil, dh, d, w, s.B, s.out, s.in)
+				}
+			}
+			report(b)
+		})
+		b.Run("dw/"+name, func(b *testing.B) {
+			cpu0 = processCPUTime()
+			for i := 0; i < b.N; i++ {
+				matMulAtBAdd(scr, dw, d, h, s.B, s.out, s.in)
+			}
+			report(b)
+		})
+	}
+}
+
+// naiveGemm returns C0 + A·B (or A·B with c0 nil) for A(i, p) = a[i·rsA +
+// p·csA] and row-major B (k×n), summed in float64 in order.
+func naiveGemm(c0, a []float64, rsA, csA int, b []float64, m, n, k int) []float64 {
+	c := make([]float64, m*n)
+	if c0 != nil {
+		copy(c, c0)
+	}
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			s := 0.0
+			for p := 0; p < k; p++ {
+				s += a[i*rsA+p*csA] * b[p*n+j]
+			}
+			c[i*n+j] += s
+		}
+	}
+	return c
+}
+
+// TestGemm checks the assembly product against the definition on shapes
+// that cross every blocking boundary (edge tiles in both directions, more
+// than one KC block of the inner index, more than one NC block of
+// columns), with A in place or transposed, B row-major or packed, storing
+// or accumulating; then that splitting the rows of C over calls (as the
+// MLP's tasks do) gives bit-identical results.
+func TestGemm(t *testing.T) {
+	if !useFMA {
+		t.Skip("no assembly kernels (purego build or no AVX2/FMA)")
+	}
+	rng := randv2.New(randv2.NewPCG(11, 12))
+	s := new(gemmScratch)
+	for _, sh := range [][3]int{{1, 1, 1}, {6, 8, 1}, {5, 7, 3}, {7, 9, 257}, {13, 17, 40}, {12, 136, 300}, {19, 300, 513}, {64, 32, 2}, {2, 33, 64}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		for _, trans := range []bool{false, true} {
+			for _, packed := range []bool{false, true} {
+				for _, acc := range []bool{false, true} {
+					a := randSlice(rng, m*k)
+					rsA, csA := k, 1
+					if trans {
+						rsA, csA = 1, m // a holds Aᵀ (k×m)
+					}
+					b := randSlice(rng, k*n)
+					bp := b
+					if packed {
+						bp = make([]float64, packedLen(k, n))
+						packB(bp, b, n, 1, k, n, 0, (n+7)/8/2)
+						packB(bp, b, n, 1, k, n, (n+7)/8/2, (n+7)/8)
+					}
+					c := randSlice(rng, m*n)
+					var want []float64
+					if acc {
+						want = naiveGemm(c, a, rsA, csA, b, m, n, k)
+					} else {
+						want = naiveGemm(nil, a, rsA, csA, b, m, n, k)
+					}
+					gemm(s, c, n, a, rsA, csA, bp, n, packed, m, n, k, acc)
+					if d := maxRelDiff(c, want); d > 1e-14 {
+						t.Errorf("%v trans %v packed %v acc %v: rel diff %g", sh, trans, packed, acc, d)
+					}
+					if trans || acc {
+						continue
+					}
+					for split := 1; split < m; split += 5 {
+						parts := make([]float64, m*n)
+						gemm(s, parts, n, a, rsA, csA, bp, n, packed, split, n, k, false)
+						gemm(s, parts[split*n:], n, a[split*rsA:], rsA, csA, bp, n, packed, m-split, n, k, false)
+						if !sameBits(parts, c) {
+							t.Fatalf("%v packed %v: row split at %d changes the result", sh, packed, split)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmMatchesGo measures the difference between the assembly and the
+// pure-Go kernels on the MLP's shapes. They round differently (a fused
+// multiply–add rounds once; the Go kernels add in groups of four), so they
+// agree to a few units of 2⁻⁵³·Σ_p|a_ip·b_pj| per element, not bit for bit:
+// the test allows 4·k·2⁻⁵³ of that sum, the classical bound for two
+// summation orders.
+func TestGemmMatchesGo(t *testing.T) {
+	if !haveFMA {
+		t.Skip("no assembly kernels (purego build or no AVX2/FMA)")
+	}
+	defer func() { useFMA = haveFMA }()
+	rng := randv2.New(randv2.NewPCG(13, 14))
+	for _, sh := range [][3]int{{64, 2, 32}, {64, 32, 32}, {37, 256, 129}, {64, 512, 64}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		a, b := randSlice(rng, m*n), randSlice(rng, n*k)
+		var out [2][]float64
+		for i, fma := range []bool{true, false} {
+			useFMA = fma
+			out[i] = make([]float64, m*k)
+			matMulAB(new(gemmScratch), out[i], a, b, m, n, k)
+		}
+		worst := 0.0
+		for i := 0; i < m; i++ {
+			for j := 0; j < k; j++ {
+				abs := 0.0
+				for r := 0; r < n; r++ {
+					abs += math.Abs(a[i*n+r] * b[r*k+j])
+				}
+				d := math.Abs(out[0][i*k+j]-out[1][i*k+j]) / (abs * 0x1p-53)
+				worst = max(worst, d/float64(n))
+				if d > 4*float64(n) {
+					t.Fatalf("%v: element (%d, %d) differs by %.3g units of 2⁻⁵³Σ|ab|", sh, i, j, d)
+				}
+			}
+		}
+		t.Logf("%v: max difference %.3f·n units of 2⁻⁵³Σ|ab|", sh, worst)
 	}
 }

@@ -213,8 +213,16 @@ func (m *MLP) BindParams(p []float64) error {
 
 // NewEvaluator returns an evaluator with its own scratch space. Its scratch
 // grows to the largest batch seen; after that it allocates nothing. It
-// also holds a transposed copy of the wider layers' weights (up to
-// NumParams values), refreshed at every call, for the forward products.
+// also holds copies of the weights laid out for the matrix products: on
+// amd64 with AVX2 and FMA (unless built with the purego tag), W_lᵀ and W_l
+// packed into 8-column panels for the assembly kernels (about 2·NumParams
+// values), else a transposed copy of the wider layers' weights (up to
+// NumParams values). They are refreshed at every call, except inside a
+// gradient solve, where θ is constant and they are made once.
+//
+// The assembly kernels use fused multiply–adds, so their results differ
+// from the pure-Go kernels' in the last bits (relative differences of a
+// few units of 2⁻⁵³ per product; each path is deterministic on its own).
 //
 // Large batches are split into row blocks processed by a pool of helper
 // goroutines owned by the evaluator (started on first need, stopped when the
@@ -223,7 +231,7 @@ func (m *MLP) BindParams(p []float64) error {
 // number of threads.
 func (m *MLP) NewEvaluator() Evaluator {
 	st := &mlpState{m: m}
-	st.fRows, st.fParams, st.fTrans = st.rowTask, st.paramTask, st.transposeTask
+	st.fRows, st.fParams, st.fTrans = st.rowTask, st.paramTask, st.packTask
 	e := &mlpEvaluator{st}
 	// The helpers reference only the state, so the handle can become
 	// unreachable; its finalizer then stops them.
@@ -248,9 +256,13 @@ var (
 	mlpMaxBlocks = 8
 )
 
-// mlpMinBlockRows is the least number of batch rows per block, so that the
-// 3-row register blocking of matMulABt keeps working.
-const mlpMinBlockRows = 6
+// mlpMinBlockRows is the least number of batch rows per block: each block
+// streams every packed weight panel through the cache once per product, so
+// a block of four 6-row tiles reuses each panel four times (a VJP of the
+// 64×512×64 benchmark network measured 36 GFLOP/s per CPU second with
+// 6-row blocks, 38–41 with 24, on a shared machine). It also keeps
+// matMulABt's 3-row register blocking working.
+const mlpMinBlockRows = 24
 
 // mlpState holds the per-evaluator scratch of an MLP evaluation and the
 // arguments of the call in progress (read by the tasks).
@@ -258,16 +270,38 @@ type mlpState struct {
 	m     *MLP
 	maxB  int
 	in    []float64   // B×(D+1) input with the time column (TimeInput only)
-	h     [][]float64 // h[l], l = 1…L: hidden activations, B×n_l
-	d     [][]float64 // d[l]: act′ at layer l's pre-activation, B×n_l
+	h     [][]float64 // h[l], l = 1…L: hidden activations, B×n_l (hOwn or a kept slot's)
+	d     [][]float64 // d[l]: act′ at layer l's pre-activation, B×n_l (dOwn or a kept slot's)
+	hOwn  [][]float64
+	dOwn  [][]float64
 	delta [][]float64 // delta[l], l = 0…L−1: cotangent of layer l's output, B×n_{l+1}
 	dh0   []float64   // B×(D+1) input cotangent (TimeInput only)
 	gtBlk []float64   // per row block partial sums of aᵀ∂f/∂t
-	wt    [][]float64 // wt[l]: W_lᵀ (in×out) for layers with fwdTransposed, else nil
-	chunk []int       // chunk[l]: first parameter task of layer l; chunk[L+1] = total
+	wt    [][]float64 // Go path: wt[l] = W_lᵀ (in×out) for layers with fwdTransposed, else nil
+	pk    [][]float64 // assembly path: pk[l] = W_lᵀ in packB's layout, for h·W_lᵀ
+	pkb   [][]float64 // assembly path: pkb[l] = W_l in packB's layout, for δ·W_l
+	hp    [][]float64 // assembly path: hp[l] = h_l (B×n_l) in packB's layout, for δ_lᵀ·h_l
+	scr   []*gemmScratch
+	chunk []int // chunk[l]: first parameter task of layer l; chunk[L+1] = total
+
+	// frozen: the caller promised constant parameters (freezeParams), so
+	// the weight copies above are made once (packedFwd, packedBwd record
+	// which) instead of at every call.
+	frozen, packedFwd, packedBwd bool
+	packFwd, packBwd             bool // copies the current call's pack tasks refresh
+
+	// keep: Eval stores each call's activations in slots[nslots] (up to
+	// mlpKeepMaxBytes), and a VJP at the same (t, z) reuses them instead
+	// of recomputing the forward pass (keepActivations). cursor is where
+	// the search for a VJP's slot starts.
+	keep           bool
+	slots          []*mlpSlot
+	nslots, cursor int
+	replay         bool // the current VJP reuses a slot: no forward pass
+	replays        int  // VJPs that reused a slot (for tests)
 
 	pool            taskPool
-	fRows, fParams  func(int)
+	fRows, fParams  func(i, w int)
 	fTrans          func(int)
 	blocks          int
 	t               float64
@@ -284,12 +318,13 @@ func (e *mlpState) ensure(B int) {
 	}
 	m := e.m
 	L := len(m.sizes) - 2
-	e.h = make([][]float64, L+1)
-	e.d = make([][]float64, L+1)
+	e.hOwn = make([][]float64, L+1)
+	e.dOwn = make([][]float64, L+1)
+	e.h, e.d = e.hOwn, e.dOwn
 	e.delta = make([][]float64, L+1)
 	for l := 1; l <= L; l++ {
-		e.h[l] = make([]float64, B*m.sizes[l])
-		e.d[l] = make([]float64, B*m.sizes[l])
+		e.hOwn[l] = make([]float64, B*m.sizes[l])
+		e.dOwn[l] = make([]float64, B*m.sizes[l])
 	}
 	for l := 0; l < L; l++ {
 		e.delta[l] = make([]float64, B*m.sizes[l+1])
@@ -300,15 +335,73 @@ func (e *mlpState) ensure(B int) {
 	}
 	e.gtBlk = make([]float64, mlpMaxBlocks)
 	e.chunk = make([]int, L+2)
-	if e.wt == nil {
-		e.wt = make([][]float64, L+1)
-		for l := 0; l <= L; l++ {
+	e.hp = nil // regrown by ensureCopies
+	e.maxB = B
+}
+
+// ensureCopies allocates the weight copies of the active path (useFMA can
+// change between calls in tests).
+func (e *mlpState) ensureCopies() {
+	m := e.m
+	nl := len(m.sizes) - 1
+	if useFMA && e.pk == nil {
+		e.pk = make([][]float64, nl)
+		e.pkb = make([][]float64, nl)
+		for l := 0; l < nl; l++ {
+			in, out := m.sizes[l], m.sizes[l+1]
+			e.pk[l] = make([]float64, packedLen(in, out))
+			e.pkb[l] = make([]float64, packedLen(out, in))
+		}
+		e.scr = make([]*gemmScratch, maxPoolWorkers)
+		e.packedFwd, e.packedBwd = false, false
+	}
+	if useFMA && e.hp == nil {
+		e.hp = make([][]float64, nl)
+		for l := 0; l < nl; l++ {
+			e.hp[l] = make([]float64, packedLen(e.maxB, m.sizes[l]))
+		}
+	}
+	if !useFMA && e.wt == nil {
+		e.wt = make([][]float64, nl)
+		for l := 0; l < nl; l++ {
 			if fwdTransposed(m.sizes[l+1]) {
 				e.wt[l] = make([]float64, m.sizes[l]*m.sizes[l+1])
 			}
 		}
+		e.packedFwd, e.packedBwd = false, false
 	}
-	e.maxB = B
+}
+
+// scratch returns worker w's gemm scratch (nil on the Go path).
+func (e *mlpState) scratch(w int) *gemmScratch {
+	if !useFMA {
+		return nil
+	}
+	if e.scr[w] == nil {
+		e.scr[w] = new(gemmScratch)
+	}
+	return e.scr[w]
+}
+
+// freezeParams(true) declares that the parameters will not change until
+// freezeParams(false): the weight copies (transposed or packed) are then
+// made at the first call and reused, instead of refreshed at every call.
+// The gradient solvers freeze their evaluators for the duration of a
+// gradient, during which θ is constant.
+func (e *mlpState) freezeParams(on bool) {
+	e.frozen = on
+	e.packedFwd, e.packedBwd = false, false
+}
+
+// paramFreezer is implemented by evaluators that can reuse work across
+// calls while the parameters stay constant (see mlpState.freezeParams).
+type paramFreezer interface{ freezeParams(on bool) }
+
+// freezeParams calls ev.freezeParams(on) if ev has the method.
+func freezeParams(ev Evaluator, on bool) {
+	if f, ok := ev.(paramFreezer); ok {
+		f.freezeParams(on)
+	}
 }
 
 // mlpMinTransposedOut is the least layer width (outputs) for which the
@@ -326,20 +419,61 @@ const mlpMinTransposedOut = 16
 // forward product from a transposed copy of W (see mlpMinTransposedOut).
 func fwdTransposed(out int) bool { return out >= mlpMinTransposedOut }
 
-// transposeTask refreshes part k of the transposed weights e.wt from the
-// current parameters: rows [k·out/parts, (k+1)·out/parts) of every W_l that
-// has a copy (the output layer's is skipped when e.f is nil, as its forward
-// product is not computed then). It runs at the start of every call because
-// the parameters may have been rewritten since the last one (Params is a
-// live view with no change notification); the copy is exact, so neither it
-// nor its split can change a result.
-func (e *mlpState) transposeTask(k int) {
+// packTask refreshes part k of the weight copies from the current
+// parameters: on the assembly path the packed forms of W_lᵀ (e.pk, when
+// e.packFwd) and of W_l (e.pkb, when e.packBwd), 8-column panels
+// [k·np/parts, (k+1)·np/parts); on the Go path rows [k·out/parts,
+// (k+1)·out/parts) of the transposed copies e.wt. Unless the parameters
+// are frozen, the output layer's forward copy is skipped when e.f is nil,
+// as its forward product is not computed then. The copies are refreshed at
+// every call of an unfrozen evaluator because the parameters may have been
+// rewritten since the last one (Params is a live view with no change
+// notification); they are exact, so neither they nor their split can
+// change a result.
+func (e *mlpState) packTask(k int) {
 	parts := e.blocks
-	for l, wt := range e.wt {
-		if wt != nil && (e.f != nil || l+1 < len(e.wt)) {
-			W, _, out, in := e.m.Layer(l)
-			transposeRows(wt, W, out, in, k*out/parts, (k+1)*out/parts)
+	nl := len(e.m.sizes) - 1
+	for l := 0; l < nl; l++ {
+		W, _, out, in := e.m.Layer(l)
+		fwd := e.packFwd && (e.f != nil || e.frozen || l+1 < nl)
+		if !useFMA {
+			if wt := e.wt[l]; wt != nil && fwd {
+				transposeRows(wt, W, out, in, k*out/parts, (k+1)*out/parts)
+			}
+			continue
 		}
+		if fwd { // B = W_lᵀ: B(p, j) = W[j·in + p], k = in, n = out
+			np := (out + gemmNR - 1) / gemmNR
+			packB(e.pk[l], W, 1, in, in, out, k*np/parts, (k+1)*np/parts)
+		}
+		if e.packBwd { // B = W_l: B(p, j) = W[p·in + j], k = out, n = in
+			np := (in + gemmNR - 1) / gemmNR
+			packB(e.pkb[l], W, in, 1, out, in, k*np/parts, (k+1)*np/parts)
+		}
+	}
+}
+
+// preparePacks refreshes the weight copies the current call reads, split
+// over e.blocks tasks, unless they are frozen and already made.
+func (e *mlpState) preparePacks() {
+	e.ensureCopies()
+	fwd, bwd := true, e.back && useFMA
+	if e.frozen {
+		fwd = fwd && !e.packedFwd
+		bwd = bwd && !e.packedBwd
+	}
+	if !fwd && !bwd {
+		return
+	}
+	e.packFwd, e.packBwd = fwd, bwd
+	if e.blocks == 1 {
+		e.packTask(0)
+	} else {
+		e.pool.run(e.blocks, e.fTrans)
+	}
+	if e.frozen {
+		e.packedFwd = e.packedFwd || fwd
+		e.packedBwd = e.packedBwd || bwd
 	}
 }
 
@@ -367,7 +501,7 @@ func (e *mlpState) paramChunks(B int) int {
 	for l := 0; l+1 < len(m.sizes); l++ {
 		in, out := m.sizes[l], m.sizes[l+1]
 		c := B * in * out / mlpBlockWork
-		c = min(c, mlpMaxBlocks, out/2)
+		c = min(c, mlpMaxBlocks, (out+gemmMR-1)/gemmMR)
 		e.chunk[l] = nt
 		nt += max(c, 1)
 	}
@@ -405,9 +539,118 @@ func (e *mlpState) Eval(t float64, z, dz []float64) {
 		panic(invalidf("dz", "length %d, want %d", len(dz), len(z)))
 	}
 	e.ensure(B)
-	e.begin(t, z, nil, dz, nil, nil, B, false, false, false)
+	e.h, e.d = e.hOwn, e.dOwn
+	deriv := false
+	if sl := e.recordSlot(t, z, B); sl != nil {
+		e.h, e.d, deriv = sl.h, sl.d, true
+	}
+	e.begin(t, z, nil, dz, nil, nil, B, deriv, false, false)
 	e.runRows()
 	e.end()
+}
+
+// mlpKeepMaxBytes caps the activations an evaluator keeps while
+// keepActivations is on (512 MiB); evaluations beyond it are not kept, and
+// their VJPs recompute the forward pass.
+var mlpKeepMaxBytes = 512 << 20
+
+// mlpSlot holds the activations of one kept evaluation: its (t, z), to
+// recognise the VJP that wants them, and h_l, act′(u_l) of every hidden
+// layer.
+type mlpSlot struct {
+	t    float64
+	z    []float64
+	h, d [][]float64
+}
+
+// keepActivations(true) starts keeping the hidden activations and their
+// derivatives of every Eval (2·B·Σ_l n_l values plus a copy of z per call,
+// at most mlpKeepMaxBytes in all), so that a later VJP at the same t and
+// bit-identical z, with f nil, skips its forward pass: backpropagation
+// through a solver then costs two products per layer and stage instead of
+// three, as with autograd. keepActivations(false) stops and forgets them
+// (the memory is kept for the next recording). Direct turns it on for its
+// forward pass.
+func (e *mlpState) keepActivations(on bool) {
+	e.keep = on
+	e.nslots, e.cursor = 0, 0
+}
+
+// activationKeeper is implemented by evaluators that can keep the
+// activations of their evaluations for later VJPs (mlpState.keepActivations).
+type activationKeeper interface{ keepActivations(on bool) }
+
+// keepActivations calls ev.keepActivations(on) if ev has the method.
+func keepActivations(ev Evaluator, on bool) {
+	if k, ok := ev.(activationKeeper); ok {
+		k.keepActivations(on)
+	}
+}
+
+// recordSlot returns the slot the current Eval at (t, z) keeps its
+// activations in, or nil when not keeping or over the cap.
+func (e *mlpState) recordSlot(t float64, z []float64, B int) *mlpSlot {
+	if !e.keep {
+		return nil
+	}
+	sizes := e.m.sizes
+	L := len(sizes) - 2
+	per := len(z)
+	for l := 1; l <= L; l++ {
+		per += 2 * B * sizes[l]
+	}
+	if (e.nslots+1)*per*8 > mlpKeepMaxBytes {
+		return nil
+	}
+	if e.nslots == len(e.slots) {
+		e.slots = append(e.slots, &mlpSlot{h: make([][]float64, L+1), d: make([][]float64, L+1)})
+	}
+	sl := e.slots[e.nslots]
+	if len(sl.z) != len(z) {
+		sl.z = make([]float64, len(z))
+		for l := 1; l <= L; l++ {
+			sl.h[l] = make([]float64, B*sizes[l])
+			sl.d[l] = make([]float64, B*sizes[l])
+		}
+	}
+	copy(sl.z, z)
+	sl.t = t
+	e.nslots++
+	e.cursor = e.nslots - 1
+	return sl
+}
+
+// findSlot returns the kept slot of an evaluation at (t, z), or nil. The
+// search starts at the last slot found and goes backwards (wrapping once),
+// the order in which backpropagation revisits the evaluations.
+func (e *mlpState) findSlot(t float64, z []float64) *mlpSlot {
+	n := e.nslots
+	for k := 0; k < n; k++ {
+		i := e.cursor - k
+		if i < 0 {
+			i += n
+		}
+		sl := e.slots[i]
+		if sl.t == t && sameFloats(sl.z, z) {
+			e.cursor = i
+			return sl
+		}
+	}
+	return nil
+}
+
+// sameFloats reports whether x and y hold the same bits.
+func sameFloats(x, y []float64) bool {
+	if len(x) != len(y) {
+		return false
+	}
+	y = y[:len(x)]
+	for i, v := range x {
+		if math.Float64bits(v) != math.Float64bits(y[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // begin records the arguments of a call for the tasks.
@@ -419,30 +662,45 @@ func (e *mlpState) begin(t float64, z, a, f, gz, gp []float64, B int, deriv, bac
 // end drops the references to the caller's slices.
 func (e *mlpState) end() {
 	e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, nil
+	e.replay = false
 }
 
 // runRows runs the row-block tasks of the current call, after refreshing
 // the transposed weights they read (split over as many tasks).
 func (e *mlpState) runRows() {
 	e.blocks = e.rowBlocks(e.B)
+	e.preparePacks()
 	if e.blocks == 1 {
-		e.transposeTask(0)
-		e.rowTask(0)
+		e.rowTask(0, 0)
 		return
 	}
-	e.pool.run(e.blocks, e.fTrans)
-	e.pool.run(e.blocks, e.fRows)
+	e.pool.runW(e.blocks, e.fRows)
 }
 
-// rowTask processes row block i of the current call: the forward pass and,
-// for a VJP, the reverse sweep of the cotangents δ_l, whose rows depend on
-// the same rows only.
-func (e *mlpState) rowTask(i int) {
-	lo, hi := i*e.B/e.blocks, (i+1)*e.B/e.blocks
-	e.forwardRows(lo, hi)
-	if e.back {
-		e.backwardRows(i, lo, hi)
+// rowTask processes row block i of the current call on worker w: the
+// forward pass and, for a VJP, the reverse sweep of the cotangents δ_l,
+// whose rows depend on the same rows only.
+func (e *mlpState) rowTask(i, w int) {
+	lo, hi := splitRows(e.B, e.blocks, i)
+	s := e.scratch(w)
+	if e.replay {
+		e.packInputs(lo, hi)
+	} else {
+		e.forwardRows(s, lo, hi)
 	}
+	if e.back {
+		e.backwardRows(s, i, lo, hi)
+	}
+}
+
+// splitRows returns part i of n rows split into parts contiguous ranges
+// whose boundaries are multiples of gemmMR (the assembly kernel's tile
+// height), so that only the last range can end in a partial tile.
+func splitRows(n, parts, i int) (lo, hi int) {
+	units := (n + gemmMR - 1) / gemmMR
+	lo = min(i*units/parts*gemmMR, n)
+	hi = min((i+1)*units/parts*gemmMR, n)
+	return lo, hi
 }
 
 // input returns rows lo…hi−1 of h_0: z itself, or z with t appended to
@@ -466,24 +724,30 @@ func (e *mlpState) input(lo, hi int) []float64 {
 // forwardRows runs the network on rows lo…hi−1. The output layer is written
 // to e.f unless it is nil (the reverse pass does not need it). With e.deriv,
 // act′ of every hidden layer is kept for the reverse pass.
-func (e *mlpState) forwardRows(lo, hi int) {
+func (e *mlpState) forwardRows(s *gemmScratch, lo, hi int) {
 	m := e.m
 	L := len(m.sizes) - 2
 	x := e.input(lo, hi)
 	nb := hi - lo
+	// The weight gradient's products read each layer input h_l packed:
+	// pack these rows while they are in cache.
+	packH := useFMA && e.back && e.gp != nil
 	for l := 0; l <= L; l++ {
 		W, bias, nout, nin := m.Layer(l)
+		if packH {
+			packRowsB(e.hp[l], x, e.B, nin, lo, hi)
+		}
 		if l == L {
 			if e.f == nil {
 				return
 			}
 			y := e.f[lo*nout : hi*nout]
-			e.forwardProduct(l, y, x, W, nb, nout, nin)
+			e.forwardProduct(s, l, y, x, W, nb, nout, nin)
 			addBias(y, bias, nb)
 			return
 		}
 		y := e.h[l+1][lo*nout : hi*nout]
-		e.forwardProduct(l, y, x, W, nb, nout, nin)
+		e.forwardProduct(s, l, y, x, W, nb, nout, nin)
 		var d []float64
 		if e.deriv {
 			d = e.d[l+1][lo*nout : hi*nout]
@@ -493,20 +757,54 @@ func (e *mlpState) forwardRows(lo, hi int) {
 	}
 }
 
-// forwardProduct sets y = x·W_lᵀ for nb rows of x, from the transposed
-// copy of W_l when the layer has one.
-func (e *mlpState) forwardProduct(l int, y, x, W []float64, nb, nout, nin int) {
+// packInputs packs rows lo…hi−1 of every layer input (z, or z with t, and
+// the kept h_l) for the weight gradient when the forward pass is skipped.
+func (e *mlpState) packInputs(lo, hi int) {
+	if !useFMA || e.gp == nil {
+		if e.m.cfg.TimeInput {
+			e.input(lo, hi) // the t column of layer 0's input
+		}
+		return
+	}
+	x := e.input(lo, hi)
+	for l := 0; l+1 < len(e.m.sizes); l++ {
+		n := e.m.sizes[l]
+		if l > 0 {
+			x = e.h[l][lo*n : hi*n]
+		}
+		packRowsB(e.hp[l], x, e.B, n, lo, hi)
+	}
+}
+
+// forwardProduct sets y = x·W_lᵀ for nb rows of x: from the packed W_lᵀ on
+// the assembly path, else from the transposed copy of W_l when the layer
+// has one.
+func (e *mlpState) forwardProduct(s *gemmScratch, l int, y, x, W []float64, nb, nout, nin int) {
+	if useFMA {
+		gemm(s, y, nout, x, nin, 1, e.pk[l], 0, true, nb, nout, nin, false)
+		return
+	}
 	if wt := e.wt[l]; wt != nil {
-		matMulAB(y, x, wt, nb, nin, nout)
+		matMulAB(nil, y, x, wt, nb, nin, nout)
 		return
 	}
 	matMulABt(y, x, W, nb, nout, nin)
 }
 
+// backProduct sets y = δ·W_l for nb rows of δ (nb×nout), from the packed
+// W_l on the assembly path.
+func (e *mlpState) backProduct(s *gemmScratch, l int, y, delta, W []float64, nb, nout, nin int) {
+	if useFMA {
+		gemm(s, y, nin, delta, nout, 1, e.pkb[l], 0, true, nb, nin, nout, false)
+		return
+	}
+	matMulAB(nil, y, delta, W, nb, nout, nin)
+}
+
 // backwardRows runs the reverse sweep δ_{l−1} = (δ_l W_l) ⊙ act′ on rows
 // lo…hi−1 (block i), then the input cotangent δ_0 W_0 into gz and, with
 // time input, the block's partial sum of its t column.
-func (e *mlpState) backwardRows(i, lo, hi int) {
+func (e *mlpState) backwardRows(s *gemmScratch, i, lo, hi int) {
 	m := e.m
 	D := m.cfg.Dim
 	L := len(m.sizes) - 2
@@ -515,7 +813,7 @@ func (e *mlpState) backwardRows(i, lo, hi int) {
 	for l := L; l >= 1; l-- {
 		W, _, nout, nin := m.Layer(l)
 		next := e.delta[l-1][lo*nin : hi*nin]
-		matMulAB(next, delta, W, nb, nout, nin)
+		e.backProduct(s, l, next, delta, W, nb, nout, nin)
 		d := e.d[l][lo*nin : hi*nin]
 		d = d[:len(next)]
 		for j, v := range d {
@@ -526,14 +824,14 @@ func (e *mlpState) backwardRows(i, lo, hi int) {
 	W, _, nout, nin := m.Layer(0)
 	if !m.cfg.TimeInput {
 		if e.gz != nil {
-			matMulAB(e.gz[lo*D:hi*D], delta, W, nb, nout, nin)
+			e.backProduct(s, 0, e.gz[lo*D:hi*D], delta, W, nb, nout, nin)
 		}
 		return
 	}
 	var st float64
 	if e.gz != nil {
 		dh := e.dh0[lo*nin : hi*nin]
-		matMulAB(dh, delta, W, nb, nout, nin)
+		e.backProduct(s, 0, dh, delta, W, nb, nout, nin)
 		gz := e.gz[lo*D : hi*D]
 		for b := 0; b < nb; b++ {
 			copy(gz[b*D:b*D+D], dh[b*nin:b*nin+D])
@@ -554,7 +852,7 @@ func (e *mlpState) backwardRows(i, lo, hi int) {
 // paramTask adds parameter task c's share of aᵀ∂f/∂θ to e.gp: a range of
 // output rows o of one layer, dW_l[o, :] += Σ_b δ_l[b, o]·h_l[b, :] and
 // db_l[o] += Σ_b δ_l[b, o], the batch summed in order.
-func (e *mlpState) paramTask(c int) {
+func (e *mlpState) paramTask(c, w int) {
 	m := e.m
 	L := len(m.sizes) - 2
 	l := 0
@@ -564,7 +862,7 @@ func (e *mlpState) paramTask(c int) {
 	chunks := e.chunk[l+1] - e.chunk[l]
 	k := c - e.chunk[l]
 	_, _, nout, nin := m.Layer(l)
-	r0, r1 := k*nout/chunks, (k+1)*nout/chunks
+	r0, r1 := splitRows(nout, chunks, k)
 	B := e.B
 	var delta, x []float64
 	if l == L {
@@ -581,7 +879,13 @@ func (e *mlpState) paramTask(c int) {
 	}
 	gW := e.gp[m.wOff[l]:m.bOff[l]]
 	gb := e.gp[m.bOff[l] : m.bOff[l]+nout]
-	matMulAtBAddRows(gW, delta, x, B, nout, nin, r0, r1)
+	if useFMA {
+		// dW rows r0…r1−1 += δᵀ·h with A(i, p) = δ[p·nout + r0 + i] and
+		// h packed by the row tasks.
+		gemm(e.scratch(w), gW[r0*nin:], nin, delta[r0:], 1, nout, e.hp[l], 0, true, r1-r0, nin, B, true)
+	} else {
+		matMulAtBAddRows(nil, gW, delta, x, B, nout, nin, r0, r1)
+	}
 	gb = gb[r0:r1]
 	for b := 0; b < B; b++ {
 		row := delta[b*nout+r0 : b*nout+r1]
@@ -624,6 +928,7 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	checkLen("gz", gz, len(z))
 	checkLen("gp", gp, m.np)
 	e.ensure(B)
+	e.h, e.d = e.hOwn, e.dOwn
 	if gz == nil && gp == nil && gt == nil {
 		if f != nil {
 			e.begin(t, z, nil, f, nil, nil, B, false, false, false)
@@ -634,6 +939,12 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	e.begin(t, z, a, f, gz, gp, B, true, true, gt != nil)
 	defer e.end()
+	if e.keep && f == nil {
+		if sl := e.findSlot(t, z); sl != nil {
+			e.h, e.d, e.replay = sl.h, sl.d, true
+			e.replays++
+		}
+	}
 	e.runRows()
 	if gt != nil {
 		if m.cfg.TimeInput {
@@ -649,9 +960,9 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	if gp != nil {
 		nt := e.paramChunks(B)
 		if nt == 1 {
-			e.paramTask(0)
+			e.paramTask(0, 0)
 		} else {
-			e.pool.run(nt, e.fParams)
+			e.pool.runW(nt, e.fParams)
 		}
 	}
 }
@@ -704,15 +1015,7 @@ func biasActivate(act Activation, y, d, bias []float64, B int) {
 				}
 			}
 		case Sigmoid:
-			for j, v := range bias {
-				row[j] = sigmoidFast(row[j] + v)
-			}
-			if drow != nil {
-				drow = drow[:len(row)]
-				for j, s := range row {
-					drow[j] = s * (1 - s)
-				}
-			}
+			sigmoidRow(row, drow, bias)
 		default: // Identity
 			for j, v := range bias {
 				row[j] += v
@@ -865,11 +1168,21 @@ func tanhExpm1(x float64) float64 {
 }
 
 // tanhRow replaces u = row[j] + bias[j] by h = tanh(u) and, when drow is
-// non-nil, writes 1 − h² to drow[j], bit-identical to tanhFast. Like
+// non-nil, writes 1 − h² to drow[j]. With the assembly kernels, groups of
+// four elements run in AVX2 (activationRowAVX: tanhFast's formulas with fused
+// multiply–adds, so the last bit can differ from tanhFast's; the accuracy
+// bound against math.Tanh is the same, TestActivationRows) and the last
+// len(row) mod 4 in Go.
+func tanhRow(row, drow, bias []float64) {
+	row, drow, bias = activationAVX(row, drow, bias, 0)
+	tanhRowGo(row, drow, bias)
+}
+
+// tanhRowGo is tanhRow in Go, bit-identical to tanhFast. Like
 // softplusRow it works in two passes over chunks of the row (m = expm1(−2|u|)
 // first, into a stack buffer, then the quotient), shorter loop bodies whose
 // iterations the processor overlaps better than the fused evaluation's.
-func tanhRow(row, drow, bias []float64) {
+func tanhRowGo(row, drow, bias []float64) {
 	var buf [64]float64
 	bias = bias[:len(row)]
 	for len(row) > 0 {
@@ -1007,13 +1320,58 @@ func sigmoidFast(u float64) float64 {
 	return num / (1 + e)
 }
 
-// softplusRow replaces u = row[j] + bias[j] by softplus(u) and, when drow is
-// non-nil, writes σ(u) to drow[j]. It runs in two passes over chunks of
+// softplusRow replaces u = row[j] + bias[j] by softplus(u) and, when drow
+// is non-nil, writes σ(u) to drow[j]; with the assembly kernels four
+// elements at a time in AVX2 (activationRowAVX, as tanhRow).
+func softplusRow(row, drow, bias []float64) {
+	row, drow, bias = activationAVX(row, drow, bias, 1)
+	softplusRowGo(row, drow, bias)
+}
+
+// sigmoidRow replaces u = row[j] + bias[j] by s = σ(u) and, when drow is
+// non-nil, writes s(1 − s) to drow[j]; with the assembly kernels four
+// elements at a time in AVX2 (activationRowAVX, as tanhRow).
+func sigmoidRow(row, drow, bias []float64) {
+	row, drow, bias = activationAVX(row, drow, bias, 2)
+	for j, v := range bias {
+		row[j] = sigmoidFast(row[j] + v)
+	}
+	if drow != nil {
+		drow = drow[:len(row)]
+		for j, s := range row {
+			drow[j] = s * (1 - s)
+		}
+	}
+}
+
+// activationAVX runs activationRowAVX (mode 0 tanh, 1 softplus, 2
+// sigmoid) on the first len(row) &^ 3 elements when the assembly kernels
+// are in use and returns the rest.
+func activationAVX(row, drow, bias []float64, mode int) ([]float64, []float64, []float64) {
+	n := len(row) &^ 3
+	if !useFMA || n == 0 {
+		return row, drow, bias
+	}
+	bias = bias[:len(row)]
+	var dp *float64
+	if drow != nil {
+		drow = drow[:len(row)]
+		dp = &drow[0]
+	}
+	activationRowAVX(&row[0], dp, &bias[0], n, mode)
+	if drow != nil {
+		drow = drow[n:]
+	}
+	return row[n:], drow, bias[n:]
+}
+
+// softplusRowGo is softplusRow in Go, bit-identical to softplusFast. It
+// runs in two passes over chunks of
 // the row, e^−|u| first (into drow, or a stack buffer), then the rest: each
 // pass has a loop body about half as long as the fused evaluation's, so the
 // processor overlaps the dependency chains of several elements, which
 // measured about 20% faster than evaluating softplusFast element by element.
-func softplusRow(row, drow, bias []float64) {
+func softplusRowGo(row, drow, bias []float64) {
 	var buf [64]float64
 	bias = bias[:len(row)]
 	for len(row) > 0 {

@@ -669,10 +669,11 @@ func BenchmarkMLPForward(b *testing.B) {
 			ev.Eval(0, z, f)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPUTime()
 			for i := 0; i < b.N; i++ {
 				ev.Eval(0, z, f)
 			}
-			reportGFLOPS(b, mlpFlops(m, s.B))
+			reportCPUGFLOPS(b, mlpFlops(m, s.B), cpu0)
 		})
 	}
 }
@@ -693,10 +694,11 @@ func BenchmarkMLPReverse(b *testing.B) {
 			ev.VJP(0, z, a, f, gz, gp, nil)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu0 := processCPUTime()
 			for i := 0; i < b.N; i++ {
 				ev.VJP(0, z, a, f, gz, gp, nil)
 			}
-			reportGFLOPS(b, 3*mlpFlops(m, s.B))
+			reportCPUGFLOPS(b, 3*mlpFlops(m, s.B), cpu0)
 		})
 	}
 }
@@ -1097,7 +1099,7 @@ func TestSoftplusFastAccuracy(t *testing.T) {
 	}
 }
 
-// TestSoftplusRow checks the two-pass row evaluation against softplusFast
+// TestSoftplusRow checks the two-pass Go row evaluation against softplusFast
 // element by element (bit for bit), with and without the derivative row,
 // for lengths around the chunk size.
 func TestSoftplusRow(t *testing.T) {
@@ -1108,13 +1110,81 @@ func TestSoftplusRow(t *testing.T) {
 			u[i] *= 20
 		}
 		row, row2, drow := slices.Clone(u), slices.Clone(u), make([]float64, n)
-		softplusRow(row, drow, bias)
-		softplusRow(row2, nil, bias)
+		softplusRowGo(row, drow, bias)
+		softplusRowGo(row2, nil, bias)
 		for j := range u {
 			sp, sig := softplusFast(u[j] + bias[j])
 			if row[j] != sp || drow[j] != sig || row2[j] != sp {
 				t.Fatalf("n=%d, j=%d: got %v, %v (no deriv %v), want %v, %v", n, j, row[j], drow[j], row2[j], sp, sig)
 			}
+		}
+	}
+}
+
+// TestActivationRows bounds the row activations MLP layers use (the AVX2
+// kernels with their Go tails, or the pure-Go rows under -tags purego)
+// against the math library over the sweeps of TestTanhFastAccuracy and
+// TestSoftplusFastAccuracy, by the same bounds: tanh 3 ulp, softplus 3 and
+// its derivative σ 2, sigmoid 2. The derivatives 1 − h² and s(1 − s) are
+// formulas of the computed value (ill-conditioned as relative errors near
+// saturation), so they are checked absolutely against the same formula on
+// the row's own output, to 2⁻⁵² (fused or not, one rounding apart). Row
+// lengths 4k+3 exercise the Go tails; special values are included.
+func TestActivationRows(t *testing.T) {
+	n := 400_000
+	if testing.Short() {
+		n = 40_000
+	}
+	for _, c := range []struct {
+		act  Activation
+		lim  float64
+		ref  func(u float64) float64
+		maxY float64
+		dRef func(u, y float64) (d float64, ulps bool)
+	}{
+		{Tanh, 25, math.Tanh, 3, func(u, h float64) (float64, bool) { return 1 - h*h, false }},
+		{Softplus, 760, func(u float64) float64 { sp, _ := softplusRef(u); return sp }, 3,
+			func(u, _ float64) (float64, bool) { _, s := softplusRef(u); return s, true }},
+		{Sigmoid, 760, sigmoidRef, 2, func(u, s float64) (float64, bool) { return s * (1 - s), false }},
+	} {
+		var us []float64
+		activationSweep(c.lim, n, func(u float64) { us = append(us, u) })
+		us = append(us, 0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.NaN(), 1e-300, -5e-324, 1e300, -1e300, 30, -30)
+		us = us[:len(us)/4*4+3]
+		row, drow, bias := slices.Clone(us), make([]float64, len(us)), make([]float64, len(us))
+		biasActivate(c.act, row, drow, bias, 1)
+		var maxY, maxD float64
+		for j, u := range us {
+			dy := ulpDiff(row[j], c.ref(u))
+			d, ulps := c.dRef(u, row[j])
+			var dd float64
+			switch {
+			case ulps:
+				dd = ulpDiff(drow[j], d)
+				if dd > 2 {
+					t.Errorf("%v′(%v) = %v, reference %v (%v ulp)", c.act, u, drow[j], d, dd)
+				}
+			case math.IsNaN(d):
+				if !math.IsNaN(drow[j]) {
+					t.Errorf("%v′(%v) = %v, want NaN", c.act, u, drow[j])
+				}
+			default:
+				dd = math.Abs(drow[j]-d) / 0x1p-52
+				if dd > 1 {
+					t.Errorf("%v′(%v) = %v, want %v", c.act, u, drow[j], d)
+				}
+			}
+			maxY, maxD = max(maxY, dy), max(maxD, dd)
+			if dy > c.maxY {
+				t.Errorf("%v(%v) = %v, reference %v (%v ulp)", c.act, u, row[j], c.ref(u), dy)
+			}
+		}
+		t.Logf("%v (assembly %v): max %v ulp, derivative %v", c.act, useFMA, maxY, maxD)
+		// Without the derivative row the values are the same.
+		row2 := slices.Clone(us)
+		biasActivate(c.act, row2, nil, bias, 1)
+		if !sameBits(row, row2) {
+			t.Errorf("%v: values differ without the derivative row", c.act)
 		}
 	}
 }
@@ -1182,13 +1252,6 @@ func BenchmarkActivation(b *testing.B) {
 		}
 		perElt(b)
 	})
-	b.Run("softplus/row", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			copy(y, u)
-			softplusRow(y, d, bias)
-		}
-		perElt(b)
-	})
 	b.Run("tanh/math", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			for j, v := range u {
@@ -1197,11 +1260,109 @@ func BenchmarkActivation(b *testing.B) {
 		}
 		perElt(b)
 	})
-	b.Run("tanh/fast", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			copy(y, u)
-			biasActivate(Tanh, y, d, bias, 1)
+	// Whole rows as the MLP evaluates them: the dispatching rows (AVX2 with
+	// the assembly kernels) and the Go rows.
+	for _, r := range []struct {
+		name string
+		row  func(row, drow, bias []float64)
+	}{
+		{"softplus/row", softplusRow}, {"softplus/rowGo", softplusRowGo},
+		{"tanh/row", tanhRow}, {"tanh/rowGo", tanhRowGo}, {"sigmoid/row", sigmoidRow},
+	} {
+		b.Run(r.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				copy(y, u)
+				r.row(y, d, bias)
+			}
+			perElt(b)
+		})
+	}
+}
+
+// TestMLPKeepActivations: with keepActivations on, VJPs at the points of
+// earlier Evals reuse their activations (and skip the forward pass) and
+// give bit-identical results to a fresh evaluator; a VJP at a new point,
+// one that wants f, and every VJP once the memory cap is reached fall back
+// to the full computation.
+func TestMLPKeepActivations(t *testing.T) {
+	for _, c := range []struct {
+		act    Activation
+		timeIn bool
+	}{{Tanh, false}, {Softplus, true}, {Sigmoid, false}} {
+		m := newTestMLP(t, 3, []int{20, 13}, c.act, c.timeIn, 17)
+		rng := rand.New(rand.NewPCG(41, 42))
+		B := 11
+		zs := [][]float64{randSlice(rng, B*3), randSlice(rng, B*3), randSlice(rng, B*3), randSlice(rng, B*3)}
+		ts := []float64{0, 0.25, 0.5, 0.75}
+		a := randSlice(rng, B*3)
+		for _, capBytes := range []int{mlpKeepMaxBytes, 1} {
+			old := mlpKeepMaxBytes
+			mlpKeepMaxBytes = capBytes
+			ev := m.NewEvaluator()
+			st := ev.(*mlpEvaluator).mlpState
+			keepActivations(ev, true)
+			dz := make([]float64, B*3)
+			for i := range 3 { // zs[3] is never evaluated
+				ev.Eval(ts[i], zs[i], dz)
+			}
+			for i := 3; i >= 0; i-- {
+				got := vjpOut{gz: make([]float64, B*3), gp: make([]float64, m.NumParams())}
+				ev.VJP(ts[i], zs[i], a, nil, got.gz, got.gp, &got.gt)
+				want := vjpOut{gz: make([]float64, B*3), gp: make([]float64, m.NumParams())}
+				m.NewEvaluator().VJP(ts[i], zs[i], a, nil, want.gz, want.gp, &want.gt)
+				if !sameBits(got.gz, want.gz) || !sameBits(got.gp, want.gp) || math.Float64bits(got.gt) != math.Float64bits(want.gt) {
+					t.Errorf("%v time %v cap %d point %d: kept-activation VJP differs", c.act, c.timeIn, capBytes, i)
+				}
+			}
+			// With f requested the forward pass runs as usual.
+			f := make([]float64, B*3)
+			ev.VJP(ts[0], zs[0], a, f, make([]float64, B*3), nil, nil)
+			wantReplays := 3
+			if capBytes == 1 {
+				wantReplays = 0
+			}
+			if st.replays != wantReplays {
+				t.Errorf("%v cap %d: %d VJPs reused activations, want %d", c.act, capBytes, st.replays, wantReplays)
+			}
+			keepActivations(ev, false)
+			mlpKeepMaxBytes = old
 		}
-		perElt(b)
-	})
+	}
+}
+
+// TestDirectKeepsActivations: Direct's gradient is bit-identical whether
+// the MLP keeps its activations or (over the cap) recomputes them, and
+// keeping them saves the forward pass of most stage VJPs.
+func TestDirectKeepsActivations(t *testing.T) {
+	m := newTestMLP(t, 2, []int{16, 16}, Tanh, false, 23)
+	rng := rand.New(rand.NewPCG(43, 44))
+	B := 8
+	z0, targets := randSlice(rng, B*2), randSlice(rng, B*2)
+	ts := []float64{0, 0.5, 1}
+	targets = append(targets, randSlice(rng, B*2)...)
+	var res [2]*GradResult
+	var replays [2]int
+	for i, capBytes := range []int{mlpKeepMaxBytes, 1} {
+		old := mlpKeepMaxBytes
+		mlpKeepMaxBytes = capBytes
+		g, err := NewGradientSolver(m, GradOptions{Method: Direct, Forward: Options{RTol: 1e-7, ATol: 1e-7}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := g.Gradient(z0, ts, MSELoss(targets))
+		mlpKeepMaxBytes = old
+		if err != nil {
+			t.Fatal(err)
+		}
+		res[i] = r
+		replays[i] = g.ev.(*mlpEvaluator).replays
+	}
+	if !sameBits(res[0].Params, res[1].Params) || !sameBits(res[0].Z0, res[1].Z0) {
+		t.Error("gradient differs with and without kept activations")
+	}
+	vjps := res[0].Stats.VJPs
+	t.Logf("%d VJPs, %d reused kept activations", vjps, replays[0])
+	if replays[1] != 0 || replays[0] < vjps*3/4 {
+		t.Errorf("reused activations in %d (kept) and %d (over the cap) of %d VJPs", replays[0], replays[1], vjps)
+	}
 }

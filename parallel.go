@@ -35,7 +35,8 @@ type taskPool struct {
 	closed  bool
 	limit   int // most goroutines per job, caller included; 0: GOMAXPROCS
 
-	task   func(int) // current job; set before the tokens are sent
+	task   func(int)      // current job; set before the tokens are sent
+	taskW  func(int, int) // or this one, which also receives the worker id
 	ntasks int
 	next   atomic.Int64
 	wg     sync.WaitGroup
@@ -53,6 +54,21 @@ const maxPoolHelpers = 64
 // when all have finished. With one task, or GOMAXPROCS = 1, everything runs
 // on the caller's goroutine.
 func (p *taskPool) run(ntasks int, task func(int)) {
+	p.runJob(ntasks, task, nil)
+}
+
+// runW is run for tasks that keep per-goroutine scratch: task(i, w) gets
+// the id w of the goroutine running it, 0 for the caller and 1…maxPoolHelpers
+// for the helpers, so that no two tasks running at the same time share an
+// id.
+func (p *taskPool) runW(ntasks int, task func(i, w int)) {
+	p.runJob(ntasks, nil, task)
+}
+
+// maxPoolWorkers bounds the worker ids runW hands out.
+const maxPoolWorkers = maxPoolHelpers + 1
+
+func (p *taskPool) runJob(ntasks int, task func(int), taskW func(int, int)) {
 	if ntasks <= 0 {
 		return
 	}
@@ -63,20 +79,24 @@ func (p *taskPool) run(ntasks int, task func(int)) {
 	k := min(ntasks, procs, maxPoolHelpers+1) - 1 // helpers wanted
 	if k <= 0 || p.closed {
 		for i := 0; i < ntasks; i++ {
-			task(i)
+			if taskW != nil {
+				taskW(i, 0)
+			} else {
+				task(i)
+			}
 		}
 		return
 	}
 	p.start(k)
-	p.task, p.ntasks = task, ntasks
+	p.task, p.taskW, p.ntasks = task, taskW, ntasks
 	p.next.Store(0)
 	p.wg.Add(k)
 	for i := 0; i < k; i++ {
 		p.work <- struct{}{}
 	}
-	p.claim()
+	p.claim(0)
 	p.wg.Wait()
-	p.task = nil
+	p.task, p.taskW = nil, nil
 	if p.panicked {
 		v := p.panicVal
 		p.panicked, p.panicVal = false, nil
@@ -92,16 +112,16 @@ func (p *taskPool) start(k int) {
 	}
 	for p.helpers < k {
 		p.helpers++
-		go p.helper()
+		go p.helper(p.helpers)
 	}
 }
 
-// helper serves jobs until the pool is closed.
-func (p *taskPool) helper() {
+// helper serves jobs until the pool is closed; id is its worker id.
+func (p *taskPool) helper(id int) {
 	for {
 		select {
 		case <-p.work:
-			p.claim()
+			p.claim(id)
 			p.wg.Done()
 		case <-p.quit:
 			return
@@ -109,9 +129,9 @@ func (p *taskPool) helper() {
 	}
 }
 
-// claim runs tasks of the current job until none is left, recording the
-// first panic instead of propagating it.
-func (p *taskPool) claim() {
+// claim runs tasks of the current job on worker w until none is left,
+// recording the first panic instead of propagating it.
+func (p *taskPool) claim(w int) {
 	defer func() {
 		if v := recover(); v != nil {
 			p.mu.Lock()
@@ -129,7 +149,11 @@ func (p *taskPool) claim() {
 		if i >= n {
 			return
 		}
-		p.task(int(i))
+		if p.taskW != nil {
+			p.taskW(int(i), w)
+		} else {
+			p.task(int(i))
+		}
 	}
 }
 

@@ -189,6 +189,7 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 		{"sines", []string{"--width", "4", "--obs", "5", "--batch", "6", "--method", "gq"}},
 		{"spheres", []string{"--width", "4", "--batch", "500", "--method", "gq"}},
 		{"ou", []string{"--width", "3", "--batch", "6", "--method", "gq-interp"}},
+		{"cnf", []string{"--width", "4", "--batch", "16", "--method", "seminorm", "--data", "moons"}},
 	} {
 		t.Run(task.name, func(t *testing.T) {
 			if task.name == "ou" && testing.Short() {

@@ -129,8 +129,8 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	c := &f.cfg
 	fs.StringVar(&c.Task, "task", "g1d", "task: "+taskList())
 	fs.StringVar(&f.method, "method", "gq", "gradient method(s), comma-separated: "+strings.Join(allMethods, ", ")+", or all")
-	fs.IntVar(&c.Width, "width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, others 32)")
-	fs.IntVar(&c.Epochs, "epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40)")
+	fs.IntVar(&c.Width, "width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, cde 128, others 32)")
+	fs.IntVar(&c.Epochs, "epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40, cde 20, cde-hermite 10)")
 	fs.Float64Var(&c.LR, "lr", 0, "Adam learning rate; default per task")
 	fs.IntVar(&c.Batch, "batch", 0, "minibatch size (spheres 200, sines 15 series); for ou the number of training paths (64)")
 	fs.Float64Var(&c.RTol, "rtol", 0, "relative tolerance of both passes; default per task (1e-3, sines 1e-4)")
@@ -139,6 +139,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
 	fs.IntVar(&c.Obs, "obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
 	fs.BoolVar(&c.Irregular, "irregular", false, "sines: irregular observation times")
+	fs.StringVar(&c.Data, "data", "", "cnf: toy density, one of "+strings.Join(cnfDataSets, ", ")+" (default 8gaussians); the flow has three hidden layers of --width (64), 20 epochs of 25 steps")
 	f.checkOut = outDirFlag(fs, &f.out, "metrics.jsonl and the plots")
 	f.output.register(fs, "print JSON lines (per epoch and a summary per method) on stdout instead of the table")
 	fs.StringVar(&f.save, "save", "", "write the trained model and training state to FILE (case format) at the end")
@@ -151,7 +152,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 // configuration.
 func trajectoryFlags(c trainConfig, method string) map[string]any {
 	return map[string]any{"task": c.Task, "method": method, "width": c.Width, "lr": c.LR, "batch": c.Batch,
-		"rtol": c.RTol, "atol": c.ATol, "gq-c": c.GQC, "seed": c.Seed, "obs": c.Obs, "irregular": c.Irregular}
+		"rtol": c.RTol, "atol": c.ATol, "gq-c": c.GQC, "seed": c.Seed, "obs": c.Obs, "irregular": c.Irregular, "data": c.Data}
 }
 
 // trainCommandWith is the train command with its interrupt checks.
@@ -160,7 +161,9 @@ func trainCommandWith(args []string, stdout, stderr io.Writer, in interrupts) in
 		"Softplus vector fields and Adam, and writes per-epoch metrics (DIR/metrics.jsonl) and\n"+
 		"SVG plots into DIR. Tasks: g1d (crossing trajectories), spheres (nested spheres),\n"+
 		"sines (second-order model of A sin t + B cos t), ou (Ornstein–Uhlenbeck SDE through\n"+
-		"Wong–Zakai). Flags left out take the task's default; values given must be positive.\n"+
+		"Wong–Zakai), cnf (continuous normalizing flow on a 2-D toy density, see --data), cde and\n"+
+		"cde-hermite (spiral classification by a neural CDE on natural or Hermite cubic control\n"+
+		"paths). Flags left out take the task's default; values given must be positive.\n"+
 		"Progress goes to stderr; the final table (or, with --json, JSON lines) to stdout.\n"+
 		"SIGINT/SIGTERM stop within the current step and save a checkpoint (exit status 130);\n"+
 		"a second one exits at once.", stdout)
@@ -235,7 +238,7 @@ func (f *trainFlags) resumed() (trainConfig, *checkpointState, error) {
 	}
 	cfg := ck.Config
 	given, saved := trajectoryFlags(f.cfg, f.method), trajectoryFlags(cfg, cfg.Method)
-	for _, name := range []string{"task", "method", "width", "lr", "batch", "rtol", "atol", "gq-c", "seed", "obs", "irregular"} {
+	for _, name := range []string{"task", "method", "width", "lr", "batch", "rtol", "atol", "gq-c", "seed", "obs", "irregular", "data"} {
 		if f.set[name] && given[name] != saved[name] {
 			return cfg, nil, usagef("--%s: differs from the checkpoint being resumed (%s)", name, f.resume)
 		}
@@ -290,6 +293,12 @@ func (f *trainFlags) fresh() (trainConfig, []string, error) {
 	}
 	if !spec.usesObs && (f.set["obs"] || f.set["irregular"]) {
 		return cfg, nil, usagef("--obs and --irregular apply to --task sines only")
+	}
+	if f.set["data"] {
+		if cfg.Task != "cnf" {
+			return cfg, nil, usagef("--data applies to --task cnf only")
+		}
+		cfg.Data = f.cfg.Data
 	}
 	return cfg, methods, validateConfig(cfg)
 }

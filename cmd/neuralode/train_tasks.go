@@ -38,6 +38,7 @@ type trainConfig struct {
 	Seed      uint64  `json:"seed"`
 	Obs       int     `json:"obs,omitempty"`       // sines: observation times per series
 	Irregular bool    `json:"irregular,omitempty"` // sines: irregular observation times
+	Data      string  `json:"data,omitempty"`      // cnf: toy density
 
 	// abort, when set, is polled inside every evaluation of the vector
 	// field during training (see newGradSolver): a long step stops within
@@ -66,7 +67,7 @@ type taskSpec struct {
 }
 
 // taskOrder lists the registered tasks in the order help texts show them.
-var taskOrder = []string{"g1d", "spheres", "sines", "ou"}
+var taskOrder = []string{"g1d", "spheres", "sines", "ou", "cnf", "cde", "cde-hermite"}
 
 // taskRegistry holds every task the train command knows.
 var taskRegistry = map[string]taskSpec{
@@ -114,6 +115,9 @@ var taskRegistry = map[string]taskSpec{
 			return nil
 		},
 	},
+	"cnf":         cnfSpec,
+	"cde":         cdeSpec(neuralode.NaturalSpline, 20),
+	"cde-hermite": cdeSpec(neuralode.HermiteSpline, 10),
 }
 
 // taskList is "g1d, spheres, sines or ou" for messages.

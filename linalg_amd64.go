@@ -1,0 +1,39 @@
+//go:build amd64 && !purego
+
+package neuralode
+
+// cpuid executes CPUID with the given EAX and ECX inputs.
+func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+
+// xgetbv0 reads the extended control register XCR0 (XGETBV with ECX = 0).
+func xgetbv0() (eax, edx uint32)
+
+// gemmKernel6x8 is the register-tile kernel of gemm (linalg_amd64.s).
+//
+//go:noescape
+func gemmKernel6x8(k int, a *float64, rsA, csA int, b *float64, ldb int, c *float64, ldc int, acc bool)
+
+// haveFMA reports whether the processor and the operating system support
+// AVX2 and FMA: CPUID leaf 1 for FMA, AVX and OSXSAVE, XCR0 for the OS
+// saving the XMM and YMM state on context switches (bits 1 and 2), and
+// leaf 7 for AVX2. The standard library's internal/cpu cannot be imported,
+// hence the two instructions in assembly.
+var haveFMA = detectFMA()
+
+func detectFMA() bool {
+	maxLeaf, _, _, _ := cpuid(0, 0)
+	if maxLeaf < 7 {
+		return false
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	const fma, osxsave, avx = 1 << 12, 1 << 27, 1 << 28
+	if ecx1&(fma|osxsave|avx) != fma|osxsave|avx {
+		return false
+	}
+	if xcr0, _ := xgetbv0(); xcr0&6 != 6 {
+		return false
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	const avx2 = 1 << 5
+	return ebx7&avx2 != 0
+}

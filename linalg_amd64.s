@@ -1,0 +1,123 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL eaxArg+0(FP), AX
+	MOVL ecxArg+4(FP), CX
+	CPUID
+	MOVL AX, eax+8(FP)
+	MOVL BX, ebx+12(FP)
+	MOVL CX, ecx+16(FP)
+	MOVL DX, edx+20(FP)
+	RET
+
+// func xgetbv0() (eax, edx uint32)
+TEXT ·xgetbv0(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, eax+0(FP)
+	MOVL DX, edx+4(FP)
+	RET
+
+// Two rows of the C tile at base and base + ldc (R12): add them to the
+// accumulators (ADD2ROWS) or store the accumulators (STORE2ROWS). The _FAR
+// forms take the rows at base + 2·ldc and at base2.
+#define ADD2ROWS(base, a0, a1, b0, b1) \
+	VADDPD (base), a0, a0; VADDPD 32(base), a1, a1; \
+	VADDPD (base)(R12*1), b0, b0; VADDPD 32(base)(R12*1), b1, b1
+#define ADD2ROWS_FAR(base, a0, a1, base2, b0, b1) \
+	VADDPD (base)(R12*2), a0, a0; VADDPD 32(base)(R12*2), a1, a1; \
+	VADDPD (base2), b0, b0; VADDPD 32(base2), b1, b1
+#define STORE2ROWS(base, a0, a1, b0, b1) \
+	VMOVUPD a0, (base); VMOVUPD a1, 32(base); \
+	VMOVUPD b0, (base)(R12*1); VMOVUPD b1, 32(base)(R12*1)
+#define STORE2ROWS_FAR(base, a0, a1, base2, b0, b1) \
+	VMOVUPD a0, (base)(R12*2); VMOVUPD a1, 32(base)(R12*2); \
+	VMOVUPD b0, (base2); VMOVUPD b1, 32(base2)
+
+// func gemmKernel6x8(k int, a *float64, rsA, csA int, b *float64, ldb int, c *float64, ldc int, acc bool)
+//
+// The 6×8 register tile: C[i][j] (+)= Σ_p A(i, p)·B(p, j) for i < 6, j < 8,
+// with A(i, p) at a + (i·rsA + p·csA)·8 bytes and B(p, j) at
+// b + (p·ldb + j)·8. Twelve YMM accumulators (two per row of the tile)
+// start at zero and take one fused multiply–add per p, in order of p; at
+// the end the tile is stored (acc false) or added to C (acc true). Per
+// p: two 4-wide loads of B, six broadcasts of A, twelve FMAs.
+TEXT ·gemmKernel6x8(SB), NOSPLIT, $0-65
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsA+16(FP), R9
+	MOVQ csA+24(FP), R10
+	MOVQ b+32(FP), DI
+	MOVQ ldb+40(FP), R11
+	MOVQ c+48(FP), DX
+	MOVQ ldc+56(FP), R12
+	SHLQ $3, R9
+	SHLQ $3, R10
+	SHLQ $3, R11
+	SHLQ $3, R12
+	LEAQ (R9)(R9*2), R8
+	ADDQ SI, R8 // row 3 of A
+
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+
+	TESTQ CX, CX
+	JEQ   store
+
+loop:
+	VMOVUPD      (DI), Y12
+	VMOVUPD      32(DI), Y13
+	VBROADCASTSD (SI), Y14
+	VBROADCASTSD (SI)(R9*1), Y15
+	VFMADD231PD  Y12, Y14, Y0
+	VFMADD231PD  Y13, Y14, Y1
+	VFMADD231PD  Y12, Y15, Y2
+	VFMADD231PD  Y13, Y15, Y3
+	VBROADCASTSD (SI)(R9*2), Y14
+	VBROADCASTSD (R8), Y15
+	VFMADD231PD  Y12, Y14, Y4
+	VFMADD231PD  Y13, Y14, Y5
+	VFMADD231PD  Y12, Y15, Y6
+	VFMADD231PD  Y13, Y15, Y7
+	VBROADCASTSD (R8)(R9*1), Y14
+	VBROADCASTSD (R8)(R9*2), Y15
+	VFMADD231PD  Y12, Y14, Y8
+	VFMADD231PD  Y13, Y14, Y9
+	VFMADD231PD  Y12, Y15, Y10
+	VFMADD231PD  Y13, Y15, Y11
+	ADDQ         R10, SI
+	ADDQ         R10, R8
+	ADDQ         R11, DI
+	DECQ         CX
+	JNZ          loop
+
+store:
+	LEAQ    (R12)(R12*2), R13
+	ADDQ    DX, R13 // row 3 of C
+	LEAQ    (R13)(R12*1), R8 // row 4 of C
+	MOVBLZX acc+64(FP), AX
+	TESTL   AX, AX
+	JEQ     overwrite
+	ADD2ROWS(DX, Y0, Y1, Y2, Y3)
+	ADD2ROWS_FAR(DX, Y4, Y5, R13, Y6, Y7)
+	ADD2ROWS(R8, Y8, Y9, Y10, Y11)
+
+overwrite:
+	STORE2ROWS(DX, Y0, Y1, Y2, Y3)
+	STORE2ROWS_FAR(DX, Y4, Y5, R13, Y6, Y7)
+	STORE2ROWS(R8, Y8, Y9, Y10, Y11)
+	VZEROUPPER
+	RET

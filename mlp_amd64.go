@@ -1,0 +1,10 @@
+//go:build amd64 && !purego
+
+package neuralode
+
+// activationRowAVX is the AVX2 kernel of tanhRow (mode 0), softplusRow
+// (mode 1) and sigmoidRow (mode 2) for n a multiple of 4 (mlp_amd64.s);
+// drow may be nil.
+//
+//go:noescape
+func activationRowAVX(row, drow, bias *float64, n, mode int)

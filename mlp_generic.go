@@ -1,0 +1,8 @@
+//go:build !amd64 || purego
+
+package neuralode
+
+// activationRowAVX is never called when haveFMA is false.
+func activationRowAVX(row, drow, bias *float64, n, mode int) {
+	panic("neuralode: no assembly kernels in this build")
+}
