@@ -18,11 +18,13 @@
 //     through the solver, the exact reference), Adjoint, SeminormAdjoint
 //     (Kidger, Chen & Lyons, ICML 2021), GQAdjoint (Gauss–Legendre
 //     quadrature of the parameter gradient, Norcliffe & Deisenroth, TMLR
-//     2023) and GQInterpAdjoint (the same with the state interpolated from
-//     the forward solve);
+//     2023), GQInterpAdjoint (the same with the state interpolated from
+//     the forward solve), and GQAdaptive / GQAdaptiveInterp, whose
+//     quadrature error is controlled by the solve's tolerances;
 //   - continuous normalizing flows (CNF) over the MLP, with exact or
 //     Hutchinson traces and the RNODE regularisers, trained by every method;
-//   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off;
+//   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off, and
+//     their Gauss–Kronrod extensions (Laurie);
 //   - stochastic differential equations trained through the Wong–Zakai
 //     approximation and sampled with Stratonovich or Itô schemes;
 //   - ready-made losses that know their shape (MSELoss, SelectedMSELoss,

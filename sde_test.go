@@ -1454,7 +1454,7 @@ func TestWongZakaiGradients(t *testing.T) {
 	opts := Options{RTol: 1e-11, ATol: 1e-11}
 	loss := testMSE(z0, ts, targets)
 	var ref *GradResult
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
 			g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
 			if err != nil {
@@ -1505,7 +1505,7 @@ func TestWongZakaiGradients(t *testing.T) {
 // BenchmarkWongZakaiGradient times one gradient through the Wong–Zakai ODE
 // of an MLP SDE (D = 1, width 32, 64 paths, as in the OU experiment) per method.
 func BenchmarkWongZakaiGradient(b *testing.B) {
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		b.Run("method="+m.String(), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 3))
 			drift, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
@@ -1647,7 +1647,7 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 	}
 	for _, opts := range []Options{{Method: RK4, Step: 0.01}, {RTol: 1e-10, ATol: 1e-10}} {
 		t.Run(fmt.Sprintf("step=%g", opts.Step), func(t *testing.T) {
-			for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+			for _, m := range allGradMethods {
 				t.Run(fmt.Sprint(m), func(t *testing.T) {
 					name := "dopri5/" + m.String()
 					if opts.Method != nil {
@@ -1692,7 +1692,7 @@ func TestWongZakaiPiecewiseBackwardInTime(t *testing.T) {
 	ts := []float64{1.5, 1.21, 0.9, 0.3, 0}
 	w0, w := make([]float64, 2), make([]float64, 2)
 	noise.Value(ts[0], w0)
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
 			gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
 			r, err := gs.Gradient(z0, ts, testMSE(z0, ts, make([]float64, 8)))
@@ -1748,7 +1748,7 @@ func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
 	}
 	tight := Options{RTol: 1e-11, ATol: 1e-11}
 	ref = gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: tight})
-	for _, m := range []GradMethod{Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods[1:] {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
 			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: tight, GQ: GQOptions{C: 1}})
 			r, err := g.Gradient(z0, ts, loss)

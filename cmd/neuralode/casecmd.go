@@ -238,7 +238,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 		"nfe_backward, quadrature_nodes, seconds.", stdout)
 	var cf caseFlags
 	cf.register(fs, "of both passes")
-	method := fs.String("method", "direct", "gradient method: direct, adjoint, seminorm, gq, gq-interp")
+	method := fs.String("method", "direct", "gradient method: "+strings.Join(allMethods, ", "))
 	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C: n_i = ceil(C·NFE_fwd·Δ_i/(t_M−t_0))")
 	gqCap := fs.Int("gq-cap", 64, fmt.Sprintf("largest number of GQ nodes per interval (1…%d)", neuralode.MaxGaussLegendreNodes))
 	compat := fs.String("compat", "none", "torchdiffeq: reproduce torchdiffeq's step sequences")
@@ -252,7 +252,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap int, compat string) (*gradResult, error) {
 	gm, err := neuralode.ParseGradMethod(method)
 	if err != nil {
-		return nil, usagef("--method %q: want direct, adjoint, seminorm, gq or gq-interp", method)
+		return nil, usagef("--method %q: want one of %s", method, strings.Join(allMethods, ", "))
 	}
 	over, err := parseCompat(compat)
 	if err != nil {
