@@ -403,7 +403,10 @@ func ExampleGradMethod_gqAdaptive() {
 	Scale(3, field.Params()) // stronger dynamics: the published rule's few nodes fall short
 	z0 := []float64{1, 0, 0, 1}
 	ts := []float64{0, 1}
-	loss := MSELoss([]float64{0, 1, -1, 0})
+	loss, err := MSELoss(LossShape{Batch: 2, Dim: 2, Times: len(ts)}, []float64{0, 1, -1, 0})
+	if err != nil {
+		panic(err)
+	}
 	grad := func(m GradMethod, rtol float64) []float64 {
 		g, err := NewGradientSolver(field, GradOptions{Method: m, Forward: Options{RTol: rtol, ATol: rtol}})
 		if err != nil {
@@ -794,16 +797,16 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 // not predict.
 func oscillatoryField(omega float64) *FuncField {
 	ff := &FuncField{D: 1, P: []float64{1e-9, -0.7}}
-	ff.F = func(t float64, z, dz []float64) {
+	ff.F = func(t float64, z, p, dz []float64) {
 		for i := range z {
-			dz[i] = ff.P[0]*math.Cos(omega*t) + ff.P[1]*t*t
+			dz[i] = p[0]*math.Cos(omega*t) + p[1]*t*t
 		}
 	}
-	ff.VJPFunc = func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	ff.VJPFunc = func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
 		c := math.Cos(omega * t)
 		for i := range z {
 			if f != nil {
-				f[i] = ff.P[0]*c + ff.P[1]*t*t
+				f[i] = p[0]*c + p[1]*t*t
 			}
 			if gz != nil {
 				gz[i] = 0
@@ -816,7 +819,7 @@ func oscillatoryField(omega float64) *FuncField {
 		if gt != nil {
 			*gt = 0
 			for i := range z {
-				*gt += a[i] * (-ff.P[0]*omega*math.Sin(omega*t) + 2*ff.P[1]*t)
+				*gt += a[i] * (-p[0]*omega*math.Sin(omega*t) + 2*p[1]*t)
 			}
 		}
 	}
@@ -838,7 +841,7 @@ func TestGQAdaptiveErrorControl(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r, err := g.Gradient([]float64{0}, ts, MSELoss([]float64{y}))
+				r, err := g.Gradient([]float64{0}, ts, testMSE([]float64{0}, ts, []float64{y}))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -878,10 +881,10 @@ func TestGQAdaptiveBisects(t *testing.T) {
 	const s, c = 150.0, 0.3
 	ff := &FuncField{D: 1, P: []float64{2}}
 	bump := func(t float64) float64 { u := 1 / math.Cosh(s*(t-c)); return u * u }
-	ff.F = func(t float64, z, dz []float64) { dz[0] = ff.P[0] * bump(t) }
-	ff.VJPFunc = func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	ff.F = func(t float64, z, p, dz []float64) { dz[0] = p[0] * bump(t) }
+	ff.VJPFunc = func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
 		if f != nil {
-			f[0] = ff.P[0] * bump(t)
+			f[0] = p[0] * bump(t)
 		}
 		if gz != nil {
 			gz[0] = 0
@@ -900,7 +903,7 @@ func TestGQAdaptiveBisects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := g.Gradient([]float64{0}, []float64{0, 1}, MSELoss([]float64{y}))
+	r, err := g.Gradient([]float64{0}, []float64{0, 1}, testMSE([]float64{0}, []float64{0, 1}, []float64{y}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,10 @@ func sweepPoint(p *benchProblem, tol float64, cfg sweepConfig) ([]*sweepRow, err
 		solvers[i] = g
 		rows[i] = &sweepRow{Method: m, Size: p.name, Params: p.mlp.NumParams(), Tol: tol}
 	}
-	loss := neuralode.MSELoss(p.targets)
+	loss, err := p.loss()
+	if err != nil {
+		return nil, err
+	}
 	for rep := -1; rep < cfg.repeats; rep++ {
 		for i, g := range solvers {
 			if rep >= 0 {
