@@ -1147,9 +1147,23 @@ func (q *gqQuadrature) backward(f Func, v gqBackward) error {
 		// Nodes in the order the backward solve meets them: from t_i toward t_{i−1}.
 		q.extra = q.extra[:0]
 		for j := k - 1; j >= 0; j-- {
-			tau := half*rule.Nodes[j] + mid
-			q.extra = append(q.extra, tau)
-			q.nodeT = append(q.nodeT, tau)
+			q.extra = append(q.extra, half*rule.Nodes[j]+mid)
+		}
+		if !strictlyBetween(q.extra, ts[i], ts[i-1]) {
+			// The interval is too short for k distinct nodes in float64
+			// (a few ulps): one node at t_i with weight Δ, exact to
+			// O(Δ²), from the state the solve starts from.
+			q.nodeT = append(q.nodeT, ts[i])
+			q.nodeW = append(q.nodeW, ts[i]-ts[i-1])
+			v.node(y, ts[i])
+			if err := g.solveInterval(f, y, ts[i], ts[i-1], nil, first); err != nil {
+				return err
+			}
+			first = g.nextFirstStep()
+			continue
+		}
+		for j := k - 1; j >= 0; j-- {
+			q.nodeT = append(q.nodeT, half*rule.Nodes[j]+mid)
 			q.nodeW = append(q.nodeW, half*rule.Weights[j])
 		}
 		if err := g.solveInterval(f, y, ts[i], ts[i-1], q.extra, first); err != nil {
@@ -1169,6 +1183,20 @@ func (q *gqQuadrature) backward(f Func, v gqBackward) error {
 		Scale(w, q.nodeA[k*n:(k+1)*n])
 	}
 	return q.sum()
+}
+
+// strictlyBetween reports whether x runs strictly monotonically from just
+// after from to just before to (either direction of time).
+func strictlyBetween(x []float64, from, to float64) bool {
+	dir := math.Copysign(1, to-from)
+	prev := from
+	for _, v := range x {
+		if !((v-prev)*dir > 0) {
+			return false
+		}
+		prev = v
+	}
+	return (to-prev)*dir > 0
 }
 
 // quadChunks is the number of chunks the quadrature nodes are split into.

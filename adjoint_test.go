@@ -942,3 +942,38 @@ func TestGQAdaptiveCases(t *testing.T) {
 		}
 	}
 }
+
+// TestQuadratureOnTinyIntervals: observation intervals a few ulps long have
+// no room for distinct Gauss–Legendre nodes. The quadrature methods take one
+// node of weight Δ there instead of rejecting times the caller gave (they
+// used to name a "t[2]" built from their own nodes), and agree with Direct,
+// in both directions of time.
+func TestQuadratureOnTinyIntervals(t *testing.T) {
+	m := newTestMLP(t, 2, []int{8}, Tanh, true, 5)
+	z0 := []float64{0.3, -0.2, 0.1, 0.4}
+	for _, ts := range [][]float64{
+		{1, math.Nextafter(1, 2)},
+		{0, 0.5, math.Nextafter(0.5, 1), 1},
+		{1, math.Nextafter(1, 0), 0},
+	} {
+		loss := testMSE(z0, ts, make([]float64, (len(ts)-1)*len(z0)))
+		var ref *GradResult
+		for _, method := range allGradMethods {
+			g, err := NewGradientSolver(m, GradOptions{Method: method, Forward: Options{RTol: 1e-10, ATol: 1e-10}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := g.Gradient(z0, ts, loss)
+			if err != nil {
+				t.Fatalf("ts %v, %v: %v", ts, method, err)
+			}
+			if method == Direct {
+				ref = &GradResult{Params: append([]float64(nil), r.Params...)}
+				continue
+			}
+			if d := maxRelDiff(r.Params, ref.Params); d > 1e-6 {
+				t.Errorf("ts %v, %v: dL/dθ differs from Direct by %g", ts, method, d)
+			}
+		}
+	}
+}

@@ -268,11 +268,6 @@ func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap
 	if err != nil {
 		return nil, err
 	}
-	if gm == neuralode.GQAdjoint || gm == neuralode.GQInterpAdjoint {
-		if err := checkQuadratureRoom(c.T, gqCap); err != nil {
-			return nil, err
-		}
-	}
 	rt, at := cf.tolerances(c)
 	g, err := neuralode.NewGradientSolver(m, neuralode.GradOptions{
 		Method:            gm,
@@ -306,22 +301,6 @@ func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap
 	return &gradResult{Method: gm.String(), Loss: r.Loss, Grad: layers, GradZ0: rows(r.Z0, c.D),
 		NFEForward: r.Stats.Forward.NFE, NFEBackward: r.Stats.Backward.NFE,
 		QuadratureNodes: r.Stats.QuadratureNodes, Seconds: secs}, nil
-}
-
-// checkQuadratureRoom refuses observation intervals too short to hold
-// distinct Gauss–Legendre nodes in float64: the quadrature methods place up
-// to gqCap nodes strictly inside every interval.
-func checkQuadratureRoom(ts []float64, gqCap int) error {
-	for i := 1; i < len(ts); i++ {
-		a, b := ts[i-1], ts[i]
-		ulp := math.Max(math.Abs(math.Nextafter(a, b)-a), math.Abs(math.Nextafter(b, a)-b))
-		if math.Abs(b-a) < float64(2*gqCap+2)*ulp {
-			return fmt.Errorf("observation times %v and %v are too close for Gauss–Legendre nodes between them "+
-				"(the gq methods need room for up to --gq-cap %d nodes); use --method direct, adjoint or seminorm",
-				a, b, gqCap)
-		}
-	}
-	return nil
 }
 
 func printGrad(w io.Writer, r *gradResult) error {
