@@ -248,6 +248,20 @@ func (m *MLP) NewEvaluator() Evaluator {
 // finalizer can stop the helper goroutines, which keep only the state alive.
 type mlpEvaluator struct{ *mlpState }
 
+// Eval and VJP keep the handle reachable until the call returns: the
+// finalizer closes the helper pool, and a pool closed in the middle of a
+// call would leave it waiting for helpers that have quit.
+func (e *mlpEvaluator) Eval(t float64, z, dz []float64) {
+	e.mlpState.Eval(t, z, dz)
+	runtime.KeepAlive(e)
+}
+
+// VJP is the state's VJP, with the handle kept reachable (see Eval).
+func (e *mlpEvaluator) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	e.mlpState.VJP(t, z, a, f, gz, gp, gt)
+	runtime.KeepAlive(e)
+}
+
 // Work partition of a batched evaluation (see rowBlocks, paramChunks). The
 // unit of work is one multiply–add of a matrix product.
 var (
