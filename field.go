@@ -210,24 +210,37 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 			err = panicError("vector field", p)
 		}
 	}()
+	a, step, tol, err := checkVJPOptions(field, opts)
+	if err != nil {
+		return err
+	}
+	ev := field.NewEvaluator()
+	want := vjpByDifferences(ev, opts.T, opts.Z, a, field.Params(), step)
+	return compareVJPCalls(ev, opts.T, opts.Z, a, len(field.Params()), want, tol)
+}
+
+// checkVJPOptions validates CheckVJP's arguments and returns the cotangent
+// (opts.A or a fixed pseudo-random one), the difference step and the
+// tolerance with their defaults applied.
+func checkVJPOptions(field VectorField, opts VJPCheckOptions) (a []float64, step, tol float64, err error) {
 	if field == nil {
-		return invalidf("field", "nil vector field")
+		return nil, 0, 0, invalidf("field", "nil vector field")
 	}
 	if v, ok := field.(fieldValidator); ok {
 		if err := v.validateField(true); err != nil {
-			return err
+			return nil, 0, 0, err
 		}
 	}
 	d, n := field.Dim(), len(opts.Z)
 	if d < 1 || n == 0 || n%d != 0 {
-		return invalidf("VJPCheckOptions.Z", "has length %d, want a positive multiple of the dimension %d", n, d)
+		return nil, 0, 0, invalidf("VJPCheckOptions.Z", "has length %d, want a positive multiple of the dimension %d", n, d)
 	}
 	if c, ok := field.(stateLengthChecker); ok {
 		if err := c.checkStateLen(n); err != nil {
-			return err
+			return nil, 0, 0, err
 		}
 	}
-	a := opts.A
+	a = opts.A
 	if a == nil {
 		a = make([]float64, n)
 		x := uint64(0x9e3779b97f4a7c15)
@@ -236,9 +249,9 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 			a[i] = float64(x>>11)/(1<<53)*2 - 1
 		}
 	} else if len(a) != n {
-		return invalidf("VJPCheckOptions.A", "has length %d, want %d", len(a), n)
+		return nil, 0, 0, invalidf("VJPCheckOptions.A", "has length %d, want %d", len(a), n)
 	}
-	step, tol := opts.Step, opts.Tol
+	step, tol = opts.Step, opts.Tol
 	if step == 0 {
 		step = 1e-6
 	}
@@ -246,19 +259,31 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 		tol = 1e-6
 	}
 	if !(step > 0 && step < 1) || !(tol > 0) || math.IsInf(tol, 0) {
-		return invalidf("VJPCheckOptions", "Step %v must be in (0, 1) and Tol %v positive and finite", opts.Step, opts.Tol)
+		return nil, 0, 0, invalidf("VJPCheckOptions", "Step %v must be in (0, 1) and Tol %v positive and finite", opts.Step, opts.Tol)
 	}
 	for _, x := range []struct {
 		name string
 		v    []float64
 	}{{"VJPCheckOptions.Z", opts.Z}, {"VJPCheckOptions.A", a}, {"VJPCheckOptions.T", []float64{opts.T}}, {"params", field.Params()}} {
 		if err := checkFinite(x.name, x.v); err != nil {
-			return err
+			return nil, 0, 0, err
 		}
 	}
-	ev := field.NewEvaluator()
-	t, theta := opts.T, field.Params()
-	z := append([]float64(nil), opts.Z...)
+	return a, step, tol, nil
+}
+
+// vjpProducts holds f and the three products aᵀ∂f/∂z, aᵀ∂f/∂θ, aᵀ∂f/∂t.
+type vjpProducts struct {
+	f, gz, gp []float64
+	gt        float64
+}
+
+// vjpByDifferences computes the reference products: f by Eval, the
+// derivatives by central differences of aᵀf in each argument (θ is
+// perturbed in place and restored).
+func vjpByDifferences(ev Evaluator, t float64, z0, a, theta []float64, step float64) vjpProducts {
+	n := len(z0)
+	z := append([]float64(nil), z0...)
 	buf := make([]float64, n)
 	// aᵀf at the current arguments.
 	dot := func() float64 {
@@ -279,24 +304,28 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 		*x = x0
 		return (up - down) / (2 * h)
 	}
-	wantF := make([]float64, n)
-	ev.Eval(t, z, wantF)
-	wantGz := make([]float64, n)
+	w := vjpProducts{f: make([]float64, n), gz: make([]float64, n), gp: make([]float64, len(theta))}
+	ev.Eval(t, z, w.f)
 	for i := range z {
-		wantGz[i] = central(&z[i])
+		w.gz[i] = central(&z[i])
 	}
-	wantGp := make([]float64, len(theta))
 	for k := range theta {
-		wantGp[k] = central(&theta[k])
+		w.gp[k] = central(&theta[k])
 	}
-	wantGt := central(&t)
+	w.gt = central(&t)
+	return w
+}
 
-	// The calls: which outputs each one asks for.
-	type call struct {
+// compareVJPCalls asks the evaluator for each output alone, all together
+// and all but f, with the outputs prefilled (NaN, or 1 for the accumulated
+// gp) so that an output left unwritten, or gp assigned instead of added
+// to, shows.
+func compareVJPCalls(ev Evaluator, t float64, z, a []float64, np int, want vjpProducts, tol float64) error {
+	n := len(z)
+	calls := []struct {
 		name          string
 		f, gz, gp, gt bool
-	}
-	calls := []call{
+	}{
 		{"f, gz, gp, gt", true, true, true, true},
 		{"gz, gp, gt", false, true, true, true},
 		{"f alone", true, false, false, false},
@@ -318,7 +347,7 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 		}
 		if c.gp {
 			// gp is accumulated into: start from 1 and subtract it after.
-			gp = make([]float64, len(theta))
+			gp = make([]float64, np)
 			fill(gp, 1)
 		}
 		if c.gt {
@@ -332,7 +361,7 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 		for _, p := range []struct {
 			name      string
 			got, want []float64
-		}{{"f", f, wantF}, {"gz", gz, wantGz}, {"gp", gp, wantGp}} {
+		}{{"f", f, want.f}, {"gz", gz, want.gz}, {"gp", gp, want.gp}} {
 			if p.got == nil {
 				continue
 			}
@@ -342,7 +371,7 @@ func CheckVJP(field VectorField, opts VJPCheckOptions) (err error) {
 			}
 		}
 		if gt != nil {
-			if e := compareProducts([]float64{*gt}, []float64{wantGt}, tol); e != nil {
+			if e := compareProducts([]float64{*gt}, []float64{want.gt}, tol); e != nil {
 				e.Product, e.Call = "gt", c.name
 				return e
 			}
