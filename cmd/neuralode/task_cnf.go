@@ -100,7 +100,7 @@ func toyData(name string, rng *rand.Rand, n int) ([]float64, error) {
 
 // cnfSpec registers the task with the train command.
 var cnfSpec = taskSpec{
-	defaults: trainConfig{Width: 64, Epochs: 20, LR: 0.005, Batch: 256, RTol: 1e-3, ATol: 1e-3, Data: "8gaussians"},
+	defaults: trainConfig{Width: 64, Epochs: 60, LR: 0.005, Batch: 256, RTol: 1e-3, ATol: 1e-3, Data: "8gaussians"},
 	build:    func(cfg trainConfig) (task, error) { return newCNFTask(cfg) },
 	memory: func(cfg trainConfig) float64 {
 		// Three hidden layers; the plot samples 20000 points at once, and

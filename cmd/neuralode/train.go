@@ -139,7 +139,7 @@ func (f *trainFlags) register(fs *flag.FlagSet) {
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the data, the initial weights and the per-epoch randomness")
 	fs.IntVar(&c.Obs, "obs", 0, "sines: observation times per series (10 or 50 in the paper; default 10)")
 	fs.BoolVar(&c.Irregular, "irregular", false, "sines: irregular observation times")
-	fs.StringVar(&c.Data, "data", "", "cnf: toy density, one of "+strings.Join(cnfDataSets, ", ")+" (default 8gaussians); the flow has three hidden layers of --width (64), 20 epochs of 25 steps")
+	fs.StringVar(&c.Data, "data", "", "cnf: toy density, one of "+strings.Join(cnfDataSets, ", ")+" (default 8gaussians); the flow has three hidden layers of --width (64), 60 epochs of 25 steps")
 	f.checkOut = outDirFlag(fs, &f.out, "metrics.jsonl and the plots")
 	f.output.register(fs, "print JSON lines (per epoch and a summary per method) on stdout instead of the table")
 	fs.StringVar(&f.save, "save", "", "write the trained model and training state to FILE (case format) at the end")
