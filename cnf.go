@@ -368,7 +368,7 @@ type cnfState struct {
 
 	pool            taskPool
 	fRows, fParams  func(i, w int)
-	scr             [maxPoolWorkers]*gemmScratch // per worker, for the assembly kernels
+	scr             workerScratch // per worker, for the assembly kernels
 	blocks          int
 	t               float64
 	z, a, f, gz, gp []float64
@@ -561,7 +561,7 @@ func (e *cnfState) release() { e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, n
 // rowTask runs block i: the forward pass (primal and tangents), the
 // outputs, and for a VJP the reverse sweep of the cotangents.
 func (e *cnfState) rowTask(i, w int) {
-	s := e.scratch(w)
+	s := e.scr.get(w)
 	lo, hi := i*e.B/e.blocks, (i+1)*e.B/e.blocks
 	e.forwardRows(s, lo, hi)
 	if e.f != nil {
@@ -570,18 +570,6 @@ func (e *cnfState) rowTask(i, w int) {
 	if e.back {
 		e.backwardRows(s, i, lo, hi)
 	}
-}
-
-// scratch returns worker w's gemm scratch (nil on the pure-Go path, which
-// needs none).
-func (e *cnfState) scratch(w int) *gemmScratch {
-	if !useFMA {
-		return nil
-	}
-	if e.scr[w] == nil {
-		e.scr[w] = new(gemmScratch)
-	}
-	return e.scr[w]
 }
 
 // noiseRow returns Hutchinson's ε for sample b (row b mod the noise's batch).
@@ -821,7 +809,7 @@ func (e *cnfState) paramChunks(B int) int {
 // paramTask adds task c's share of the parameter gradient: rows r0…r1−1 of
 // one layer, dW_l += δ_lᵀ h_l + γ_lᵀ ḣ_l and db_l += Σ_b δ_l.
 func (e *cnfState) paramTask(c, w int) {
-	s := e.scratch(w)
+	s := e.scr.get(w)
 	m := e.c.mlp
 	l, r0, r1 := e.ptasks[c][0], e.ptasks[c][1], e.ptasks[c][2]
 	_, _, nout, nin := m.Layer(l)

@@ -805,6 +805,22 @@ type gemmScratch struct {
 	c [gemmMR * gemmNR]float64
 }
 
+// workerScratch is one lazily allocated gemmScratch per pool worker, for
+// the fields' parallel products (MLP and CNF alike).
+type workerScratch [maxPoolWorkers]*gemmScratch
+
+// get returns worker w's gemm scratch (nil on the pure-Go path, which
+// needs none).
+func (ws *workerScratch) get(w int) *gemmScratch {
+	if !useFMA {
+		return nil
+	}
+	if ws[w] == nil {
+		ws[w] = new(gemmScratch)
+	}
+	return ws[w]
+}
+
 // packedLen returns the length of the packed form of a k×n matrix.
 func packedLen(k, n int) int { return k * ((n + gemmNR - 1) / gemmNR * gemmNR) }
 
