@@ -282,6 +282,14 @@ func allFiniteSlice(x []float64) bool {
 	return true
 }
 
+// axpy adds a·x to y (len(x) ≥ len(y)); reslicing x hoists its bounds check.
+func axpy(a float64, x, y []float64) {
+	x = x[:len(y)]
+	for d := range y {
+		y[d] += a * x[d]
+	}
+}
+
 // logitsRow computes out[k] = Σ_d w[k*dim+d]·z[d] + bias[k].
 func logitsRow(out, zb, w, bias []float64) {
 	// States are short (dim ≈ 5), so a single accumulator with the bounds
@@ -358,20 +366,12 @@ func softmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz,
 			dzb := dz[b*dim : b*dim+dim]
 			clear(dzb)
 			for i, g := range p {
-				wi := w[i*dim : i*dim+dim]
-				wi = wi[:len(dzb)]
-				for d := range dzb {
-					dzb[d] += g * wi[d]
-				}
+				axpy(g, w[i*dim:i*dim+dim], dzb) // dz_b += Σ_i g_i·w_i
 			}
 		}
 		if dw != nil {
 			for i, g := range p {
-				dwi := dw[i*dim : i*dim+dim]
-				dwi = dwi[:len(zb)]
-				for d := range dwi {
-					dwi[d] += g * zb[d]
-				}
+				axpy(g, zb, dw[i*dim:i*dim+dim]) // dw_i += g_i·z_b
 			}
 		}
 		if dbias != nil {
