@@ -871,9 +871,19 @@ func TestMLPHelpersStop(t *testing.T) {
 			vjpAll(m, ev, z, z)
 		}
 	})
+	expectHelpersStop(t, base, nil)
+}
+
+// expectHelpersStop fails t unless more goroutines than base are running
+// and they all end within 5 s (a collection at each poll runs the
+// finalizers that stop unreachable evaluators' helpers). live is kept
+// reachable until the helpers have been counted.
+func expectHelpersStop(t *testing.T, base int, live any) {
+	t.Helper()
 	if runtime.NumGoroutine() <= base {
 		t.Fatal("no helpers were started")
 	}
+	runtime.KeepAlive(live)
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
 		runtime.GC()
