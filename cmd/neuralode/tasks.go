@@ -307,6 +307,15 @@ func logitsRow(out, zb, w, bias []float64) {
 	}
 }
 
+// classRow returns a row of k per-class values: buf[:k] (the caller's
+// stack array) when it fits, else a new slice.
+func classRow(buf *[maxStackClasses]float64, k int) []float64 {
+	if k <= maxStackClasses {
+		return buf[:k]
+	}
+	return make([]float64, k)
+}
+
 // softmaxCrossEntropy returns the mean over the batch of the cross-entropy of
 // the softmax of the logits l_b = W·z_b + bias against labels, where z is the
 // Batch × dim final state, w the classes × dim weight matrix (row-major, like
@@ -327,12 +336,7 @@ func softmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz,
 			len(dz), len(dw), len(dbias), len(z), len(w), len(bias))
 	}
 	var buf [maxStackClasses]float64
-	var p []float64
-	if k <= maxStackClasses {
-		p = buf[:k]
-	} else {
-		p = make([]float64, k)
-	}
+	p := classRow(&buf, k)
 	clear(dw)
 	clear(dbias)
 	inv := 1 / float64(batch)
@@ -392,12 +396,7 @@ func accuracy(z []float64, batch, dim int, labels []int, w, bias []float64) (flo
 		return 0, err
 	}
 	var buf [maxStackClasses]float64
-	var l []float64
-	if k <= maxStackClasses {
-		l = buf[:k]
-	} else {
-		l = make([]float64, k)
-	}
+	l := classRow(&buf, k)
 	correct := 0
 	for b := 0; b < batch; b++ {
 		logitsRow(l, z[b*dim:b*dim+dim], w, bias)
