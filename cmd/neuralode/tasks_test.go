@@ -426,70 +426,44 @@ func TestLossErrors(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
 		name string
-		call func(dz []float64) error
+		call func(dz []float64) (float64, error)
 		want error
 	}{
-		{"ce z length", func(dz []float64) error {
-			_, err := softmaxCrossEntropy(z[:3], 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
-			return err
+		{"ce z length", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy(z[:3], 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
 		}, errTaskInput},
-		{"ce label range", func(dz []float64) error {
-			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 2}, w, bias, dz, nil, nil)
-			return err
+		{"ce label range", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy(z, 2, 2, []int{0, 2}, w, bias, dz, nil, nil)
 		}, errTaskInput},
-		{"ce negative label", func(dz []float64) error {
-			_, err := softmaxCrossEntropy(z, 2, 2, []int{-1, 0}, w, bias, dz, nil, nil)
-			return err
+		{"ce negative label", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy(z, 2, 2, []int{-1, 0}, w, bias, dz, nil, nil)
 		}, errTaskInput},
-		{"ce w length", func(dz []float64) error {
-			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w[:3], bias, dz, nil, nil)
-			return err
+		{"ce w length", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w[:3], bias, dz, nil, nil)
 		}, errTaskInput},
-		{"ce grad length", func(dz []float64) error {
-			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w, bias, dz, make([]float64, 3), nil)
-			return err
+		{"ce grad length", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w, bias, dz, make([]float64, 3), nil)
 		}, errTaskInput},
-		{"ce no classes", func(dz []float64) error {
-			_, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, nil, nil, dz, nil, nil)
-			return err
+		{"ce no classes", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy(z, 2, 2, []int{0, 1}, nil, nil, dz, nil, nil)
 		}, errTaskInput},
-		{"ce NaN", func(dz []float64) error {
-			_, err := softmaxCrossEntropy([]float64{1, nan, 3, 4}, 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
-			return err
+		{"ce NaN", func(dz []float64) (float64, error) {
+			return softmaxCrossEntropy([]float64{1, nan, 3, 4}, 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
 		}, errTaskNonFinite},
-		{"accuracy labels", func([]float64) error {
-			_, err := accuracy(z, 2, 2, []int{0}, w, bias)
-			return err
-		}, errTaskInput},
-		{"mse lengths", func(dz []float64) error {
-			_, err := mse(z, z[:3], dz)
-			return err
-		}, errTaskInput},
-		{"mse empty", func([]float64) error {
-			_, err := mse(nil, nil, nil)
-			return err
-		}, errTaskInput},
-		{"mse NaN", func(dz []float64) error {
-			_, err := mse([]float64{1, 2, nan, 4}, z, dz)
-			return err
+		{"accuracy labels", func([]float64) (float64, error) { return accuracy(z, 2, 2, []int{0}, w, bias) }, errTaskInput},
+		{"mse lengths", func(dz []float64) (float64, error) { return mse(z, z[:3], dz) }, errTaskInput},
+		{"mse empty", func([]float64) (float64, error) { return mse(nil, nil, nil) }, errTaskInput},
+		{"mse NaN", func(dz []float64) (float64, error) { return mse([]float64{1, 2, nan, 4}, z, dz) }, errTaskNonFinite},
+		{"trajectory comp", func(dz []float64) (float64, error) { return trajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz) }, errTaskInput},
+		{"trajectory NaN prediction", func(dz []float64) (float64, error) {
+			return trajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
 		}, errTaskNonFinite},
-		{"trajectory comp", func(dz []float64) error {
-			_, err := trajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz)
-			return err
-		}, errTaskInput},
-		{"trajectory NaN prediction", func(dz []float64) error {
-			_, err := trajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
-			return err
-		}, errTaskNonFinite},
-		{"trajectory obs length", func(dz []float64) error {
-			_, err := trajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz)
-			return err
-		}, errTaskInput},
+		{"trajectory obs length", func(dz []float64) (float64, error) { return trajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz) }, errTaskInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dz := []float64{5, 6, 7, 8}
-			if err := tc.call(dz); !errors.Is(err, tc.want) {
+			if _, err := tc.call(dz); !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 			if !slices.Equal(dz, []float64{5, 6, 7, 8}) {
