@@ -13,6 +13,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+
+	"github.com/neuralode/neuralode"
 )
 
 // errTaskInput reports a malformed argument to a data generator or loss:
@@ -282,14 +284,6 @@ func allFiniteSlice(x []float64) bool {
 	return true
 }
 
-// axpy adds a·x to y (len(x) ≥ len(y)); reslicing x hoists its bounds check.
-func axpy(a float64, x, y []float64) {
-	x = x[:len(y)]
-	for d := range y {
-		y[d] += a * x[d]
-	}
-}
-
 // logitsRow computes out[k] = Σ_d w[k*dim+d]·z[d] + bias[k].
 func logitsRow(out, zb, w, bias []float64) {
 	// States are short (dim ≈ 5), so a single accumulator with the bounds
@@ -370,12 +364,12 @@ func softmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz,
 			dzb := dz[b*dim : b*dim+dim]
 			clear(dzb)
 			for i, g := range p {
-				axpy(g, w[i*dim:i*dim+dim], dzb) // dz_b += Σ_i g_i·w_i
+				neuralode.Axpy(g, w[i*dim:i*dim+dim], dzb) // dz_b += Σ_i g_i·w_i
 			}
 		}
 		if dw != nil {
 			for i, g := range p {
-				axpy(g, zb, dw[i*dim:i*dim+dim]) // dw_i += g_i·z_b
+				neuralode.Axpy(g, zb, dw[i*dim:i*dim+dim]) // dw_i += g_i·z_b
 			}
 		}
 		if dbias != nil {
