@@ -1,7 +1,6 @@
 package neuralode
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -26,11 +25,10 @@ const (
 
 // String returns the estimator's name: "exact", "rademacher" or "gaussian".
 func (e TraceEstimator) String() string {
-	if e >= ExactTrace && e <= HutchinsonGaussian {
-		return [...]string{"exact", "rademacher", "gaussian"}[e]
-	}
-	return fmt.Sprintf("TraceEstimator(%d)", int(e))
+	return enumString(traceEstimatorNames[:], int(e), "TraceEstimator")
 }
+
+var traceEstimatorNames = [...]string{ExactTrace: "exact", HutchinsonRademacher: "rademacher", HutchinsonGaussian: "gaussian"}
 
 // CNFOptions configures a CNF.
 type CNFOptions struct {

@@ -151,17 +151,20 @@ const (
 	AllComponents
 )
 
+var eigenvectorModeNames = [...]string{EigenvaluesOnly: "EigenvaluesOnly", FirstComponents: "FirstComponents", AllComponents: "AllComponents"}
+
 // String returns the constant's name.
 func (m EigenvectorMode) String() string {
-	switch m {
-	case EigenvaluesOnly:
-		return "EigenvaluesOnly"
-	case FirstComponents:
-		return "FirstComponents"
-	case AllComponents:
-		return "AllComponents"
+	return enumString(eigenvectorModeNames[:], int(m), "EigenvectorMode")
+}
+
+// enumString returns names[v], or typ(v) for a value outside the table:
+// the String method of the package's enumerated types.
+func enumString(names []string, v int, typ string) string {
+	if v < 0 || v >= len(names) {
+		return fmt.Sprintf("%s(%d)", typ, v)
 	}
-	return fmt.Sprintf("EigenvectorMode(%d)", int(m))
+	return names[v]
 }
 
 // eigMaxIterPerValue bounds the QL iterations: the whole solve may spend at

@@ -1,7 +1,6 @@
 package neuralode
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -31,12 +30,7 @@ var activationNames = [...]string{Tanh: "tanh", Softplus: "softplus", ReLU: "rel
 
 // String returns the activation's name as used in the case format
 // ("tanh", "softplus", "relu", "sigmoid", "identity").
-func (a Activation) String() string {
-	if a < 0 || int(a) >= len(activationNames) {
-		return fmt.Sprintf("Activation(%d)", int(a))
-	}
-	return activationNames[a]
-}
+func (a Activation) String() string { return enumString(activationNames[:], int(a), "Activation") }
 
 func (a Activation) valid() bool { return a >= 0 && int(a) < len(activationNames) }
 

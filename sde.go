@@ -857,24 +857,11 @@ const (
 	ReversibleHeun
 )
 
+var sdeSchemeNames = [...]string{EulerMaruyama: "EulerMaruyama", Milstein: "Milstein",
+	MilsteinStratonovich: "MilsteinStratonovich", EulerHeun: "EulerHeun", Heun: "Heun", ReversibleHeun: "ReversibleHeun"}
+
 // String returns the scheme's name.
-func (s SDEScheme) String() string {
-	switch s {
-	case EulerMaruyama:
-		return "EulerMaruyama"
-	case Milstein:
-		return "Milstein"
-	case MilsteinStratonovich:
-		return "MilsteinStratonovich"
-	case EulerHeun:
-		return "EulerHeun"
-	case Heun:
-		return "Heun"
-	case ReversibleHeun:
-		return "ReversibleHeun"
-	}
-	return fmt.Sprintf("SDEScheme(%d)", int(s))
-}
+func (s SDEScheme) String() string { return enumString(sdeSchemeNames[:], int(s), "SDEScheme") }
 
 // itoCorrection writes ½ (∂g/∂z)ᵀ g into dst, given g = g(t, z) computed
 // by the diffusion evaluator ge. For diagonal noise where g_i depends on z_i
