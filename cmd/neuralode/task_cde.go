@@ -285,11 +285,7 @@ func (t *cdeTask) plot(dir, label, method string) ([]string, error) {
 		p.Series = append(p.Series, lineSeries{Name: "predicted " + name, X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: palette[c]})
 	}
 	p.Series = append(p.Series, lineSeries{Name: "misclassified (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
-	out, err := saveSVG(dir, t.cfg.Task+"_paths"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 640, 560) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{out}, nil
+	return savePlot(dir, t.cfg.Task+"_paths"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 640, 560) })
 }
 
 // model describes f_θ as the padded network R^{H·C} → R^{H·C} (zero input

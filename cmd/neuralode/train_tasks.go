@@ -257,6 +257,16 @@ func (c *lossCapture) gradient(gs *neuralode.GradientSolver, z0, ts []float64, l
 	return r.Loss, r.Stats, nil
 }
 
+// savePlot is saveSVG for a task's plots method, which returns the paths
+// written: here the one file.
+func savePlot(dir, name string, render func(f *os.File) error) ([]string, error) {
+	path, err := saveSVG(dir, name, render)
+	if err != nil {
+		return nil, err
+	}
+	return []string{path}, nil
+}
+
 // saveSVG renders a chart into dir/name atomically enough for plots (a
 // plain create-and-write).
 func saveSVG(dir, name string, render func(f *os.File) error) (string, error) {
@@ -346,11 +356,7 @@ func (t *g1dTask) plot(dir, label, method string) ([]string, error) {
 		p.Series = append(p.Series, x, aug)
 	}
 	p.Series = append(p.Series, lineSeries{Name: "targets x(1)", X: []float64{1, 1}, Y: t.data.Targets, Color: palette[6], NoLine: true})
-	path, err := saveSVG(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 func (t *g1dTask) model() (*neuralode.Case, error) {
@@ -540,11 +546,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 	}
 	add(t.val, t.val.Batch)
 	add(t.train, 200)
-	path, err := saveSVG(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.writeSVG(f, 760, 640) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.writeSVG(f, 760, 640) })
 }
 
 func (t *spheresTask) model() (*neuralode.Case, error) {
@@ -655,11 +657,7 @@ func (t *sinesTask) plot(dir, label, method string) ([]string, error) {
 		p.Series = append(p.Series, truth, obs, pred)
 	}
 	p.Series = append(p.Series, lineSeries{Name: "truth (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
-	path, err := saveSVG(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 func (t *sinesTask) model() (*neuralode.Case, error) {
@@ -867,11 +865,7 @@ func (t *ouTask) plot(dir, label, method string) ([]string, error) {
 			{Name: "data", X: t.ts, Mean: dmean, Std: sd(dvr), Color: palette[6], Dashed: true, Opacity: 0.12},
 			{Name: "model (rev. Heun)", X: t.ts, Mean: mean, Std: sd(vr), Color: palette[1], Opacity: 0.2},
 		}}
-	path, err := saveSVG(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 // model holds the validation paths (ouValN of them, whatever --batch is),
