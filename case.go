@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -599,6 +600,25 @@ func (c *Case) TargetsFlat() [][]float64 {
 	return out
 }
 
+// Loss returns the case's loss Σ_i mean (z(t_i) − target_i)² as an
+// MSELoss for its shape (B samples of dimension D at len(T) times, from
+// Z0 and the layers).
+func (c *Case) Loss() (Loss, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	shape := *c
+	if err := shape.inferShape(); err != nil {
+		return nil, err
+	}
+	c = &shape
+	var tg []float64
+	for _, row := range c.TargetsFlat() {
+		tg = append(tg, row...)
+	}
+	return MSELoss(LossShape{Batch: c.B, Dim: c.D, Times: len(c.T)}, tg)
+}
+
 // RefGradFlat returns the reference gradient in parameter order, or nil if
 // the case has none.
 func (c *Case) RefGradFlat() []float64 {
@@ -816,4 +836,207 @@ func (r CaseReference) MarshalJSON() ([]byte, error) {
 	}
 	buf.WriteByte('}')
 	return buf.Bytes(), nil
+}
+
+// ---------------------------------------------------------------------------
+// Trained models
+//
+// A case describes a gradient problem; a model file holds only networks, so
+// that saving a trained model needs no initial states, times, targets or
+// tolerances. The format (JSON, version 1):
+//
+//	{"format": "neuralode-model", "version": 1, "name": "…",
+//	 "networks": [{"name": "drift", "activation": "softplus",
+//	               "time_input": "concat", "layers": [{"W": …, "b": …}, …]}, …],
+//	 "meta": {"key": "value", …}}
+//
+// Layers are stored as in the case format (PyTorch nn.Linear order); the
+// layer shapes define each network's architecture.
+
+// ModelFormat is the value of a model file's "format" field.
+const ModelFormat = "neuralode-model"
+
+// Model is a set of named MLPs saved and loaded together, such as the drift
+// and diffusion of a neural SDE, with free-form string metadata. To evaluate
+// a loaded field at arbitrary times, pass it to Predict.
+type Model struct {
+	Name string
+	MLPs map[string]*MLP   // the networks by name; names must be non-empty
+	Meta map[string]string // free-form metadata (task, seed, epochs, …)
+}
+
+type modelFile struct {
+	Format   string            `json:"format"`
+	Version  int               `json:"version"`
+	Name     string            `json:"name,omitempty"`
+	Networks []modelNetwork    `json:"networks"`
+	Meta     map[string]string `json:"meta,omitempty"`
+}
+
+type modelNetwork struct {
+	Name       string      `json:"name"`
+	Activation string      `json:"activation"`
+	TimeInput  string      `json:"time_input"`
+	Layers     []CaseLayer `json:"layers"`
+}
+
+// Write encodes the model (networks in name order). A nil or unnamed
+// network, or a non-finite parameter, is an error and nothing is written.
+// Numbers are written in the shortest form that reads back to the same
+// float64, so a Write–ReadModel round trip is exact.
+func (m *Model) Write(w io.Writer) error {
+	if m == nil || len(m.MLPs) == 0 {
+		return invalidf("model", "has no networks")
+	}
+	mf := modelFile{Format: ModelFormat, Version: 1, Name: m.Name, Meta: m.Meta}
+	names := make([]string, 0, len(m.MLPs))
+	for name := range m.MLPs {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		net := m.MLPs[name]
+		field := fmt.Sprintf("model.MLPs[%q]", name)
+		if name == "" || net == nil {
+			return invalidf(field, "empty name or nil network")
+		}
+		if err := checkFinite(field, net.Params()); err != nil {
+			return err
+		}
+		layers, err := UnflattenLayers(net, net.Params())
+		if err != nil {
+			return err
+		}
+		ti := "none"
+		if net.cfg.TimeInput {
+			ti = "concat"
+		}
+		mf.Networks = append(mf.Networks, modelNetwork{Name: name, Activation: net.cfg.Activation.String(), TimeInput: ti, Layers: layers})
+	}
+	data, err := json.MarshalIndent(mf, "", " ")
+	if err != nil {
+		return fmt.Errorf("neuralode: encoding model: %w", err)
+	}
+	_, err = w.Write(append(data, '\n'))
+	return err
+}
+
+// ReadModel decodes and validates a model written by Model.Write. Anything
+// else — malformed JSON, unknown fields, trailing data, another format or
+// version, duplicate or empty names, layers that do not chain, non-finite
+// weights — gives an *InputError naming the field, wrapping
+// ErrInvalidInput (or ErrNonFinite).
+func ReadModel(r io.Reader) (*Model, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var mf modelFile
+	if err := dec.Decode(&mf); err != nil {
+		return nil, &InputError{Field: "model", Reason: "malformed JSON: " + jsonReason(err), Err: ErrInvalidInput}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalidf("model", "trailing data after the JSON object")
+	}
+	if mf.Format != ModelFormat {
+		return nil, invalidf("format", "%q, want %q", mf.Format, ModelFormat)
+	}
+	if mf.Version != 1 {
+		return nil, invalidf("version", "%d, this reader knows version 1", mf.Version)
+	}
+	if len(mf.Networks) == 0 {
+		return nil, invalidf("networks", "missing or empty")
+	}
+	m := &Model{Name: mf.Name, MLPs: make(map[string]*MLP, len(mf.Networks)), Meta: mf.Meta}
+	for i, nw := range mf.Networks {
+		field := fmt.Sprintf("networks[%d]", i)
+		if nw.Name == "" {
+			return nil, invalidf(field+".name", "missing or empty")
+		}
+		if _, dup := m.MLPs[nw.Name]; dup {
+			return nil, invalidf(field+".name", "%q appears twice", nw.Name)
+		}
+		act, err := ParseActivation(nw.Activation)
+		if err != nil {
+			return nil, invalidf(field+".activation", "unknown activation %q", nw.Activation)
+		}
+		if nw.TimeInput != "none" && nw.TimeInput != "concat" {
+			return nil, invalidf(field+".time_input", "%q, want \"none\" or \"concat\"", nw.TimeInput)
+		}
+		nl := len(nw.Layers)
+		if nl == 0 {
+			return nil, invalidf(field+".layers", "missing or empty")
+		}
+		d := len(nw.Layers[nl-1].W)
+		in := d
+		if nw.TimeInput == "concat" {
+			in++
+		}
+		if err := checkLayers(field+".layers", nw.Layers, in, d); err != nil {
+			return nil, err
+		}
+		cfg := MLPConfig{Dim: d, Activation: act, TimeInput: nw.TimeInput == "concat"}
+		for _, ly := range nw.Layers[:nl-1] {
+			cfg.Hidden = append(cfg.Hidden, len(ly.W))
+		}
+		net, err := NewMLP(cfg, nil)
+		if err != nil {
+			return nil, &InputError{Field: field, Reason: err.Error(), Err: ErrInvalidInput}
+		}
+		if err := FlattenLayers(nw.Layers, net.Params()); err != nil {
+			return nil, err
+		}
+		m.MLPs[nw.Name] = net
+	}
+	return m, nil
+}
+
+// Save writes the model to path atomically: into a temporary file in the
+// same directory, synced and renamed over path, so a crash leaves either
+// the old file or the new one (mode 0644).
+func (m *Model) Save(path string) (err error) {
+	var buf bytes.Buffer
+	if err := m.Write(&buf); err != nil {
+		return err
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return fmt.Errorf("neuralode: saving model: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(buf.Bytes()); err != nil {
+		return fmt.Errorf("neuralode: saving model: %w", err)
+	}
+	// CreateTemp makes the file private; a model is an ordinary output.
+	// Best effort: some platforms (wasip1) have no permission bits.
+	_ = f.Chmod(0o644)
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("neuralode: saving model: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("neuralode: saving model: %w", err)
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("neuralode: saving model: %w", err)
+	}
+	return nil
+}
+
+// LoadModel reads a model file; see ReadModel. Errors name the path.
+func LoadModel(path string) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err == nil {
+		var m *Model
+		if m, err = ReadModel(bytes.NewReader(data)); err == nil {
+			return m, nil
+		}
+	}
+	return nil, fmt.Errorf("neuralode: loading model %s: %w", path, err)
 }

@@ -466,6 +466,12 @@ func TestCDEGradients(t *testing.T) {
 			if kind == NaturalSpline && (m == GQAdjoint || m == GQInterpAdjoint) {
 				tolP = 2e-3
 			}
+			// The error-controlled rules' estimates assume a smooth
+			// integrand; across the natural spline's knots they stop at
+			// about 6e-8 at this tolerance (10⁴× below the published rule).
+			if kind == NaturalSpline && (m == GQAdaptive || m == GQAdaptiveInterp) {
+				tolP = 2e-7
+			}
 			if ep > tolP || ez > 1e-8 {
 				t.Errorf("%v %v: relative error vs direct: θ %.2g (want ≤ %.0g), z0 %.2g", kind, m, ep, tolP, ez)
 			}

@@ -345,6 +345,20 @@ func (c *CNF) NewEvaluator() Evaluator {
 // helpers, which reference only the state.
 type cnfEvaluator struct{ *cnfState }
 
+// Eval and VJP keep the handle reachable until the call returns: the
+// finalizer closes the helper pool, and a pool closed in the middle of a
+// call would leave it waiting for helpers that have quit.
+func (e *cnfEvaluator) Eval(t float64, z, dz []float64) {
+	e.cnfState.Eval(t, z, dz)
+	runtime.KeepAlive(e)
+}
+
+// VJP is the state's VJP, with the handle kept reachable (see Eval).
+func (e *cnfEvaluator) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	e.cnfState.VJP(t, z, a, f, gz, gp, gt)
+	runtime.KeepAlive(e)
+}
+
 // cnfState is the scratch of one CNF evaluator. Sample rows are batch-major;
 // tangent rows are sample-major, tangent k of sample b at row b·K + k.
 type cnfState struct {

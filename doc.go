@@ -18,13 +18,19 @@
 //     through the solver, the exact reference), Adjoint, SeminormAdjoint
 //     (Kidger, Chen & Lyons, ICML 2021), GQAdjoint (Gauss–Legendre
 //     quadrature of the parameter gradient, Norcliffe & Deisenroth, TMLR
-//     2023) and GQInterpAdjoint (the same with the state interpolated from
-//     the forward solve);
+//     2023), GQInterpAdjoint (the same with the state interpolated from
+//     the forward solve), and GQAdaptive / GQAdaptiveInterp, whose
+//     quadrature error is controlled by the solve's tolerances;
 //   - continuous normalizing flows (CNF) over the MLP, with exact or
 //     Hutchinson traces and the RNODE regularisers, trained by every method;
-//   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off;
+//   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off, and
+//     their Gauss–Kronrod extensions (Laurie);
 //   - stochastic differential equations trained through the Wong–Zakai
-//     approximation and sampled with Stratonovich or Itô schemes.
+//     approximation and sampled with Stratonovich or Itô schemes;
+//   - ready-made losses that know their shape (MSELoss, SelectedMSELoss,
+//     SoftmaxCrossEntropyLoss, GaussianMomentLoss), CheckVJP for
+//     hand-written fields, and Model files (Model.Save, LoadModel) with
+//     Predict to evaluate a trained field at any times.
 //
 // States are flat []float64 slices in batch-major order: sample b,
 // component d of a batch of dimension D is at index b·D+d. The whole batch
@@ -68,9 +74,13 @@
 // details. A failed call leaves its inputs unchanged. The low-level
 // kernels (Dot, Axpy, LinComb, Evaluator methods, Norm methods) sit in hot
 // loops and do not validate: they panic on mismatched lengths, which is a
-// programming error, as an index out of range is. A panic inside a
-// user-supplied Loss, or in a quadrature worker, is recovered and returned
-// as an error wrapping ErrPanic.
+// programming error, as an index out of range is. A panic inside user
+// code called by a solver — a Func, a vector field, a Loss, a quadrature
+// worker — is recovered at the public entry point (Solver.Solve and
+// SolveDense, GradientSolver.Gradient, SDESolver.Solve, Predict, CheckVJP)
+// and returned as an error wrapping ErrPanic. A ready-made loss (MSELoss
+// and the like) called by Gradient with states of another shape returns an
+// *InputError instead.
 //
 // Allocation. Solvers, GradientSolvers and Evaluators keep their workspace:
 // after the first call of a given size, steady-state calls allocate nothing.

@@ -88,3 +88,9 @@ func checkFinite(field string, x []float64) error {
 	}
 	return nil
 }
+
+// panicError converts a recovered panic value into a *SolveError wrapping
+// ErrPanic, naming where it was caught.
+func panicError(where string, p any) error {
+	return &SolveError{Reason: fmt.Sprintf("panic in %s: %v", where, p), Err: ErrPanic}
+}

@@ -1,6 +1,7 @@
 package neuralode
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -79,6 +80,8 @@ type MLP struct {
 	bOff   []int // offset of b_l in params
 	np     int
 	params []float64
+
+	wzBound bool // bound into a WongZakai's joint parameter vector
 }
 
 // NewMLP builds an MLP with the given architecture. Its parameters are drawn
@@ -202,8 +205,11 @@ func (m *MLP) BindParams(p []float64) error {
 		return invalidf("params", "length %d, want %d", len(p), m.np)
 	}
 	m.params = p[:len(p):len(p)]
+	m.wzBound = false
 	return nil
 }
+
+func (m *MLP) wzBinding() *bool { return &m.wzBound }
 
 // NewEvaluator returns an evaluator with its own scratch space. Its scratch
 // grows to the largest batch seen; after that it allocates nothing. It
@@ -236,6 +242,20 @@ func (m *MLP) NewEvaluator() Evaluator {
 // mlpEvaluator is the handle returned by NewEvaluator. It exists so that a
 // finalizer can stop the helper goroutines, which keep only the state alive.
 type mlpEvaluator struct{ *mlpState }
+
+// Eval and VJP keep the handle reachable until the call returns: the
+// finalizer closes the helper pool, and a pool closed in the middle of a
+// call would leave it waiting for helpers that have quit.
+func (e *mlpEvaluator) Eval(t float64, z, dz []float64) {
+	e.mlpState.Eval(t, z, dz)
+	runtime.KeepAlive(e)
+}
+
+// VJP is the state's VJP, with the handle kept reachable (see Eval).
+func (e *mlpEvaluator) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	e.mlpState.VJP(t, z, a, f, gz, gp, gt)
+	runtime.KeepAlive(e)
+}
 
 // Work partition of a batched evaluation (see rowBlocks, paramChunks). The
 // unit of work is one multiply–add of a matrix product.
@@ -1039,9 +1059,11 @@ func NewAdam(n int) *Adam {
 }
 
 // Step applies one Adam update to params using grad. A zero-value M and V
-// (with T = 0) are allocated on the first step. On any error (lengths that
-// disagree, hyperparameters out of range, a non-finite gradient) nothing is
-// modified and the error wraps ErrInvalidInput or ErrNonFinite.
+// (with T = 0) are allocated on the first step. On any error nothing is
+// modified: lengths that disagree or hyper-parameters out of range (Eps must
+// be positive, or a zero gradient would give 0/0) wrap ErrInvalidInput; a
+// non-finite gradient, or an update that would overflow the parameters or
+// moments, wraps ErrNonFinite. Step never leaves a non-finite value behind.
 func (o *Adam) Step(params, grad []float64) error {
 	n := len(params)
 	if len(grad) != n {
@@ -1060,35 +1082,52 @@ func (o *Adam) Step(params, grad []float64) error {
 		return invalidf("Adam.Beta1", "%v, want in [0, 1)", o.Beta1)
 	case !(o.Beta2 >= 0 && o.Beta2 < 1):
 		return invalidf("Adam.Beta2", "%v, want in [0, 1)", o.Beta2)
-	case !(o.Eps >= 0) || math.IsInf(o.Eps, 0):
-		return invalidf("Adam.Eps", "%v, want finite ≥ 0", o.Eps)
+	case !(o.Eps > 0) || math.IsInf(o.Eps, 0):
+		return invalidf("Adam.Eps", "%v, want finite > 0 (NewAdam sets 1e-8)", o.Eps)
 	case !(o.WeightDecay >= 0) || math.IsInf(o.WeightDecay, 0):
 		return invalidf("Adam.WeightDecay", "%v, want finite ≥ 0", o.WeightDecay)
-	case o.T < 0:
-		return invalidf("Adam.T", "%d, want ≥ 0", o.T)
+	case o.T < 0 || o.T == math.MaxInt:
+		return invalidf("Adam.T", "%d, want in [0, MaxInt)", o.T)
 	}
 	if err := checkFinite("grad", grad); err != nil {
 		return err
 	}
-	o.T++
+	if err := checkFinite("params", params); err != nil {
+		return err
+	}
+	t := o.T + 1
 	b1, b2 := o.Beta1, o.Beta2
-	bc1 := 1 - math.Pow(b1, float64(o.T))
-	bc2 := math.Sqrt(1 - math.Pow(b2, float64(o.T)))
+	bc1 := 1 - math.Pow(b1, float64(t))
+	bc2 := math.Sqrt(1 - math.Pow(b2, float64(t)))
 	step := o.LR / bc1
 	wd := o.WeightDecay
 	mm, vv := o.M[:n], o.V[:n]
 	grad = grad[:n]
+	// First pass: compute every new value without storing it, so that an
+	// overflow anywhere leaves params, M, V and T as they were. The second
+	// pass repeats the same arithmetic and stores it; both passes together
+	// cost far less than the gradient they follow.
 	for i, p := range params {
-		g := grad[i]
-		if wd != 0 {
-			g += wd * p
+		mi, vi, pi := adamUpdate(p, grad[i], mm[i], vv[i], b1, b2, wd, step, bc2, o.Eps)
+		if mi-mi != 0 || vi-vi != 0 || pi-pi != 0 {
+			return &InputError{Field: "params", Reason: fmt.Sprintf("the Adam update of parameter %d overflows (θ=%v, g=%v)", i, p, grad[i]), Err: ErrNonFinite}
 		}
-		mi := b1*mm[i] + (1-b1)*g
-		vi := b2*vv[i] + (1-b2)*g*g
-		mm[i], vv[i] = mi, vi
-		params[i] = p - step*mi/(math.Sqrt(vi)/bc2+o.Eps)
 	}
+	for i, p := range params {
+		mm[i], vv[i], params[i] = adamUpdate(p, grad[i], mm[i], vv[i], b1, b2, wd, step, bc2, o.Eps)
+	}
+	o.T = t
 	return nil
+}
+
+// adamUpdate returns the new first and second moments and parameter value.
+func adamUpdate(p, g, m, v, b1, b2, wd, step, bc2, eps float64) (mi, vi, pi float64) {
+	if wd != 0 {
+		g += wd * p
+	}
+	mi = b1*m + (1-b1)*g
+	vi = b2*v + (1-b2)*g*g
+	return mi, vi, p - step*mi/(math.Sqrt(vi)/bc2+eps)
 }
 
 // Constants of tanhFast.

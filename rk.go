@@ -662,8 +662,8 @@ func validateTimes(field string, ts []float64, minLen int, increasing bool) (flo
 // are served by the dense output; steps are not shortened to hit them.
 //
 // On failure the returned error wraps ErrInvalidInput, ErrNonFinite,
-// ErrStepSizeUnderflow or ErrTooManySteps, and y0 and ts are unchanged (out
-// may hold partial results).
+// ErrStepSizeUnderflow, ErrTooManySteps or ErrPanic (a panic in f is
+// recovered), and y0 and ts are unchanged (out may hold partial results).
 func (s *Solver) Solve(f Func, y0, ts, out []float64) (Stats, error) {
 	return s.run(f, y0, ts, out, s.runConfig())
 }
@@ -703,6 +703,11 @@ func (s *Solver) lastState() []float64 { return s.y }
 
 // run solves like Solve, configured by rc instead of the Options.
 func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("ODE right-hand side", p)
+		}
+	}()
 	n := len(y0)
 	if f == nil {
 		return st, invalidf("f", "nil function")

@@ -550,7 +550,7 @@ func caseLoss(t testing.TB, lc *loadedCase, opts Options) (float64, Stats) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return MSELoss(lc.targets)(out, make([]float64, len(out))), st
+	return testMSE(lc.z0, lc.c.T, lc.targets)(out, make([]float64, len(out))), st
 }
 
 // TestTorchdiffeqParity: in the torchdiffeq-compatible mode, Dormand–Prince

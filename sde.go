@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 )
 
@@ -331,8 +332,9 @@ func (p *PiecewiseLinearNoise) Value(t float64, dst []float64) {
 // joint parameter vector [θ_f, θ_g], so any gradient method trains it.
 //
 // The noise fixes the batch: len(z) must equal Noise().Size() = B·D in every
-// Eval and VJP (a mismatch panics with a descriptive message; the solvers
-// recover panics in callbacks as ErrPanic). Resample the noise between
+// Eval and VJP. GradientSolver.Gradient and Predict check it before solving
+// (an *InputError on z0); an Evaluator called directly with another length
+// panics with a descriptive message, which the solvers recover as ErrPanic. Resample the noise between
 // solves, never during one. With a PiecewiseNoise, the field has break
 // points (Breakpoints): solvers must not step across them and quadrature
 // intervals must not straddle them; its evaluators implement PieceSelector.
@@ -352,7 +354,11 @@ type WongZakai struct {
 // with ParamBinder, so Params() is a live view that optimisers update in
 // place. A field with a non-empty parameter vector that does not implement
 // ParamBinder is an error (ErrInvalidInput); so is a field whose BindParams
-// fails. f and g must be distinct objects when both have parameters.
+// fails. f and g must be distinct objects when they have parameters, and a
+// field of this package (MLP, FuncField) that is already bound into another
+// WongZakai is rejected rather than silently rebound (call its BindParams
+// to release it first); for fields of other packages this cannot be
+// checked and remains the caller's duty.
 func NewWongZakai(f, g VectorField, noise Noise) (*WongZakai, error) {
 	if f == nil || g == nil {
 		return nil, invalidf("f/g", "drift and diffusion must be non-nil")
@@ -367,7 +373,25 @@ func NewWongZakai(f, g VectorField, noise Noise) (*WongZakai, error) {
 	if noise.Size() < 1 || noise.Size()%d != 0 {
 		return nil, invalidf("noise", "size %d is not a positive multiple of the dimension %d", noise.Size(), d)
 	}
+	for _, v := range []VectorField{f, g} {
+		if fv, ok := v.(fieldValidator); ok {
+			if err := fv.validateField(false); err != nil {
+				return nil, err
+			}
+		}
+	}
 	pf, pg := f.Params(), g.Params()
+	if len(pf)+len(pg) > 0 && sameObject(f, g) {
+		return nil, invalidf("g", "is the drift itself; drift and diffusion with parameters must be distinct objects")
+	}
+	for _, fv := range []struct {
+		name string
+		v    VectorField
+	}{{"f", f}, {"g", g}} {
+		if b, ok := fv.v.(wzBindable); ok && *b.wzBinding() && len(fv.v.Params()) > 0 {
+			return nil, invalidf(fv.name, "is already bound into another WongZakai field; use a separate network (or call its BindParams to release it)")
+		}
+	}
 	joint := make([]float64, len(pf)+len(pg))
 	copy(joint, pf)
 	copy(joint[len(pf):], pg)
@@ -391,7 +415,40 @@ func NewWongZakai(f, g VectorField, noise Noise) (*WongZakai, error) {
 	if err := bind("g", g, joint[nf:]); err != nil {
 		return nil, err
 	}
+	for _, v := range []VectorField{f, g} {
+		if b, ok := v.(wzBindable); ok && len(v.Params()) > 0 {
+			*b.wzBinding() = true
+		}
+	}
 	return &WongZakai{f: f, g: g, noise: noise, params: joint, nf: nf}, nil
+}
+
+// sameObject reports whether a and b are the same pointer (comparing the
+// interfaces directly could panic on uncomparable dynamic types).
+func sameObject(a, b VectorField) bool {
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	return va.Kind() == reflect.Pointer && vb.Kind() == reflect.Pointer &&
+		va.Type() == vb.Type() && va.Pointer() == vb.Pointer()
+}
+
+// validateField checks the drift and diffusion (see fieldValidator).
+func (w *WongZakai) validateField(needVJP bool) error {
+	for _, v := range []VectorField{w.f, w.g} {
+		if fv, ok := v.(fieldValidator); ok {
+			if err := fv.validateField(needVJP); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// checkStateLen reports a batch whose length is not the noise size.
+func (w *WongZakai) checkStateLen(n int) error {
+	if n != w.noise.Size() {
+		return invalidf("z0", "has length %d, but the Wong–Zakai noise has size %d (= B·D): build the noise for this batch", n, w.noise.Size())
+	}
+	return nil
 }
 
 // Dim returns D.
@@ -903,6 +960,17 @@ func NewSDESolver(sde SDE, scheme SDEScheme) (*SDESolver, error) {
 	if scheme < EulerMaruyama || scheme > ReversibleHeun {
 		return nil, invalidf("scheme", "unknown scheme %d", int(scheme))
 	}
+	// Schemes that convert between the calculi, and Milstein's correction,
+	// need ∂g/∂z through the diffusion's VJP.
+	needGVJP := scheme == Milstein || scheme == MilsteinStratonovich ||
+		(scheme == EulerMaruyama) != sde.Ito
+	for i, v := range []VectorField{sde.Drift, sde.Diffusion} {
+		if fv, ok := v.(fieldValidator); ok {
+			if err := fv.validateField(i == 1 && needGVJP); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return &SDESolver{sde: sde, scheme: scheme, fe: sde.Drift.NewEvaluator(), ge: sde.Diffusion.NewEvaluator()}, nil
 }
 
@@ -949,8 +1017,14 @@ func (s *SDESolver) ensure(n, nt int) {
 //
 // Input errors wrap ErrInvalidInput or ErrNonFinite; a non-finite state
 // gives a *SolveError wrapping ErrNonFinite, and a dt too small to advance
-// t wraps ErrStepSizeUnderflow. On error out is unchanged.
-func (s *SDESolver) Solve(z0, ts []float64, dt float64, bm BrownianMotion, out []float64) error {
+// t wraps ErrStepSizeUnderflow; a panic in the drift or diffusion is
+// recovered as an error wrapping ErrPanic. On error out is unchanged.
+func (s *SDESolver) Solve(z0, ts []float64, dt float64, bm BrownianMotion, out []float64) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = panicError("SDE drift or diffusion", p)
+		}
+	}()
 	d := s.sde.Drift.Dim()
 	n := len(z0)
 	if n == 0 || n%d != 0 {
@@ -1226,12 +1300,12 @@ func OUData(rng RandSource, nPaths int) (ts, xs []float64, err error) {
 
 // Drift returns the drift μt − θx as a FuncField (D = 1, no parameters).
 func (p OUProcess) Drift() *FuncField {
-	return &FuncField{D: 1, F: func(t float64, z, dz []float64) {
+	return &FuncField{D: 1, F: func(t float64, z, _, dz []float64) {
 		z = z[:len(dz)]
 		for i := range dz {
 			dz[i] = p.Mu*t - p.Theta*z[i]
 		}
-	}, VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	}, VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 		var st float64
 		for i := range a {
 			if f != nil {
@@ -1250,11 +1324,11 @@ func (p OUProcess) Drift() *FuncField {
 
 // Diffusion returns the diffusion σ + φt as a FuncField (D = 1).
 func (p OUProcess) Diffusion() *FuncField {
-	return &FuncField{D: 1, F: func(t float64, z, dz []float64) {
+	return &FuncField{D: 1, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = p.Sigma + p.Phi*t
 		}
-	}, VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	}, VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 		var st float64
 		for i := range a {
 			if f != nil {

@@ -17,12 +17,12 @@ import (
 func sdeGBM(mu, sigma float64) SDE {
 	lin := func(c float64) *FuncField {
 		return &FuncField{D: 1, Autonomous: true,
-			F: func(t float64, z, dz []float64) {
+			F: func(t float64, z, _, dz []float64) {
 				for i := range dz {
 					dz[i] = c * z[i]
 				}
 			},
-			VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+			VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 				for i := range a {
 					if f != nil {
 						f[i] = c * z[i]
@@ -153,8 +153,8 @@ func sdeTanhField(d int, scale float64, seed uint64) *FuncField {
 		}
 	}
 	return &FuncField{D: d, Autonomous: true,
-		F: func(t float64, z, dz []float64) { eval(z, dz) },
-		VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+		F: func(t float64, z, _, dz []float64) { eval(z, dz) },
+		VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 			for s := 0; s+d <= len(z); s += d {
 				zs, as := z[s:s+d], a[s:s+d]
 				var gzs []float64
@@ -569,12 +569,12 @@ func TestEulerMaruyamaWeakOrderOU(t *testing.T) {
 		batch, batches      = 1 << 14, 8
 	)
 	hs := []float64{0x1p-2, 0x1p-3, 0x1p-4, 0x1p-5}
-	drift := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	drift := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = -theta * z[i]
 		}
 	}}
-	diff := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	diff := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = sigma
 		}
@@ -634,11 +634,11 @@ func TestEulerMaruyamaWeakOrderOU(t *testing.T) {
 // must equal W(t) − W(0) at every output time for every scheme.
 func TestSolveSDEOutputsAndGrid(t *testing.T) {
 	const m = 3
-	one := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	one := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = 1
 		}
-	}, VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	}, VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 		for i := range a {
 			if f != nil {
 				f[i] = 1
@@ -648,7 +648,7 @@ func TestSolveSDEOutputsAndGrid(t *testing.T) {
 			}
 		}
 	}}
-	zero := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, dz []float64) {
+	zero := &FuncField{D: 1, Autonomous: true, F: func(t float64, z, _, dz []float64) {
 		for i := range dz {
 			dz[i] = 0
 		}
@@ -889,8 +889,8 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 		t.Error("accessors wrong")
 	}
 	// A field with parameters but no BindParams (FuncField has one, so wrap it).
-	withP := struct{ VectorField }{&FuncField{D: 2, P: []float64{1}, F: func(float64, []float64, []float64) {}}}
-	noP := &FuncField{D: 2, F: func(float64, []float64, []float64) {}}
+	withP := struct{ VectorField }{&FuncField{D: 2, P: []float64{1}, F: func(float64, []float64, []float64, []float64) {}}}
+	noP := &FuncField{D: 2, F: func(float64, []float64, []float64, []float64) {}}
 	for _, tc := range []struct {
 		name  string
 		f, g  VectorField
@@ -1452,9 +1452,9 @@ func wzProblem(t *testing.T, seed uint64, d, b int) (*WongZakai, *KLNoise, []flo
 func TestWongZakaiGradients(t *testing.T) {
 	wz, _, z0, ts, targets := wzProblem(t, 1, 2, 3)
 	opts := Options{RTol: 1e-11, ATol: 1e-11}
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	var ref *GradResult
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
 			g, err := NewGradientSolver(wz, GradOptions{Method: m, Forward: opts, GQ: GQOptions{C: 1}})
 			if err != nil {
@@ -1505,7 +1505,7 @@ func TestWongZakaiGradients(t *testing.T) {
 // BenchmarkWongZakaiGradient times one gradient through the Wong–Zakai ODE
 // of an MLP SDE (D = 1, width 32, 64 paths, as in the OU experiment) per method.
 func BenchmarkWongZakaiGradient(b *testing.B) {
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		b.Run("method="+m.String(), func(b *testing.B) {
 			rng := rand.New(rand.NewPCG(3, 3))
 			drift, _ := NewMLP(MLPConfig{Dim: 1, Hidden: []int{32, 32}, Activation: Softplus, TimeInput: true}, rng)
@@ -1525,7 +1525,7 @@ func BenchmarkWongZakaiGradient(b *testing.B) {
 				z0[i] = 6*rng.Float64() - 3
 			}
 			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{RTol: 1e-4, ATol: 1e-4}})
-			loss := MSELoss(targets)
+			loss := testMSE(z0, ts, targets)
 			var nfe int
 			noise.Resample(rng)
 			if _, err := g.Gradient(z0, ts, loss); err != nil { // size the workspace
@@ -1584,12 +1584,12 @@ func BenchmarkSDESampleMLP(b *testing.B) {
 func gbmFields(mu, sigma float64) (VectorField, VectorField) {
 	lin := func(c float64) *FuncField {
 		return &FuncField{D: 1, Autonomous: true,
-			F: func(t float64, z, dz []float64) {
+			F: func(t float64, z, _, dz []float64) {
 				for i, v := range z {
 					dz[i] = c * v
 				}
 			},
-			VJPFunc: func(t float64, z, a, f, gz, gp []float64, gt *float64) {
+			VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
 				for i := range z {
 					if f != nil {
 						f[i] = c * z[i]
@@ -1647,7 +1647,7 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 	}
 	for _, opts := range []Options{{Method: RK4, Step: 0.01}, {RTol: 1e-10, ATol: 1e-10}} {
 		t.Run(fmt.Sprintf("step=%g", opts.Step), func(t *testing.T) {
-			for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+			for _, m := range allGradMethods {
 				t.Run(fmt.Sprint(m), func(t *testing.T) {
 					name := "dopri5/" + m.String()
 					if opts.Method != nil {
@@ -1657,7 +1657,7 @@ func TestWongZakaiPiecewiseBreakpoints(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					r, err := gs.Gradient(z0, ts, MSELoss(targets))
+					r, err := gs.Gradient(z0, ts, testMSE(z0, ts, targets))
 					if err != nil {
 						t.Fatalf("%s: %v", name, err)
 					}
@@ -1692,10 +1692,10 @@ func TestWongZakaiPiecewiseBackwardInTime(t *testing.T) {
 	ts := []float64{1.5, 1.21, 0.9, 0.3, 0}
 	w0, w := make([]float64, 2), make([]float64, 2)
 	noise.Value(ts[0], w0)
-	for _, m := range []GradMethod{Direct, Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
 			gs, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: Options{Method: RK4, Step: 0.01}})
-			r, err := gs.Gradient(z0, ts, MSELoss(make([]float64, 8)))
+			r, err := gs.Gradient(z0, ts, testMSE(z0, ts, make([]float64, 8)))
 			if err != nil {
 				t.Fatalf("%v: %v", m, err)
 			}
@@ -1729,7 +1729,7 @@ func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
 	z0 := []float64{0.3, -0.2, 1, 0.5}
 	ts := []float64{0, 0.45, 0.8, 1}
 	targets := []float64{1, 0, 0, 1, 0.5, 0.5, -1, 0, 0, 0, 1, 1}
-	loss := MSELoss(targets)
+	loss := testMSE(z0, ts, targets)
 	fixed := Options{Method: RK4, Step: 0.03}
 	ref := gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: fixed})
 	p := wz.Params()
@@ -1748,7 +1748,7 @@ func TestWongZakaiPiecewiseParamGradients(t *testing.T) {
 	}
 	tight := Options{RTol: 1e-11, ATol: 1e-11}
 	ref = gradFor(t, wz, z0, ts, targets, GradOptions{Method: Direct, Forward: tight})
-	for _, m := range []GradMethod{Adjoint, SeminormAdjoint, GQAdjoint, GQInterpAdjoint} {
+	for _, m := range allGradMethods[1:] {
 		t.Run(fmt.Sprint(m), func(t *testing.T) {
 			g, _ := NewGradientSolver(wz, GradOptions{Method: m, Forward: tight, GQ: GQOptions{C: 1}})
 			r, err := g.Gradient(z0, ts, loss)

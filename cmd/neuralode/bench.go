@@ -42,6 +42,8 @@ type benchRow struct {
 // benchFlags are the bench command's flags.
 type benchFlags struct {
 	sizes, methods, casePath, out string
+	sweep                         bool   // --sweep: accuracy against time over tolerances
+	sweepTols                     string // its tolerances
 	repeats                       int
 	gqC                           float64
 	seed                          uint64
@@ -53,7 +55,9 @@ type benchFlags struct {
 
 func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.sizes, "sizes", "2x32x64,2x128x256,16x256x128,64x512x64", "problem sizes `DxHxB`: state dimension, hidden width, batch")
-	fs.StringVar(&f.methods, "methods", "all", "methods to time, comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
+	fs.StringVar(&f.methods, "methods", "all", "methods to time, comma-separated: "+strings.Join(allMethods, ", ")+", or all")
+	fs.BoolVar(&f.sweep, "sweep", false, "sweep rtol = atol over --sweep-tols and chart gradient error against time (sweep-NAME.svg)")
+	fs.StringVar(&f.sweepTols, "sweep-tols", defaultSweepTols, "tolerances of --sweep, comma-separated")
 	fs.IntVar(&f.repeats, "repeats", 3, "timed repeats per method and problem (the median is reported)")
 	f.tol.register(fs, "of the timed solves", 1e-6, 1e-6, "1e-6; a --case's own")
 	fs.Float64Var(&f.gqC, "gq-c", 0.1, "GQ node-count factor C")
@@ -80,6 +84,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	ms, probs, err := f.problems(stderr)
 	if err != nil {
 		return fail(stderr, "bench", err)
+	}
+	if f.sweep {
+		tols, err := parseTols(f.sweepTols)
+		if err != nil {
+			return usageErr(stderr, "bench", "--sweep-tols %v", err)
+		}
+		logf := func(format string, args ...any) { f.output.logf(stderr, format, args...) }
+		return runSweep(probs, sweepConfig{ms, tols, f.repeats, f.gqC, f.out, f.output.json, logf}, stdout, stderr)
 	}
 	var rows []*benchRow
 	for _, p := range probs {
@@ -192,7 +204,10 @@ func timeProblem(p *benchProblem, ms []string, repeats int, gqC float64, logf fu
 		solvers[i] = g
 		prow[i] = &benchRow{Method: m, Size: p.name, Params: p.mlp.NumParams()}
 	}
-	loss := neuralode.MSELoss(p.targets)
+	loss, err := p.loss()
+	if err != nil {
+		return nil, err
+	}
 	for rep := -1; rep < repeats; rep++ {
 		for i, g := range solvers {
 			if rep >= 0 {
@@ -285,13 +300,23 @@ func genProblem(d [3]int, seed uint64, rtol, atol float64) (*benchProblem, error
 	return p, nil
 }
 
+// loss returns the problem's case-format MSE loss.
+func (p *benchProblem) loss() (neuralode.Loss, error) {
+	d := p.mlp.Dim()
+	return neuralode.MSELoss(neuralode.LossShape{Batch: len(p.z0) / d, Dim: d, Times: len(p.ts)}, p.targets)
+}
+
 func referenceGrad(p *benchProblem) ([]float64, error) {
 	g, err := neuralode.NewGradientSolver(p.mlp, neuralode.GradOptions{Method: neuralode.Direct,
 		Forward: neuralode.Options{RTol: 1e-10, ATol: 1e-10, MaxSteps: 1000000}})
 	if err != nil {
 		return nil, err
 	}
-	r, err := g.Gradient(p.z0, p.ts, neuralode.MSELoss(p.targets))
+	loss, err := p.loss()
+	if err != nil {
+		return nil, err
+	}
+	r, err := g.Gradient(p.z0, p.ts, loss)
 	if err != nil {
 		return nil, err
 	}

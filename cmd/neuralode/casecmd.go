@@ -192,7 +192,11 @@ func solveCase(fs *flag.FlagSet, cf *caseFlags, method string, step float64, com
 	if err != nil {
 		return nil, err
 	}
-	loss := neuralode.MSELoss(caseTargets(c))(out, make([]float64, len(out)))
+	lossFn, err := c.Loss()
+	if err != nil {
+		return nil, err
+	}
+	loss := lossFn(out, make([]float64, len(out)))
 	n := len(z0)
 	if err := checkFinite("the state", out...); err != nil {
 		return nil, err
@@ -242,7 +246,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 		"nfe_backward, quadrature_nodes, seconds.", stdout)
 	var cf caseFlags
 	cf.register(fs, "of both passes")
-	method := fs.String("method", "direct", "gradient method: direct, adjoint, seminorm, gq, gq-interp")
+	method := fs.String("method", "direct", "gradient method: "+strings.Join(allMethods, ", "))
 	gqC := fs.Float64("gq-c", 0.1, "GQ node-count factor C: n_i = ceil(C·NFE_fwd·Δ_i/(t_M−t_0))")
 	gqCap := fs.Int("gq-cap", 64, fmt.Sprintf("largest number of GQ nodes per interval (1…%d)", neuralode.MaxGaussLegendreNodes))
 	compat := fs.String("compat", "none", "torchdiffeq: reproduce torchdiffeq's step sequences")
@@ -254,7 +258,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 }
 
 func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap int, compat string) (*gradResult, error) {
-	gm, over, err := methodAndCompat(neuralode.ParseGradMethod, method, "direct, adjoint, seminorm, gq or gq-interp", compat)
+	gm, over, err := methodAndCompat(neuralode.ParseGradMethod, method, "one of "+strings.Join(allMethods, ", "), compat)
 	if err != nil {
 		return nil, err
 	}
@@ -268,11 +272,6 @@ func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap
 	if err != nil {
 		return nil, err
 	}
-	if gm == neuralode.GQAdjoint || gm == neuralode.GQInterpAdjoint {
-		if err := checkQuadratureRoom(c.T, gqCap); err != nil {
-			return nil, err
-		}
-	}
 	rt, at := cf.tolerances(c)
 	g, err := neuralode.NewGradientSolver(m, neuralode.GradOptions{
 		Method:            gm,
@@ -283,8 +282,12 @@ func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap
 	if err != nil {
 		return nil, err
 	}
+	loss, err := c.Loss()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
-	r, err := g.Gradient(c.Z0Flat(), c.T, neuralode.MSELoss(caseTargets(c)))
+	r, err := g.Gradient(c.Z0Flat(), c.T, loss)
 	if err != nil {
 		if errors.Is(err, neuralode.ErrNonFinite) || strings.Contains(err.Error(), "Inf") {
 			return nil, fmt.Errorf("%v: %w", cliError(err), errOverflow)
@@ -302,22 +305,6 @@ func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap
 	return &gradResult{Method: gm.String(), Loss: r.Loss, Grad: layers, GradZ0: rows(r.Z0, c.D),
 		NFEForward: r.Stats.Forward.NFE, NFEBackward: r.Stats.Backward.NFE,
 		QuadratureNodes: r.Stats.QuadratureNodes, Seconds: secs}, nil
-}
-
-// checkQuadratureRoom refuses observation intervals too short to hold
-// distinct Gauss–Legendre nodes in float64: the quadrature methods place up
-// to gqCap nodes strictly inside every interval.
-func checkQuadratureRoom(ts []float64, gqCap int) error {
-	for i := 1; i < len(ts); i++ {
-		a, b := ts[i-1], ts[i]
-		ulp := math.Max(math.Abs(math.Nextafter(a, b)-a), math.Abs(math.Nextafter(b, a)-b))
-		if math.Abs(b-a) < float64(2*gqCap+2)*ulp {
-			return fmt.Errorf("observation times %v and %v are too close for Gauss–Legendre nodes between them "+
-				"(the gq methods need room for up to --gq-cap %d nodes); use --method direct, adjoint or seminorm",
-				a, b, gqCap)
-		}
-	}
-	return nil
 }
 
 func printGrad(w io.Writer, r *gradResult) error {

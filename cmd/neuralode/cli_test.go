@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -280,8 +281,8 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 10 {
-		t.Fatalf("%d lines, want 10:\n%s", len(lines), out)
+	if len(lines) != 2*len(allMethods) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), 2*len(allMethods), out)
 	}
 	for _, l := range lines {
 		var r map[string]any
@@ -513,5 +514,45 @@ func TestSecondOrderVJP(t *testing.T) {
 		if g := fd(p, i); !absRelClose(gp[i]-1, g, 1e-6) {
 			t.Errorf("gp[%d] = %v, finite difference %v", i, gp[i]-1, g)
 		}
+	}
+}
+
+// TestBenchSweep: --sweep runs every method at every tolerance, reports
+// one JSON object per point with its tolerance, nodes and error, and
+// writes the accuracy-versus-time chart; a bad tolerance list is a usage
+// error.
+func TestBenchSweep(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runCLI("bench", "--sizes", "2x4x3", "--methods", "seminorm,gq-adaptive", "--sweep",
+		"--sweep-tols", "1e-3,1e-6", "--repeats", "1", "--json", "--quiet", "--out", dir)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 4 {
+		t.Fatalf("exit %d, %d lines, want 0 and 4: %s\n%s", code, len(lines), errs, out)
+	}
+	errAt := map[string]float64{}
+	for _, l := range lines {
+		var r struct {
+			Method string  `json:"method"`
+			Tol    float64 `json:"tol"`
+			Nodes  int     `json:"quadrature_nodes"`
+			Err    float64 `json:"grad_rel_err"`
+			Secs   float64 `json:"seconds_median"`
+		}
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		if !(r.Secs > 0) || !(r.Err >= 0) || (r.Method == "gq-adaptive") != (r.Nodes > 0) {
+			t.Errorf("implausible row %q", l)
+		}
+		errAt[r.Method+strconv.FormatFloat(r.Tol, 'g', -1, 64)] = r.Err
+	}
+	if !(errAt["gq-adaptive1e-06"] < errAt["gq-adaptive0.001"]) {
+		t.Errorf("tightening the tolerance did not reduce gq-adaptive's error: %v", errAt)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sweep-2x4x3.svg")); err != nil {
+		t.Errorf("chart: %v", err)
+	}
+	if code, _, errs := runCLI("bench", "--sweep", "--sweep-tols", "1e-3,x", "--out", dir); code != 2 {
+		t.Errorf("bad --sweep-tols: exit %d (%s), want 2", code, errs)
 	}
 }

@@ -186,11 +186,12 @@ func (t *cdeTask) gradient(epoch, k int, grad []float64) (float64, neuralode.Gra
 	if err := t.setBatch(t.train, idx); err != nil {
 		return 0, neuralode.GradStats{}, err
 	}
-	bs := len(idx)
-	n := bs * cdeHidden
 	w, b := t.readout()
-	loss := func(states, g []float64) float64 {
-		return t.lc.check(softmaxCrossEntropy(states[n:], bs, cdeHidden, t.labels, w, b, g[n:], t.dw, t.db))
+	bs := len(idx)
+	loss, err := neuralode.SoftmaxCrossEntropyLoss(neuralode.LossShape{Batch: bs, Dim: cdeHidden, Times: len(t.span)},
+		t.labels, w, b, t.dw, t.db)
+	if err != nil {
+		return 0, neuralode.GradStats{}, err
 	}
 	t.lc.err = nil
 	r, err := t.gs.Gradient(t.z0, t.span, loss)

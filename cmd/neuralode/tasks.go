@@ -13,8 +13,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
-
-	"github.com/neuralode/neuralode"
 )
 
 // errTaskInput reports a malformed argument to a data generator or loss:
@@ -301,87 +299,6 @@ func logitsRow(out, zb, w, bias []float64) {
 	}
 }
 
-// classRow returns a row of k per-class values: buf[:k] (the caller's
-// stack array) when it fits, else a new slice.
-func classRow(buf *[maxStackClasses]float64, k int) []float64 {
-	if k <= maxStackClasses {
-		return buf[:k]
-	}
-	return make([]float64, k)
-}
-
-// softmaxCrossEntropy returns the mean over the batch of the cross-entropy of
-// the softmax of the logits l_b = W·z_b + bias against labels, where z is the
-// Batch × dim final state, w the classes × dim weight matrix (row-major, like
-// PyTorch's nn.Linear) and bias has one entry per class.
-//
-// Gradients of the mean loss are written (overwritten, not accumulated) into
-// dz (len(z)), dw (len(w)) and dbias (len(bias)); pass nil to skip any of them.
-// With p_b = softmax(l_b) and g_b = (p_b − onehot(y_b))/Batch:
-// dL/dz_b = Wᵀ g_b, dL/dW = Σ_b g_b z_bᵀ, dL/dbias = Σ_b g_b.
-// It does not allocate for up to 32 classes.
-func softmaxCrossEntropy(z []float64, batch, dim int, labels []int, w, bias, dz, dw, dbias []float64) (float64, error) {
-	k, err := checkClassifier(z, batch, dim, labels, w, bias)
-	if err != nil {
-		return 0, err
-	}
-	if (dz != nil && len(dz) != len(z)) || (dw != nil && len(dw) != len(w)) || (dbias != nil && len(dbias) != len(bias)) {
-		return 0, taskErrorf("softmax cross-entropy: gradient lengths %d, %d, %d, want %d, %d, %d",
-			len(dz), len(dw), len(dbias), len(z), len(w), len(bias))
-	}
-	var buf [maxStackClasses]float64
-	p := classRow(&buf, k)
-	clear(dw)
-	clear(dbias)
-	inv := 1 / float64(batch)
-	loss := 0.0
-	for b := 0; b < batch; b++ {
-		zb := z[b*dim : b*dim+dim]
-		logitsRow(p, zb, w, bias)
-		mx := p[0]
-		for _, v := range p[1:] {
-			mx = math.Max(mx, v)
-		}
-		y := labels[b]
-		ly := p[y]
-		sum := 0.0
-		for i, v := range p {
-			e := math.Exp(v - mx)
-			p[i] = e
-			sum += e
-		}
-		// log Σ exp(l) − l_y, shifted by the max for stability.
-		loss += math.Log(sum) + mx - ly
-		if dz == nil && dw == nil && dbias == nil {
-			continue
-		}
-		is := inv / sum
-		for i := range p {
-			p[i] *= is // g = (p − onehot)/B
-		}
-		p[y] -= inv
-		if dz != nil {
-			dzb := dz[b*dim : b*dim+dim]
-			clear(dzb)
-			for i, g := range p {
-				neuralode.Axpy(g, w[i*dim:i*dim+dim], dzb) // dz_b += Σ_i g_i·w_i
-			}
-		}
-		if dw != nil {
-			for i, g := range p {
-				neuralode.Axpy(g, zb, dw[i*dim:i*dim+dim]) // dw_i += g_i·z_b
-			}
-		}
-		if dbias != nil {
-			dbias = dbias[:len(p)]
-			for i, g := range p {
-				dbias[i] += g
-			}
-		}
-	}
-	return loss * inv, nil
-}
-
 // accuracy returns the fraction of samples whose largest logit W·z_b + bias
 // (first index on ties) equals the label.
 func accuracy(z []float64, batch, dim int, labels []int, w, bias []float64) (float64, error) {
@@ -390,7 +307,12 @@ func accuracy(z []float64, batch, dim int, labels []int, w, bias []float64) (flo
 		return 0, err
 	}
 	var buf [maxStackClasses]float64
-	l := classRow(&buf, k)
+	var l []float64
+	if k <= maxStackClasses {
+		l = buf[:k]
+	} else {
+		l = make([]float64, k)
+	}
 	correct := 0
 	for b := 0; b < batch; b++ {
 		logitsRow(l, z[b*dim:b*dim+dim], w, bias)

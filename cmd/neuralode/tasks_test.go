@@ -258,88 +258,6 @@ func randSlice(rng *rand.Rand, n int, scale float64) []float64 {
 	return x
 }
 
-func TestSoftmaxCrossEntropyGradients(t *testing.T) {
-	for _, tc := range []struct{ batch, dim, k int }{{4, 5, 2}, {3, 2, 3}, {7, 5, 10}, {2, 3, 40}} {
-		t.Run(fmt.Sprintf("B%d_D%d_K%d", tc.batch, tc.dim, tc.k), func(t *testing.T) {
-			rng := newRNG(uint64(tc.batch*100 + tc.k))
-			z := randSlice(rng, tc.batch*tc.dim, 1)
-			w := randSlice(rng, tc.k*tc.dim, 0.8)
-			bias := randSlice(rng, tc.k, 0.5)
-			labels := make([]int, tc.batch)
-			for i := range labels {
-				labels[i] = rng.IntN(tc.k)
-			}
-			dz := make([]float64, len(z))
-			dw := make([]float64, len(w))
-			db := make([]float64, len(bias))
-			for i := range dw {
-				dw[i] = 99 // gradients are overwritten, not accumulated
-			}
-			loss, err := softmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, dz, dw, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Independent loss: −log(exp(l_y)/Σexp(l)) computed directly.
-			ref := 0.0
-			for b := 0; b < tc.batch; b++ {
-				sum, ly := 0.0, 0.0
-				for k := 0; k < tc.k; k++ {
-					l := bias[k]
-					for d := 0; d < tc.dim; d++ {
-						l += w[k*tc.dim+d] * z[b*tc.dim+d]
-					}
-					sum += math.Exp(l)
-					if k == labels[b] {
-						ly = l
-					}
-				}
-				ref -= math.Log(math.Exp(ly) / sum)
-			}
-			ref /= float64(tc.batch)
-			if math.Abs(loss-ref) > 1e-12*math.Max(1, ref) {
-				t.Errorf("loss %.15g, want %.15g", loss, ref)
-			}
-			lossOf := func() float64 {
-				l, err := softmaxCrossEntropy(z, tc.batch, tc.dim, labels, w, bias, nil, nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return l
-			}
-			assertClose(t, "dz", dz, numGrad(func([]float64) float64 { return lossOf() }, z), 1e-7)
-			assertClose(t, "dw", dw, numGrad(func([]float64) float64 { return lossOf() }, w), 1e-7)
-			assertClose(t, "dbias", db, numGrad(func([]float64) float64 { return lossOf() }, bias), 1e-7)
-			// Logit gradients sum to zero per sample, so Σ dbias = 0.
-			s := 0.0
-			for _, v := range db {
-				s += v
-			}
-			if math.Abs(s) > 1e-14 {
-				t.Errorf("Σ dbias = %g, want 0", s)
-			}
-		})
-	}
-}
-
-func TestSoftmaxCrossEntropyValues(t *testing.T) {
-	// Zero classifier: every class has probability 1/K, loss log K.
-	z := []float64{1, 2, 3, 4}
-	loss, err := softmaxCrossEntropy(z, 2, 2, []int{0, 1}, make([]float64, 6), make([]float64, 3), nil, nil, nil)
-	if err != nil || math.Abs(loss-math.Log(3)) > 1e-15 {
-		t.Errorf("zero classifier loss %g (%v), want log 3", loss, err)
-	}
-	// Huge logits: stable, loss ≈ margin for the wrong class, 0 for the right one.
-	w := []float64{1000, -1000} // K=2, D=1
-	loss, err = softmaxCrossEntropy([]float64{1}, 1, 1, []int{1}, w, []float64{0, 0}, nil, nil, nil)
-	if err != nil || math.Abs(loss-2000) > 1e-9 {
-		t.Errorf("wrong-class huge logits loss %g (%v), want 2000", loss, err)
-	}
-	loss, err = softmaxCrossEntropy([]float64{1}, 1, 1, []int{0}, w, []float64{0, 0}, nil, nil, nil)
-	if err != nil || loss != 0 {
-		t.Errorf("right-class huge logits loss %g (%v), want 0", loss, err)
-	}
-}
-
 func TestAccuracy(t *testing.T) {
 	// Classifier on the first component: class 1 if z0 > 0.
 	w := []float64{-1, 0, 1, 0}
@@ -429,27 +347,6 @@ func TestLossErrors(t *testing.T) {
 		call func(dz []float64) (float64, error)
 		want error
 	}{
-		{"ce z length", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy(z[:3], 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
-		}, errTaskInput},
-		{"ce label range", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy(z, 2, 2, []int{0, 2}, w, bias, dz, nil, nil)
-		}, errTaskInput},
-		{"ce negative label", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy(z, 2, 2, []int{-1, 0}, w, bias, dz, nil, nil)
-		}, errTaskInput},
-		{"ce w length", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w[:3], bias, dz, nil, nil)
-		}, errTaskInput},
-		{"ce grad length", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy(z, 2, 2, []int{0, 1}, w, bias, dz, make([]float64, 3), nil)
-		}, errTaskInput},
-		{"ce no classes", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy(z, 2, 2, []int{0, 1}, nil, nil, dz, nil, nil)
-		}, errTaskInput},
-		{"ce NaN", func(dz []float64) (float64, error) {
-			return softmaxCrossEntropy([]float64{1, nan, 3, 4}, 2, 2, []int{0, 1}, w, bias, dz, nil, nil)
-		}, errTaskNonFinite},
 		{"accuracy labels", func([]float64) (float64, error) { return accuracy(z, 2, 2, []int{0}, w, bias) }, errTaskInput},
 		{"mse lengths", func(dz []float64) (float64, error) { return mse(z, z[:3], dz) }, errTaskInput},
 		{"mse empty", func([]float64) (float64, error) { return mse(nil, nil, nil) }, errTaskInput},
@@ -481,11 +378,8 @@ func TestLossAllocs(t *testing.T) {
 	w := randSlice(newRNG(2), 2*d.Dim, 1)
 	bias := []float64{0.1, -0.1}
 	dz := make([]float64, len(d.X))
-	dw := make([]float64, len(w))
-	db := make([]float64, 2)
 	obs := make([]float64, d.Batch)
 	allocs := testing.AllocsPerRun(20, func() {
-		_, _ = softmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
 		_, _ = accuracy(d.X, d.Batch, d.Dim, d.Labels, w, bias)
 		_, _ = trajectoryMSE(d.X, 1, d.Batch, d.Dim, 0, obs, dz)
 		_, _ = mse(dz, d.X, dz)
@@ -493,21 +387,6 @@ func TestLossAllocs(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("%g allocations per run, want 0", allocs)
 	}
-}
-
-func BenchmarkSoftmaxCrossEntropy(b *testing.B) {
-	d, _ := nestedSpheres(newRNG(1), spheresTrainPerClass, spheresAugment)
-	w := randSlice(newRNG(2), 2*d.Dim, 1)
-	bias := []float64{0.1, -0.1}
-	dz := make([]float64, len(d.X))
-	dw := make([]float64, len(w))
-	db := make([]float64, 2)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		_, _ = softmaxCrossEntropy(d.X, d.Batch, d.Dim, d.Labels, w, bias, dz, dw, db)
-	}
-	b.ReportMetric(float64(d.Batch*b.N)/b.Elapsed().Seconds()/1e6, "Msamples/s")
 }
 
 func Example_makeG1D() {
@@ -523,15 +402,4 @@ func Example_makeSines() {
 	// x(0) = B and v(0) = A exactly; the first observation is y(0) = B.
 	fmt.Println(len(d.Times), d.Batch, d.Z0[0] == d.B[0], d.Z0[1] == d.A[0], d.Obs[0] == d.B[0])
 	// Output: 10 15 true true true
-}
-
-func Example_softmaxCrossEntropy() {
-	// Two classes, a 1-D state, logits (−z, z): the loss is log(1 + e^(−2z)) for label 1.
-	z := []float64{1}
-	w := []float64{-1, 1}
-	bias := []float64{0, 0}
-	dz := make([]float64, 1)
-	loss, _ := softmaxCrossEntropy(z, 1, 1, []int{1}, w, bias, dz, nil, nil)
-	fmt.Printf("%.6f %.6f\n", loss, dz[0])
-	// Output: 0.126928 -0.238406
 }

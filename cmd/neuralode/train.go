@@ -21,7 +21,7 @@ import (
 )
 
 // allMethods lists the gradient methods in the order tables show them.
-var allMethods = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp"}
+var allMethods = []string{"direct", "adjoint", "seminorm", "gq", "gq-interp", "gq-adaptive", "gq-adaptive-interp"}
 
 // exitInterrupted is the exit status of a run stopped by SIGINT/SIGTERM
 // (after saving its checkpoint), the shell convention 128 + SIGINT.
@@ -128,7 +128,7 @@ type trainFlags struct {
 func (f *trainFlags) register(fs *flag.FlagSet) {
 	c := &f.cfg
 	fs.StringVar(&c.Task, "task", "g1d", "task: "+taskList())
-	fs.StringVar(&f.method, "method", "gq", "gradient method(s), comma-separated: direct, adjoint, seminorm, gq, gq-interp, or all")
+	fs.StringVar(&f.method, "method", "gq", "gradient method(s), comma-separated: "+strings.Join(allMethods, ", ")+", or all")
 	fs.IntVar(&c.Width, "width", 0, "hidden width of the networks (two hidden layers); default per task (g1d 256, cde 128, others 32)")
 	fs.IntVar(&c.Epochs, "epochs", 0, "number of epochs; default per task (g1d 60, spheres 30, sines 400, ou 40, cde 20, cde-hermite 10)")
 	fs.Float64Var(&c.LR, "lr", 0, "Adam learning rate; default per task")
@@ -311,7 +311,7 @@ func validateConfig(cfg trainConfig) error {
 		return usagef("--task %q: want %s", cfg.Task, taskList())
 	}
 	if _, err := neuralode.ParseGradMethod(cfg.Method); cfg.Method != "" && err != nil {
-		return usagef("--method %q: want direct, adjoint, seminorm, gq or gq-interp", cfg.Method)
+		return usagef("--method %q: want one of %s", cfg.Method, strings.Join(allMethods, ", "))
 	}
 	for _, c := range []struct {
 		name string
@@ -398,7 +398,7 @@ func parseMethods(s string) ([]string, error) {
 	for _, m := range strings.Split(s, ",") {
 		m = strings.TrimSpace(m)
 		if _, err := neuralode.ParseGradMethod(m); err != nil {
-			return nil, fmt.Errorf("%q: want direct, adjoint, seminorm, gq, gq-interp or all", m)
+			return nil, fmt.Errorf("%q: want %s or all", m, strings.Join(allMethods, ", "))
 		}
 		if !seen[m] {
 			seen[m] = true

@@ -308,9 +308,11 @@ func newG1DTask(cfg trainConfig) (*g1dTask, error) {
 	if t.gs, err = newGradSolver(mlp, cfg); err != nil {
 		return nil, err
 	}
-	n := data.Batch * data.Dim
-	t.loss = func(states, grad []float64) float64 {
-		return t.lc.check(readoutMSE(states[n:], data.Batch, data.Dim, 0, data.Targets, grad[n:]))
+	// Component 0 of the final state against the targets.
+	t.loss, err = neuralode.SelectedMSELoss(neuralode.LossShape{Batch: data.Batch, Dim: data.Dim, Times: len(data.Times)},
+		[]int{len(data.Times) - 1}, []int{0}, data.Targets)
+	if err != nil {
+		return nil, err
 	}
 	return t, nil
 }
@@ -469,11 +471,11 @@ func (t *spheresTask) gradient(epoch, k int, grad []float64) (float64, neuralode
 		t.z0 = append(t.z0, t.train.X[i*D:(i+1)*D]...)
 		t.labels = append(t.labels, t.train.Labels[i])
 	}
-	bs := len(idx)
-	n := bs * D
 	w, b := t.classifier()
-	loss := func(states, g []float64) float64 {
-		return t.lc.check(softmaxCrossEntropy(states[n:], bs, D, t.labels, w, b, g[n:], t.dw, t.db))
+	loss, err := neuralode.SoftmaxCrossEntropyLoss(neuralode.LossShape{Batch: len(idx), Dim: D, Times: len(t.train.Times)},
+		t.labels, w, b, t.dw, t.db)
+	if err != nil {
+		return 0, neuralode.GradStats{}, err
 	}
 	l, st, err := t.lc.gradient(t.gs, t.z0, t.train.Times, loss, grad[:t.np])
 	if err != nil {
@@ -620,8 +622,14 @@ func (t *sinesTask) gradient(epoch, k int, grad []float64) (float64, neuralode.G
 			t.obs = append(t.obs, t.train.Obs[r*t.train.Batch+i])
 		}
 	}
-	loss := func(states, g []float64) float64 {
-		return t.lc.check(trajectoryMSE(states, m, bs, 2, 0, t.obs, g))
+	// Position (component 0) at every observation time.
+	rowsIdx := make([]int, m)
+	for i := range rowsIdx {
+		rowsIdx[i] = i
+	}
+	loss, err := neuralode.SelectedMSELoss(neuralode.LossShape{Batch: bs, Dim: 2, Times: m}, rowsIdx, []int{0}, t.obs)
+	if err != nil {
+		return 0, neuralode.GradStats{}, err
 	}
 	return t.lc.gradient(t.gs, t.z0, t.times, loss, grad)
 }
@@ -734,7 +742,10 @@ func newOUTask(cfg trainConfig) (*ouTask, error) {
 	if t.gs, err = newGradSolver(wz, cfg); err != nil {
 		return nil, err
 	}
-	t.loss = t.klLoss
+	// Gaussians fitted per observation time after t_0, against the data's.
+	if t.loss, err = neuralode.GaussianMomentLoss(neuralode.LossShape{Batch: cfg.Batch, Dim: 1, Times: len(ts)}, t.md[1:], t.vd[1:]); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -757,33 +768,6 @@ func moments(row []float64) (mean, vr float64) {
 		vr += (v - mean) * (v - mean)
 	}
 	return mean, vr / float64(len(row)-1)
-}
-
-// klLoss is Σ_{i≥1} KL(N(m_p, s_p²) ‖ N(m_d, s_d²)) between Gaussians fitted
-// at every observation time to the predicted paths (p) and the data (d):
-//
-//	KL = ½ log(s_d²/s_p²) + (s_p² + (m_p − m_d)²)/(2 s_d²) − ½.
-//
-// Its gradient reaches each path through the sample mean (∂m/∂x_j = 1/n)
-// and the unbiased variance (∂s²/∂x_j = 2(x_j − m)/(n − 1)).
-func (t *ouTask) klLoss(states, grad []float64) float64 {
-	n := t.cfg.Batch
-	total := 0.0
-	for i := 1; i < len(t.ts); i++ {
-		row := states[i*n : (i+1)*n]
-		mp, vp := moments(row)
-		vp = math.Max(vp, 1e-12)
-		md, vd := t.md[i], t.vd[i]
-		dm := mp - md
-		total += 0.5*math.Log(vd/vp) + (vp+dm*dm)/(2*vd) - 0.5
-		gm := dm / vd / float64(n)
-		gv := (-0.5/vp + 0.5/vd) * 2 / float64(n-1)
-		g := grad[i*n : (i+1)*n]
-		for j, x := range row {
-			g[j] = gm + gv*(x-mp)
-		}
-	}
-	return total
 }
 
 func (t *ouTask) params() []float64 { return t.wz.Params() }
