@@ -257,6 +257,17 @@ func (c *lossCapture) gradient(gs *neuralode.GradientSolver, z0, ts []float64, l
 	return r.Loss, r.Stats, nil
 }
 
+// drawTrainVal draws a task's training set of size nTrain and then its
+// validation set of size nVal from the data stream rng with gen, in that
+// order.
+func drawTrainVal[D any](rng *rand.Rand, nTrain, nVal int, gen func(rng *rand.Rand, n int) (D, error)) (train, val D, err error) {
+	if train, err = gen(rng, nTrain); err != nil {
+		return train, val, err
+	}
+	val, err = gen(rng, nVal)
+	return train, val, err
+}
+
 // savePlot is saveSVG for a task's plots method, which returns the paths
 // written: here the one file.
 func savePlot(dir, name string, render func(f *os.File) error) ([]string, error) {
@@ -418,12 +429,8 @@ type spheresTask struct {
 }
 
 func newSpheresTask(cfg trainConfig) (*spheresTask, error) {
-	drng := seedRNG(cfg.Seed, streamData)
-	train, err := nestedSpheres(drng, spheresTrainPerClass, spheresAugment)
-	if err != nil {
-		return nil, err
-	}
-	val, err := nestedSpheres(drng, spheresValPerClass, spheresAugment)
+	train, val, err := drawTrainVal(seedRNG(cfg.Seed, streamData), spheresTrainPerClass, spheresValPerClass,
+		func(rng *rand.Rand, n int) (spheresData, error) { return nestedSpheres(rng, n, spheresAugment) })
 	if err != nil {
 		return nil, err
 	}
@@ -585,11 +592,8 @@ func newSinesTask(cfg trainConfig) (*sinesTask, error) {
 	if err != nil {
 		return nil, err
 	}
-	train, err := makeSines(drng, sinesTrain, times)
-	if err != nil {
-		return nil, err
-	}
-	val, err := makeSines(drng, sinesVal, times)
+	train, val, err := drawTrainVal(drng, sinesTrain, sinesVal,
+		func(rng *rand.Rand, n int) (sinesData, error) { return makeSines(rng, n, times) })
 	if err != nil {
 		return nil, err
 	}
