@@ -1,7 +1,6 @@
 package neuralode
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -26,11 +25,10 @@ const (
 
 // String returns the estimator's name: "exact", "rademacher" or "gaussian".
 func (e TraceEstimator) String() string {
-	if e >= ExactTrace && e <= HutchinsonGaussian {
-		return [...]string{"exact", "rademacher", "gaussian"}[e]
-	}
-	return fmt.Sprintf("TraceEstimator(%d)", int(e))
+	return enumString(traceEstimatorNames[:], int(e), "TraceEstimator")
 }
+
+var traceEstimatorNames = [...]string{ExactTrace: "exact", HutchinsonRademacher: "rademacher", HutchinsonGaussian: "gaussian"}
 
 // CNFOptions configures a CNF.
 type CNFOptions struct {
@@ -382,7 +380,7 @@ type cnfState struct {
 
 	pool            taskPool
 	fRows, fParams  func(i, w int)
-	scr             [maxPoolWorkers]*gemmScratch // per worker, for the assembly kernels
+	scr             workerScratch // per worker, for the assembly kernels
 	blocks          int
 	t               float64
 	z, a, f, gz, gp []float64
@@ -575,7 +573,7 @@ func (e *cnfState) release() { e.z, e.a, e.f, e.gz, e.gp = nil, nil, nil, nil, n
 // rowTask runs block i: the forward pass (primal and tangents), the
 // outputs, and for a VJP the reverse sweep of the cotangents.
 func (e *cnfState) rowTask(i, w int) {
-	s := e.scratch(w)
+	s := e.scr.get(w)
 	lo, hi := i*e.B/e.blocks, (i+1)*e.B/e.blocks
 	e.forwardRows(s, lo, hi)
 	if e.f != nil {
@@ -584,18 +582,6 @@ func (e *cnfState) rowTask(i, w int) {
 	if e.back {
 		e.backwardRows(s, i, lo, hi)
 	}
-}
-
-// scratch returns worker w's gemm scratch (nil on the pure-Go path, which
-// needs none).
-func (e *cnfState) scratch(w int) *gemmScratch {
-	if !useFMA {
-		return nil
-	}
-	if e.scr[w] == nil {
-		e.scr[w] = new(gemmScratch)
-	}
-	return e.scr[w]
 }
 
 // noiseRow returns Hutchinson's ε for sample b (row b mod the noise's batch).
@@ -835,7 +821,7 @@ func (e *cnfState) paramChunks(B int) int {
 // paramTask adds task c's share of the parameter gradient: rows r0…r1−1 of
 // one layer, dW_l += δ_lᵀ h_l + γ_lᵀ ḣ_l and db_l += Σ_b δ_l.
 func (e *cnfState) paramTask(c, w int) {
-	s := e.scratch(w)
+	s := e.scr.get(w)
 	m := e.c.mlp
 	l, r0, r1 := e.ptasks[c][0], e.ptasks[c][1], e.ptasks[c][2]
 	_, _, nout, nin := m.Layer(l)

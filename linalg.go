@@ -151,17 +151,20 @@ const (
 	AllComponents
 )
 
+var eigenvectorModeNames = [...]string{EigenvaluesOnly: "EigenvaluesOnly", FirstComponents: "FirstComponents", AllComponents: "AllComponents"}
+
 // String returns the constant's name.
 func (m EigenvectorMode) String() string {
-	switch m {
-	case EigenvaluesOnly:
-		return "EigenvaluesOnly"
-	case FirstComponents:
-		return "FirstComponents"
-	case AllComponents:
-		return "AllComponents"
+	return enumString(eigenvectorModeNames[:], int(m), "EigenvectorMode")
+}
+
+// enumString returns names[v], or typ(v) for a value outside the table:
+// the String method of the package's enumerated types.
+func enumString(names []string, v int, typ string) string {
+	if v < 0 || v >= len(names) {
+		return fmt.Sprintf("%s(%d)", typ, v)
 	}
-	return fmt.Sprintf("EigenvectorMode(%d)", int(m))
+	return names[v]
 }
 
 // eigMaxIterPerValue bounds the QL iterations: the whole solve may spend at
@@ -580,65 +583,8 @@ func matMulAtBAddRows(s *gemmScratch, c, a, b []float64, m, n, k, r0, r1 int) {
 	}
 	c = c[:n*k]
 	a = a[:m*n]
-	b = b[:m*k]
-	r := r0
-	// 2 rows of c updated from 4 rows of b per sweep: 8 coefficients held in
-	// registers, 4 loads of b and 2 load–stores of c per 8 multiply–adds.
-	for ; r+2 <= r1; r += 2 {
-		c0 := c[r*k : r*k+k]
-		c1 := c[(r+1)*k : (r+1)*k+k]
-		i := 0
-		for ; i+4 <= m; i += 4 {
-			d00, d01 := a[i*n+r], a[i*n+r+1]
-			d10, d11 := a[(i+1)*n+r], a[(i+1)*n+r+1]
-			d20, d21 := a[(i+2)*n+r], a[(i+2)*n+r+1]
-			d30, d31 := a[(i+3)*n+r], a[(i+3)*n+r+1]
-			h0 := b[i*k : i*k+k]
-			h1 := b[(i+1)*k : (i+1)*k+k]
-			h2 := b[(i+2)*k : (i+2)*k+k]
-			h3 := b[(i+3)*k : (i+3)*k+k]
-			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
-			y0, y1 := c0[:len(h0)], c1[:len(h0)]
-			for j, x0 := range h0 {
-				x1, x2, x3 := h1[j], h2[j], h3[j]
-				y0[j] += d00*x0 + d10*x1 + d20*x2 + d30*x3
-				y1[j] += d01*x0 + d11*x1 + d21*x2 + d31*x3
-			}
-		}
-		for ; i < m; i++ {
-			d0, d1 := a[i*n+r], a[i*n+r+1]
-			h0 := b[i*k : i*k+k]
-			y0, y1 := c0[:len(h0)], c1[:len(h0)]
-			for j, x0 := range h0 {
-				y0[j] += d0 * x0
-				y1[j] += d1 * x0
-			}
-		}
-	}
-	if r < r1 {
-		c0 := c[r*k : r*k+k]
-		i := 0
-		for ; i+4 <= m; i += 4 {
-			d0, d1, d2, d3 := a[i*n+r], a[(i+1)*n+r], a[(i+2)*n+r], a[(i+3)*n+r]
-			h0 := b[i*k : i*k+k]
-			h1 := b[(i+1)*k : (i+1)*k+k]
-			h2 := b[(i+2)*k : (i+2)*k+k]
-			h3 := b[(i+3)*k : (i+3)*k+k]
-			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
-			y0 := c0[:len(h0)]
-			for j, x0 := range h0 {
-				y0[j] += d0*x0 + d1*h1[j] + d2*h2[j] + d3*h3[j]
-			}
-		}
-		for ; i < m; i++ {
-			d0 := a[i*n+r]
-			h0 := b[i*k : i*k+k]
-			y0 := c0[:len(h0)]
-			for j, x0 := range h0 {
-				y0[j] += d0 * x0
-			}
-		}
-	}
+	// C(r, :) += Σ_i A(i, r)·B(i, :): coefficient (row r, term i) is a[r + i·n].
+	addRowCombinations(c, a, b, k, m, 1, n, r0, r1)
 }
 
 // matMulAB sets c = a·b, where a is m×n, b is n×k and c is m×k.
@@ -655,65 +601,76 @@ func matMulAB(s *gemmScratch, c, a, b []float64, m, n, k int) {
 	}
 	c = c[:m*k]
 	clear(c)
-	if n == 0 {
+	a = a[:m*n]
+	// C(i, :) += Σ_r A(i, r)·B(r, :): coefficient (row i, term r) is a[i·n + r].
+	addRowCombinations(c, a, b, k, n, n, 1, 0, m)
+}
+
+// addRowCombinations is the pure-Go kernel of matMulAtBAdd and matMulAB:
+// for rows q = q0…q1−1 of c (k long) it adds Σ_p A(q, p)·b[p·k : p·k+k]
+// over p = 0…np−1, with the coefficient A(q, p) = a[q·qs + p·ps] read
+// through two strides, so that the same loops serve Aᵀ·B (qs = 1) and A·B
+// (ps = 1). Terms are added in increasing p, four per expression, so every
+// element is the same sum whatever range of rows it falls in. Two rows of c
+// are updated from four rows of b per sweep: 8 coefficients held in
+// registers, 4 loads of b and 2 load–stores of c per 8 multiply–adds.
+func addRowCombinations(c, a, b []float64, k, np, qs, ps, q0, q1 int) {
+	if np == 0 {
 		return
 	}
-	a = a[:m*n]
-	b = b[:n*k]
-	i := 0
-	// 2 rows of c updated from 4 rows of b per sweep (see matMulAtBAdd).
-	for ; i+2 <= m; i += 2 {
-		c0 := c[i*k : i*k+k]
-		c1 := c[(i+1)*k : (i+1)*k+k]
-		e0 := a[i*n : i*n+n]
-		e1 := a[(i+1)*n : (i+1)*n+n]
-		r := 0
-		for ; r+4 <= n; r += 4 {
-			d00, d01, d02, d03 := e0[r], e0[r+1], e0[r+2], e0[r+3]
-			d10, d11, d12, d13 := e1[r], e1[r+1], e1[r+2], e1[r+3]
-			w0 := b[r*k : r*k+k]
-			w1 := b[(r+1)*k : (r+1)*k+k]
-			w2 := b[(r+2)*k : (r+2)*k+k]
-			w3 := b[(r+3)*k : (r+3)*k+k]
-			w1, w2, w3 = w1[:len(w0)], w2[:len(w0)], w3[:len(w0)]
-			y0, y1 := c0[:len(w0)], c1[:len(w0)]
-			for j, x0 := range w0 {
-				x1, x2, x3 := w1[j], w2[j], w3[j]
+	b = b[:np*k]
+	q := q0
+	for ; q+2 <= q1; q += 2 {
+		c0 := c[q*k : q*k+k]
+		c1 := c[(q+1)*k : (q+1)*k+k]
+		p := 0
+		// o0 and o1 walk the coefficients A(q, p) and A(q+1, p).
+		o0, o1 := q*qs, (q+1)*qs
+		for ; p+4 <= np; p, o0, o1 = p+4, o0+4*ps, o1+4*ps {
+			d00, d01, d02, d03 := a[o0], a[o0+ps], a[o0+2*ps], a[o0+3*ps]
+			d10, d11, d12, d13 := a[o1], a[o1+ps], a[o1+2*ps], a[o1+3*ps]
+			h0 := b[p*k : p*k+k]
+			h1 := b[(p+1)*k : (p+1)*k+k]
+			h2 := b[(p+2)*k : (p+2)*k+k]
+			h3 := b[(p+3)*k : (p+3)*k+k]
+			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
+			y0, y1 := c0[:len(h0)], c1[:len(h0)]
+			for j, x0 := range h0 {
+				x1, x2, x3 := h1[j], h2[j], h3[j]
 				y0[j] += d00*x0 + d01*x1 + d02*x2 + d03*x3
 				y1[j] += d10*x0 + d11*x1 + d12*x2 + d13*x3
 			}
 		}
-		for ; r < n; r++ {
-			d0, d1 := e0[r], e1[r]
-			w0 := b[r*k : r*k+k]
-			y0, y1 := c0[:len(w0)], c1[:len(w0)]
-			for j, x0 := range w0 {
+		for ; p < np; p, o0, o1 = p+1, o0+ps, o1+ps {
+			d0, d1 := a[o0], a[o1]
+			h0 := b[p*k : p*k+k]
+			y0, y1 := c0[:len(h0)], c1[:len(h0)]
+			for j, x0 := range h0 {
 				y0[j] += d0 * x0
 				y1[j] += d1 * x0
 			}
 		}
 	}
-	if i < m {
-		c0 := c[i*k : i*k+k]
-		e0 := a[i*n : i*n+n]
-		r := 0
-		for ; r+4 <= n; r += 4 {
-			d0, d1, d2, d3 := e0[r], e0[r+1], e0[r+2], e0[r+3]
-			w0 := b[r*k : r*k+k]
-			w1 := b[(r+1)*k : (r+1)*k+k]
-			w2 := b[(r+2)*k : (r+2)*k+k]
-			w3 := b[(r+3)*k : (r+3)*k+k]
-			w1, w2, w3 = w1[:len(w0)], w2[:len(w0)], w3[:len(w0)]
-			y0 := c0[:len(w0)]
-			for j, x0 := range w0 {
-				y0[j] += d0*x0 + d1*w1[j] + d2*w2[j] + d3*w3[j]
+	if q < q1 {
+		c0 := c[q*k : q*k+k]
+		p, o := 0, q*qs
+		for ; p+4 <= np; p, o = p+4, o+4*ps {
+			d0, d1, d2, d3 := a[o], a[o+ps], a[o+2*ps], a[o+3*ps]
+			h0 := b[p*k : p*k+k]
+			h1 := b[(p+1)*k : (p+1)*k+k]
+			h2 := b[(p+2)*k : (p+2)*k+k]
+			h3 := b[(p+3)*k : (p+3)*k+k]
+			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
+			y0 := c0[:len(h0)]
+			for j, x0 := range h0 {
+				y0[j] += d0*x0 + d1*h1[j] + d2*h2[j] + d3*h3[j]
 			}
 		}
-		for ; r < n; r++ {
-			d0 := e0[r]
-			w0 := b[r*k : r*k+k]
-			y0 := c0[:len(w0)]
-			for j, x0 := range w0 {
+		for ; p < np; p, o = p+1, o+ps {
+			d0 := a[o]
+			h0 := b[p*k : p*k+k]
+			y0 := c0[:len(h0)]
+			for j, x0 := range h0 {
 				y0[j] += d0 * x0
 			}
 		}
@@ -803,6 +760,22 @@ type gemmScratch struct {
 	a [gemmKC * gemmMR]float64
 	b [gemmKC * gemmNR]float64
 	c [gemmMR * gemmNR]float64
+}
+
+// workerScratch is one lazily allocated gemmScratch per pool worker, for
+// the fields' parallel products (MLP and CNF alike).
+type workerScratch [maxPoolWorkers]*gemmScratch
+
+// get returns worker w's gemm scratch (nil on the pure-Go path, which
+// needs none).
+func (ws *workerScratch) get(w int) *gemmScratch {
+	if !useFMA {
+		return nil
+	}
+	if ws[w] == nil {
+		ws[w] = new(gemmScratch)
+	}
+	return ws[w]
 }
 
 // packedLen returns the length of the packed form of a k×n matrix.

@@ -474,57 +474,54 @@ func TestMatMulKernels(t *testing.T) {
 	for _, s := range kernelShapes {
 		m, n, k := s[0], s[1], s[2]
 		t.Run(fmt.Sprintf("%dx%dx%d", m, n, k), func(t *testing.T) {
-			// matMulABt: c (m×n) = a (m×k) · b(n×k)ᵀ.
-			a := randSlice(rng, m*k)
-			b := randSlice(rng, n*k)
-			c := randSlice(rng, m*n) // garbage must be overwritten
-			want := make([]float64, m*n)
-			for i := 0; i < m; i++ {
-				for j := 0; j < n; j++ {
-					for p := 0; p < k; p++ {
-						want[i*n+j] += a[i*k+p] * b[j*k+p]
-					}
+			// Each kernel against naiveMul, its operands described by
+			// strides: C(q, j) = [C(q, j) +] Σ_p A(q, p)·B(p, j).
+			for _, kc := range []struct {
+				name              string
+				na, nb, nc        int  // operand lengths
+				add               bool // c accumulates (else garbage must be overwritten)
+				rows, cols, inner int
+				aq, ap, bp, bj    int // A(q, p) = a[q·aq + p·ap], B(p, j) = b[p·bp + j·bj]
+				mul               func(c, a, b []float64)
+			}{
+				// c (m×n) = a (m×k) · b(n×k)ᵀ.
+				{"matMulABt", m * k, n * k, m * n, false, m, n, k, k, 1, 1, k,
+					func(c, a, b []float64) { matMulABt(c, a, b, m, n, k) }},
+				// c (n×k) += a(m×n)ᵀ · b (m×k).
+				{"matMulAtBAdd", m * n, m * k, n * k, true, n, k, m, 1, n, k, 1,
+					func(c, a, b []float64) { matMulAtBAdd(testScratch, c, a, b, m, n, k) }},
+				// c (m×k) = a (m×n) · b (n×k).
+				{"matMulAB", m * n, n * k, m * k, false, m, k, n, n, 1, k, 1,
+					func(c, a, b []float64) { matMulAB(testScratch, c, a, b, m, n, k) }},
+			} {
+				a := randSlice(rng, kc.na)
+				b := randSlice(rng, kc.nb)
+				c := randSlice(rng, kc.nc)
+				want := make([]float64, kc.nc)
+				if kc.add {
+					copy(want, c)
 				}
-			}
-			matMulABt(c, a, b, m, n, k)
-			if d := maxRelDiff(c, want); d > 1e-14 {
-				t.Errorf("matMulABt: rel diff %g", d)
-			}
-
-			// matMulAtBAdd: c (n×k) += a(m×n)ᵀ · b (m×k).
-			a = randSlice(rng, m*n)
-			b = randSlice(rng, m*k)
-			c = randSlice(rng, n*k)
-			want = append([]float64(nil), c...)
-			for r := 0; r < n; r++ {
-				for j := 0; j < k; j++ {
-					for i := 0; i < m; i++ {
-						want[r*k+j] += a[i*n+r] * b[i*k+j]
-					}
+				naiveMul(want, a, b, kc.rows, kc.cols, kc.inner, kc.aq, kc.ap, kc.bp, kc.bj)
+				kc.mul(c, a, b)
+				if d := maxRelDiff(c, want); d > 1e-14 {
+					t.Errorf("%s: rel diff %g", kc.name, d)
 				}
-			}
-			matMulAtBAdd(testScratch, c, a, b, m, n, k)
-			if d := maxRelDiff(c, want); d > 1e-14 {
-				t.Errorf("matMulAtBAdd: rel diff %g", d)
-			}
-
-			// matMulAB: c (m×k) = a (m×n) · b (n×k).
-			a = randSlice(rng, m*n)
-			b = randSlice(rng, n*k)
-			c = randSlice(rng, m*k)
-			want = make([]float64, m*k)
-			for i := 0; i < m; i++ {
-				for j := 0; j < k; j++ {
-					for r := 0; r < n; r++ {
-						want[i*k+j] += a[i*n+r] * b[r*k+j]
-					}
-				}
-			}
-			matMulAB(testScratch, c, a, b, m, n, k)
-			if d := maxRelDiff(c, want); d > 1e-14 {
-				t.Errorf("matMulAB: rel diff %g", d)
 			}
 		})
+	}
+}
+
+// naiveMul adds Σ_p A(q, p)·B(p, j) to c[q·cols + j] for q < rows,
+// j < cols, p < inner (in increasing p), where A(q, p) = a[q·aq + p·ap]
+// and B(p, j) = b[p·bp + j·bj]: the definition the kernels are checked
+// against.
+func naiveMul(c, a, b []float64, rows, cols, inner, aq, ap, bp, bj int) {
+	for q := 0; q < rows; q++ {
+		for j := 0; j < cols; j++ {
+			for p := 0; p < inner; p++ {
+				c[q*cols+j] += a[q*aq+p*ap] * b[p*bp+j*bj]
+			}
+		}
 	}
 }
 
@@ -535,12 +532,20 @@ func TestMatMulABtRowSplit(t *testing.T) {
 	m, n, k := 13, 10, 17
 	a := randSlice(rng, m*k)
 	b := randSlice(rng, n*k)
-	whole := make([]float64, m*n)
-	matMulABt(whole, a, b, m, n, k)
+	checkRowSplit(t, m, k, n, a, func(c, a []float64, rows int) { matMulABt(c, a, b, rows, n, k) })
+}
+
+// checkRowSplit checks that mul, which writes rows rows of c (cRow long
+// each) from as many rows of a (aRow long each), gives bit-identical output
+// when the m rows are computed in two contiguous ranges, for every split.
+func checkRowSplit(t *testing.T, m, aRow, cRow int, a []float64, mul func(c, a []float64, rows int)) {
+	t.Helper()
+	whole := make([]float64, m*cRow)
+	mul(whole, a, m)
 	for split := 1; split < m; split++ {
-		parts := make([]float64, m*n)
-		matMulABt(parts[:split*n], a[:split*k], b, split, n, k)
-		matMulABt(parts[split*n:], a[split*k:], b, m-split, n, k)
+		parts := make([]float64, m*cRow)
+		mul(parts[:split*cRow], a[:split*aRow], split)
+		mul(parts[split*cRow:], a[split*aRow:], m-split)
 		for i := range whole {
 			if parts[i] != whole[i] {
 				t.Fatalf("split %d: element %d differs: %v vs %v", split, i, parts[i], whole[i])
@@ -567,43 +572,37 @@ func reportCPUGFLOPS(b *testing.B, flopsPerOp float64, cpu0 time.Duration) {
 	}
 }
 
-func BenchmarkMatMulABt(b *testing.B) {
+// benchMatMul times mul on the benchmark layer's shapes: x and y are
+// random (drawn in that order) with nx and ny elements, c has nc.
+func benchMatMul(b *testing.B, nx, ny, nc int, mul func(c, x, y []float64)) {
 	rng := randv2.New(randv2.NewPCG(1, 1))
-	h := randSlice(rng, benchBatch*benchIn)
-	w := randSlice(rng, benchOut*benchIn)
-	c := make([]float64, benchBatch*benchOut)
+	x := randSlice(rng, nx)
+	y := randSlice(rng, ny)
+	c := make([]float64, nc)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		matMulABt(c, h, w, benchBatch, benchOut, benchIn)
+		mul(c, x, y)
 	}
 	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
+}
+
+func BenchmarkMatMulABt(b *testing.B) {
+	benchMatMul(b, benchBatch*benchIn, benchOut*benchIn, benchBatch*benchOut, func(c, h, w []float64) {
+		matMulABt(c, h, w, benchBatch, benchOut, benchIn)
+	})
 }
 
 func BenchmarkMatMulAtBAdd(b *testing.B) {
-	rng := randv2.New(randv2.NewPCG(1, 1))
-	d := randSlice(rng, benchBatch*benchOut)
-	h := randSlice(rng, benchBatch*benchIn)
-	dw := make([]float64, benchOut*benchIn)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	benchMatMul(b, benchBatch*benchOut, benchBatch*benchIn, benchOut*benchIn, func(dw, d, h []float64) {
 		matMulAtBAdd(testScratch, dw, d, h, benchBatch, benchOut, benchIn)
-	}
-	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
+	})
 }
 
 func BenchmarkMatMulAB(b *testing.B) {
-	rng := randv2.New(randv2.NewPCG(1, 1))
-	d := randSlice(rng, benchBatch*benchOut)
-	w := randSlice(rng, benchOut*benchIn)
-	dh := make([]float64, benchBatch*benchIn)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	benchMatMul(b, benchBatch*benchOut, benchOut*benchIn, benchBatch*benchIn, func(dh, d, w []float64) {
 		matMulAB(testScratch, dh, d, w, benchBatch, benchOut, benchIn)
-	}
-	reportGFLOPS(b, 2*benchBatch*benchIn*benchOut)
+	})
 }
 
 // TestTransposeRows checks the blocked transpose against the definition,
@@ -644,18 +643,7 @@ func TestMatMulABRowSplit(t *testing.T) {
 	m, n, k := 13, 11, 17
 	a := randSlice(rng, m*n)
 	b := randSlice(rng, n*k)
-	whole := make([]float64, m*k)
-	matMulAB(testScratch, whole, a, b, m, n, k)
-	for split := 1; split < m; split++ {
-		parts := make([]float64, m*k)
-		matMulAB(testScratch, parts[:split*k], a[:split*n], b, split, n, k)
-		matMulAB(testScratch, parts[split*k:], a[split*n:], b, m-split, n, k)
-		for i := range whole {
-			if parts[i] != whole[i] {
-				t.Fatalf("split %d: element %d differs: %v vs %v", split, i, parts[i], whole[i])
-			}
-		}
-	}
+	checkRowSplit(t, m, n, k, a, func(c, a []float64, rows int) { matMulAB(testScratch, c, a, b, rows, n, k) })
 }
 
 // BenchmarkMatMulForward compares the two ways of computing a layer's

@@ -31,12 +31,7 @@ var activationNames = [...]string{Tanh: "tanh", Softplus: "softplus", ReLU: "rel
 
 // String returns the activation's name as used in the case format
 // ("tanh", "softplus", "relu", "sigmoid", "identity").
-func (a Activation) String() string {
-	if a < 0 || int(a) >= len(activationNames) {
-		return fmt.Sprintf("Activation(%d)", int(a))
-	}
-	return activationNames[a]
-}
+func (a Activation) String() string { return enumString(activationNames[:], int(a), "Activation") }
 
 func (a Activation) valid() bool { return a >= 0 && int(a) < len(activationNames) }
 
@@ -300,7 +295,7 @@ type mlpState struct {
 	pk    [][]float64 // assembly path: pk[l] = W_lᵀ in packB's layout, for h·W_lᵀ
 	pkb   [][]float64 // assembly path: pkb[l] = W_l in packB's layout, for δ·W_l
 	hp    [][]float64 // assembly path: hp[l] = h_l (B×n_l) in packB's layout, for δ_lᵀ·h_l
-	scr   []*gemmScratch
+	scr   workerScratch
 	chunk []int // chunk[l]: first parameter task of layer l; chunk[L+1] = total
 
 	// frozen: the caller promised constant parameters (freezeParams), so
@@ -371,7 +366,6 @@ func (e *mlpState) ensureCopies() {
 			e.pk[l] = make([]float64, packedLen(in, out))
 			e.pkb[l] = make([]float64, packedLen(out, in))
 		}
-		e.scr = make([]*gemmScratch, maxPoolWorkers)
 		e.packedFwd, e.packedBwd = false, false
 	}
 	if useFMA && e.hp == nil {
@@ -389,17 +383,6 @@ func (e *mlpState) ensureCopies() {
 		}
 		e.packedFwd, e.packedBwd = false, false
 	}
-}
-
-// scratch returns worker w's gemm scratch (nil on the Go path).
-func (e *mlpState) scratch(w int) *gemmScratch {
-	if !useFMA {
-		return nil
-	}
-	if e.scr[w] == nil {
-		e.scr[w] = new(gemmScratch)
-	}
-	return e.scr[w]
 }
 
 // freezeParams(true) declares that the parameters will not change until
@@ -701,7 +684,7 @@ func (e *mlpState) runRows() {
 // whose rows depend on the same rows only.
 func (e *mlpState) rowTask(i, w int) {
 	lo, hi := splitRows(e.B, e.blocks, i)
-	s := e.scratch(w)
+	s := e.scr.get(w)
 	if e.replay {
 		e.packInputs(lo, hi)
 	} else {
@@ -901,7 +884,7 @@ func (e *mlpState) paramTask(c, w int) {
 	if useFMA {
 		// dW rows r0…r1−1 += δᵀ·h with A(i, p) = δ[p·nout + r0 + i] and
 		// h packed by the row tasks.
-		gemm(e.scratch(w), gW[r0*nin:], nin, delta[r0:], 1, nout, e.hp[l], 0, true, r1-r0, nin, B, true)
+		gemm(e.scr.get(w), gW[r0*nin:], nin, delta[r0:], 1, nout, e.hp[l], 0, true, r1-r0, nin, B, true)
 	} else {
 		matMulAtBAddRows(nil, gW, delta, x, B, nout, nin, r0, r1)
 	}

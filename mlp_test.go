@@ -29,6 +29,22 @@ var mlpArchs = []struct {
 	{4, []int{9, 6, 5}, 7},
 }
 
+// runMLPSweep runs test as a subtest for every architecture of mlpArchs,
+// activation and time input, on a new MLP of that configuration (weights
+// drawn from seed) and a batch of n state components.
+func runMLPSweep(t *testing.T, seed uint64, test func(t *testing.T, m *MLP, n int, timeIn bool)) {
+	for _, arch := range mlpArchs {
+		for _, act := range allActivations {
+			for _, timeIn := range []bool{false, true} {
+				name := fmt.Sprintf("D%d_H%v_%v_time%v", arch.D, arch.Hidden, act, timeIn)
+				t.Run(name, func(t *testing.T) {
+					test(t, newTestMLP(t, arch.D, arch.Hidden, act, timeIn, seed), arch.B*arch.D, timeIn)
+				})
+			}
+		}
+	}
+}
+
 func newTestMLP(t testing.TB, D int, hidden []int, act Activation, timeIn bool, seed uint64) *MLP {
 	t.Helper()
 	m, err := NewMLP(MLPConfig{Dim: D, Hidden: hidden, Activation: act, TimeInput: timeIn}, rand.New(rand.NewPCG(seed, 99)))
@@ -96,25 +112,17 @@ func naiveForward(m *MLP, t float64, z []float64) []float64 {
 }
 
 func TestMLPForwardAgainstNaive(t *testing.T) {
-	for _, arch := range mlpArchs {
-		for _, act := range allActivations {
-			for _, timeIn := range []bool{false, true} {
-				name := fmt.Sprintf("D%d_H%v_%v_time%v", arch.D, arch.Hidden, act, timeIn)
-				t.Run(name, func(t *testing.T) {
-					m := newTestMLP(t, arch.D, arch.Hidden, act, timeIn, 1)
-					rng := rand.New(rand.NewPCG(5, 6))
-					z := randSlice(rng, arch.B*arch.D)
-					ev := m.NewEvaluator()
-					got := make([]float64, len(z))
-					ev.Eval(0.7, z, got)
-					want := naiveForward(m, 0.7, z)
-					if d := maxRelDiff(got, want); d > 1e-13 {
-						t.Errorf("forward rel diff %g\n got %v\nwant %v", d, got, want)
-					}
-				})
-			}
+	runMLPSweep(t, 1, func(t *testing.T, m *MLP, n int, timeIn bool) {
+		rng := rand.New(rand.NewPCG(5, 6))
+		z := randSlice(rng, n)
+		ev := m.NewEvaluator()
+		got := make([]float64, len(z))
+		ev.Eval(0.7, z, got)
+		want := naiveForward(m, 0.7, z)
+		if d := maxRelDiff(got, want); d > 1e-13 {
+			t.Errorf("forward rel diff %g\n got %v\nwant %v", d, got, want)
 		}
-	}
+	})
 }
 
 // scalarS returns S = Σ a·f(t, z) for the current parameters.
@@ -132,61 +140,53 @@ func scalarS(m *MLP, t float64, z, a []float64) float64 {
 // time input.
 func TestMLPVJPFiniteDifferences(t *testing.T) {
 	const h = 1e-5
-	for _, arch := range mlpArchs {
-		for _, act := range allActivations {
-			for _, timeIn := range []bool{false, true} {
-				name := fmt.Sprintf("D%d_H%v_%v_time%v", arch.D, arch.Hidden, act, timeIn)
-				t.Run(name, func(t *testing.T) {
-					m := newTestMLP(t, arch.D, arch.Hidden, act, timeIn, 2)
-					rng := rand.New(rand.NewPCG(7, 8))
-					z := randSlice(rng, arch.B*arch.D)
-					a := randSlice(rng, arch.B*arch.D)
-					tt := 0.3
-					ev := m.NewEvaluator()
-					gz := make([]float64, len(z))
-					gp := make([]float64, m.NumParams())
-					var gt float64
-					ev.VJP(tt, z, a, nil, gz, gp, &gt)
+	runMLPSweep(t, 2, func(t *testing.T, m *MLP, n int, timeIn bool) {
+		rng := rand.New(rand.NewPCG(7, 8))
+		z := randSlice(rng, n)
+		a := randSlice(rng, n)
+		tt := 0.3
+		ev := m.NewEvaluator()
+		gz := make([]float64, len(z))
+		gp := make([]float64, m.NumParams())
+		var gt float64
+		ev.VJP(tt, z, a, nil, gz, gp, &gt)
 
-					fdz := make([]float64, len(z))
-					for i := range z {
-						zp := append([]float64(nil), z...)
-						zm := append([]float64(nil), z...)
-						zp[i] += h
-						zm[i] -= h
-						fdz[i] = (scalarS(m, tt, zp, a) - scalarS(m, tt, zm, a)) / (2 * h)
-					}
-					if d := maxRelDiff(gz, fdz); d > 1e-7 {
-						t.Errorf("∂/∂z rel err %g\n got %v\n  fd %v", d, gz, fdz)
-					}
-
-					p := m.Params()
-					fdp := make([]float64, len(p))
-					for i := range p {
-						old := p[i]
-						p[i] = old + h
-						sp := scalarS(m, tt, z, a)
-						p[i] = old - h
-						sm := scalarS(m, tt, z, a)
-						p[i] = old
-						fdp[i] = (sp - sm) / (2 * h)
-					}
-					if d := maxRelDiff(gp, fdp); d > 1e-7 {
-						t.Errorf("∂/∂θ rel err %g", d)
-					}
-
-					fdt := (scalarS(m, tt+h, z, a) - scalarS(m, tt-h, z, a)) / (2 * h)
-					if !timeIn {
-						if gt != 0 || fdt != 0 {
-							t.Errorf("autonomous: gt = %v, fd %v, want 0", gt, fdt)
-						}
-					} else if d := math.Abs(gt-fdt) / math.Max(math.Abs(fdt), 1e-3); d > 1e-7 {
-						t.Errorf("∂/∂t = %v, fd %v (rel err %g)", gt, fdt, d)
-					}
-				})
-			}
+		fdz := make([]float64, len(z))
+		for i := range z {
+			zp := append([]float64(nil), z...)
+			zm := append([]float64(nil), z...)
+			zp[i] += h
+			zm[i] -= h
+			fdz[i] = (scalarS(m, tt, zp, a) - scalarS(m, tt, zm, a)) / (2 * h)
 		}
-	}
+		if d := maxRelDiff(gz, fdz); d > 1e-7 {
+			t.Errorf("∂/∂z rel err %g\n got %v\n  fd %v", d, gz, fdz)
+		}
+
+		p := m.Params()
+		fdp := make([]float64, len(p))
+		for i := range p {
+			old := p[i]
+			p[i] = old + h
+			sp := scalarS(m, tt, z, a)
+			p[i] = old - h
+			sm := scalarS(m, tt, z, a)
+			p[i] = old
+			fdp[i] = (sp - sm) / (2 * h)
+		}
+		if d := maxRelDiff(gp, fdp); d > 1e-7 {
+			t.Errorf("∂/∂θ rel err %g", d)
+		}
+
+		fdt := (scalarS(m, tt+h, z, a) - scalarS(m, tt-h, z, a)) / (2 * h)
+		if !timeIn {
+			if gt != 0 || fdt != 0 {
+				t.Errorf("autonomous: gt = %v, fd %v, want 0", gt, fdt)
+			}
+		} else if d := math.Abs(gt-fdt) / math.Max(math.Abs(fdt), 1e-3); d > 1e-7 {
+			t.Errorf("∂/∂t = %v, fd %v (rel err %g)", gt, fdt, d)
+		}
+	})
 }
 
 // TestMLPVJPSemantics checks the output contract: f and gz are
@@ -871,9 +871,19 @@ func TestMLPHelpersStop(t *testing.T) {
 			vjpAll(m, ev, z, z)
 		}
 	})
+	expectHelpersStop(t, base, nil)
+}
+
+// expectHelpersStop fails t unless more goroutines than base are running
+// and they all end within 5 s (a collection at each poll runs the
+// finalizers that stop unreachable evaluators' helpers). live is kept
+// reachable until the helpers have been counted.
+func expectHelpersStop(t *testing.T, base int, live any) {
+	t.Helper()
 	if runtime.NumGoroutine() <= base {
 		t.Fatal("no helpers were started")
 	}
+	runtime.KeepAlive(live)
 	deadline := time.Now().Add(5 * time.Second)
 	for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
 		runtime.GC()

@@ -109,14 +109,23 @@ type KLNoise struct {
 	eps    []float64 // n × size, term-major: eps[k*size+i] is ε_{k+1} of channel i
 }
 
+// checkNoiseInterval rejects a noise interval [t0, t1] that is not finite
+// or not increasing, the check every noise constructor starts with.
+func checkNoiseInterval(t0, t1 float64) error {
+	if math.IsNaN(t0) || math.IsNaN(t1) || math.IsInf(t0, 0) || math.IsInf(t1, 0) {
+		return &InputError{Field: "t0/t1", Reason: "must be finite", Err: ErrNonFinite}
+	}
+	if !(t1 > t0) {
+		return invalidf("t0/t1", "need t0 < t1, got [%g, %g]", t0, t1)
+	}
+	return nil
+}
+
 // NewKLNoise returns a KL noise on [t0, t1] with n terms for size = B·D
 // channels, with all coefficients zero until the first Resample.
 func NewKLNoise(t0, t1 float64, n, size int) (*KLNoise, error) {
-	if math.IsNaN(t0) || math.IsNaN(t1) || math.IsInf(t0, 0) || math.IsInf(t1, 0) {
-		return nil, &InputError{Field: "t0/t1", Reason: "must be finite", Err: ErrNonFinite}
-	}
-	if !(t1 > t0) {
-		return nil, invalidf("t0/t1", "need t0 < t1, got [%g, %g]", t0, t1)
+	if err := checkNoiseInterval(t0, t1); err != nil {
+		return nil, err
 	}
 	if n < 1 {
 		return nil, invalidf("n", "need at least one term, got %d", n)
@@ -664,11 +673,8 @@ type BrownianTree struct {
 // NewBrownianTree returns the Brownian path with size channels on [t0, t1]
 // over a base grid of cells cells, determined by seed.
 func NewBrownianTree(t0, t1 float64, size, cells int, seed uint64) (*BrownianTree, error) {
-	if math.IsNaN(t0) || math.IsNaN(t1) || math.IsInf(t0, 0) || math.IsInf(t1, 0) {
-		return nil, &InputError{Field: "t0/t1", Reason: "must be finite", Err: ErrNonFinite}
-	}
-	if !(t1 > t0) {
-		return nil, invalidf("t0/t1", "need t0 < t1, got [%g, %g]", t0, t1)
+	if err := checkNoiseInterval(t0, t1); err != nil {
+		return nil, err
 	}
 	if size < 1 {
 		return nil, invalidf("size", "need at least one channel, got %d", size)
@@ -908,24 +914,11 @@ const (
 	ReversibleHeun
 )
 
+var sdeSchemeNames = [...]string{EulerMaruyama: "EulerMaruyama", Milstein: "Milstein",
+	MilsteinStratonovich: "MilsteinStratonovich", EulerHeun: "EulerHeun", Heun: "Heun", ReversibleHeun: "ReversibleHeun"}
+
 // String returns the scheme's name.
-func (s SDEScheme) String() string {
-	switch s {
-	case EulerMaruyama:
-		return "EulerMaruyama"
-	case Milstein:
-		return "Milstein"
-	case MilsteinStratonovich:
-		return "MilsteinStratonovich"
-	case EulerHeun:
-		return "EulerHeun"
-	case Heun:
-		return "Heun"
-	case ReversibleHeun:
-		return "ReversibleHeun"
-	}
-	return fmt.Sprintf("SDEScheme(%d)", int(s))
-}
+func (s SDEScheme) String() string { return enumString(sdeSchemeNames[:], int(s), "SDEScheme") }
 
 // itoCorrection writes ½ (∂g/∂z)ᵀ g into dst, given g = g(t, z) computed
 // by the diffusion evaluator ge. For diagonal noise where g_i depends on z_i

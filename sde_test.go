@@ -15,49 +15,38 @@ import (
 // sdeGBM returns the Stratonovich geometric Brownian motion dZ = μZ dt + σZ ∘ dW
 // (D = 1). Its solution is Z(t) = Z(0)·exp(μt + σW(t)).
 func sdeGBM(mu, sigma float64) SDE {
-	lin := func(c float64) *FuncField {
-		return &FuncField{D: 1, Autonomous: true,
-			F: func(t float64, z, _, dz []float64) {
-				for i := range dz {
-					dz[i] = c * z[i]
-				}
-			},
-			VJPFunc: func(t float64, z, _, a, f, gz, gp []float64, gt *float64) {
-				for i := range a {
-					if f != nil {
-						f[i] = c * z[i]
-					}
-					if gz != nil {
-						gz[i] = c * a[i]
-					}
-				}
-				if gt != nil {
-					*gt = 0
-				}
-			}}
-	}
-	return SDE{Drift: lin(mu), Diffusion: lin(sigma)}
+	f, g := gbmFields(mu, sigma)
+	return SDE{Drift: f, Diffusion: g}
 }
 
-// sdeCoupledDrift is f_i = p0·tanh(z_i) + p1·sin(t)·z_i + p2·z_{i+1 mod D}
-// (within each sample), with hand-written VJPs and bindable parameters.
-type sdeCoupledDrift struct {
-	d int
-	p []float64
+// testParams is the parameter plumbing of the hand-written test fields:
+// dimension d and n parameters p, bound by reference.
+type testParams struct {
+	d, n int
+	p    []float64
 }
 
-func (c *sdeCoupledDrift) Dim() int                { return c.d }
-func (c *sdeCoupledDrift) Params() []float64       { return c.p }
-func (c *sdeCoupledDrift) NewEvaluator() Evaluator { return c }
-func (c *sdeCoupledDrift) BindParams(p []float64) error {
-	if len(p) != 3 {
-		return fmt.Errorf("want 3 parameters, got %d", len(p))
+func (c *testParams) Dim() int          { return c.d }
+func (c *testParams) Params() []float64 { return c.p }
+func (c *testParams) BindParams(p []float64) error {
+	if len(p) != c.n {
+		return fmt.Errorf("want %d parameters, got %d", c.n, len(p))
 	}
 	c.p = p
 	return nil
 }
-func (c *sdeCoupledDrift) next(i int) int { b, d := i/c.d, i%c.d; return b*c.d + (d+1)%c.d }
-func (c *sdeCoupledDrift) prev(i int) int { b, d := i/c.d, i%c.d; return b*c.d + (d+c.d-1)%c.d }
+
+// sdeCoupledDrift is f_i = p0·tanh(z_i) + p1·sin(t)·z_i + p2·z_{i+1 mod D}
+// (within each sample), with hand-written VJPs and bindable parameters.
+type sdeCoupledDrift struct{ testParams }
+
+func newCoupledDrift(d int, p []float64) *sdeCoupledDrift {
+	return &sdeCoupledDrift{testParams{d: d, n: 3, p: p}}
+}
+
+func (c *sdeCoupledDrift) NewEvaluator() Evaluator { return c }
+func (c *sdeCoupledDrift) next(i int) int          { b, d := i/c.d, i%c.d; return b*c.d + (d+1)%c.d }
+func (c *sdeCoupledDrift) prev(i int) int          { b, d := i/c.d, i%c.d; return b*c.d + (d+c.d-1)%c.d }
 func (c *sdeCoupledDrift) Eval(t float64, z, dz []float64) {
 	for i := range dz {
 		dz[i] = c.p[0]*math.Tanh(z[i]) + c.p[1]*math.Sin(t)*z[i] + c.p[2]*z[c.next(i)]
@@ -86,24 +75,16 @@ func (c *sdeCoupledDrift) VJP(t float64, z, a, f, gz, gp []float64, gt *float64)
 }
 
 // sdeSoftDiffusion is the diagonal g_i = q0·sqrt(1 + z_i²) + q1·cos(t).
-type sdeSoftDiffusion struct {
-	d int
-	q []float64
+type sdeSoftDiffusion struct{ testParams }
+
+func newSoftDiffusion(d int, q []float64) *sdeSoftDiffusion {
+	return &sdeSoftDiffusion{testParams{d: d, n: 2, p: q}}
 }
 
-func (s *sdeSoftDiffusion) Dim() int                { return s.d }
-func (s *sdeSoftDiffusion) Params() []float64       { return s.q }
 func (s *sdeSoftDiffusion) NewEvaluator() Evaluator { return s }
-func (s *sdeSoftDiffusion) BindParams(p []float64) error {
-	if len(p) != 2 {
-		return fmt.Errorf("want 2 parameters, got %d", len(p))
-	}
-	s.q = p
-	return nil
-}
 func (s *sdeSoftDiffusion) Eval(t float64, z, dz []float64) {
 	for i := range dz {
-		dz[i] = s.q[0]*math.Sqrt(1+z[i]*z[i]) + s.q[1]*math.Cos(t)
+		dz[i] = s.p[0]*math.Sqrt(1+z[i]*z[i]) + s.p[1]*math.Cos(t)
 	}
 }
 func (s *sdeSoftDiffusion) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
@@ -114,13 +95,13 @@ func (s *sdeSoftDiffusion) VJP(t float64, z, a, f, gz, gp []float64, gt *float64
 	for i := range a {
 		r := math.Sqrt(1 + z[i]*z[i])
 		if gz != nil {
-			gz[i] = a[i] * s.q[0] * z[i] / r
+			gz[i] = a[i] * s.p[0] * z[i] / r
 		}
 		if gp != nil {
 			gp[0] += a[i] * r
 			gp[1] += a[i] * math.Cos(t)
 		}
-		st -= a[i] * s.q[1] * math.Sin(t)
+		st -= a[i] * s.p[1] * math.Sin(t)
 	}
 	if gt != nil {
 		*gt = st
@@ -763,8 +744,8 @@ func TestSolveSDEErrors(t *testing.T) {
 
 func sdeNewTestWZ(t *testing.T, noise Noise, d int) *WongZakai {
 	t.Helper()
-	f := &sdeCoupledDrift{d: d, p: []float64{0.7, -0.4, 0.3}}
-	g := &sdeSoftDiffusion{d: d, q: []float64{0.5, 0.2}}
+	f := newCoupledDrift(d, []float64{0.7, -0.4, 0.3})
+	g := newSoftDiffusion(d, []float64{0.5, 0.2})
 	w, err := NewWongZakai(f, g, noise)
 	if err != nil {
 		t.Fatal(err)
@@ -829,8 +810,8 @@ func TestWongZakaiVJPFiniteDifferences(t *testing.T) {
 			ev := make([]float64, n)
 			e.Eval(tc.t, z, ev)
 			fd, gd, rate := make([]float64, n), make([]float64, n), make([]float64, n)
-			(&sdeCoupledDrift{d: d, p: w.Params()[:3]}).Eval(tc.t, z, fd)
-			(&sdeSoftDiffusion{d: d, q: w.Params()[3:]}).Eval(tc.t, z, gd)
+			newCoupledDrift(d, w.Params()[:3]).Eval(tc.t, z, fd)
+			newSoftDiffusion(d, w.Params()[3:]).Eval(tc.t, z, gd)
 			tc.noise.Rate(tc.t, rate)
 			for i := range ev {
 				close(fmt.Sprintf("f[%d]", i), f[i], ev[i])
@@ -868,8 +849,8 @@ func TestWongZakaiVJPFiniteDifferences(t *testing.T) {
 
 func TestWongZakaiParamsAndErrors(t *testing.T) {
 	kl, _ := NewKLNoise(0, 1, 3, 4)
-	f := &sdeCoupledDrift{d: 2, p: []float64{1, 2, 3}}
-	g := &sdeSoftDiffusion{d: 2, q: []float64{4, 5}}
+	f := newCoupledDrift(2, []float64{1, 2, 3})
+	g := newSoftDiffusion(2, []float64{4, 5})
 	w, err := NewWongZakai(f, g, kl)
 	if err != nil {
 		t.Fatal(err)
@@ -882,8 +863,8 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 		}
 	}
 	p[1], p[4] = 20, 50 // live view: the fields see the update
-	if f.p[1] != 20 || g.q[1] != 50 || w.NumDriftParams() != 3 {
-		t.Errorf("fields not bound to the joint vector: f %v, g %v", f.p, g.q)
+	if f.p[1] != 20 || g.p[1] != 50 || w.NumDriftParams() != 3 {
+		t.Errorf("fields not bound to the joint vector: f %v, g %v", f.p, g.p)
 	}
 	if w.SDE().Drift != VectorField(f) || !w.TimeDependent() || w.Breakpoints() != nil {
 		t.Error("accessors wrong")
@@ -901,7 +882,7 @@ func TestWongZakaiParamsAndErrors(t *testing.T) {
 		{"nil noise", f, g, nil},
 		{"dim mismatch", &FuncField{D: 3}, g, kl},
 		{"noise size", noP, noP, sdeMustKL(t, 0, 1, 3, 5)},
-		{"bind fails", f, &sdeSoftDiffusion{d: 2, q: []float64{1, 2, 3}}, kl},
+		{"bind fails", f, newSoftDiffusion(2, []float64{1, 2, 3}), kl},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := NewWongZakai(tc.f, tc.g, tc.noise); !errors.Is(err, ErrInvalidInput) {
@@ -963,22 +944,21 @@ func TestKLNoiseSeries(t *testing.T) {
 	k.Resample(rand.New(rand.NewPCG(3, 4)))
 	v1, v2, r, dr := make([]float64, m), make([]float64, m), make([]float64, m), make([]float64, m)
 	const h = 1e-5
-	k.Value(2.3+h, v1)
-	k.Value(2.3-h, v2)
-	k.Rate(2.3, r)
-	for i := 0; i < 10; i++ {
-		if fd := (v1[i] - v2[i]) / (2 * h); math.Abs(fd-r[i]) > 1e-7*(1+math.Abs(fd)) {
-			t.Errorf("rate %v, dValue/dt %v", r[i], fd)
+	// checkDeriv compares deriv(2.3) with central differences of f on the
+	// first 10 channels.
+	checkDeriv := func(f, deriv func(t float64, dst []float64), d []float64, tol float64, format string) {
+		t.Helper()
+		f(2.3+h, v1)
+		f(2.3-h, v2)
+		deriv(2.3, d)
+		for i := 0; i < 10; i++ {
+			if fd := (v1[i] - v2[i]) / (2 * h); math.Abs(fd-d[i]) > tol*(1+math.Abs(fd)) {
+				t.Errorf(format, d[i], fd)
+			}
 		}
 	}
-	k.Rate(2.3+h, v1)
-	k.Rate(2.3-h, v2)
-	k.RateDeriv(2.3, dr)
-	for i := 0; i < 10; i++ {
-		if fd := (v1[i] - v2[i]) / (2 * h); math.Abs(fd-dr[i]) > 1e-6*(1+math.Abs(fd)) {
-			t.Errorf("rate derivative %v, finite differences %v", dr[i], fd)
-		}
-	}
+	checkDeriv(k.Value, k.Rate, r, 1e-7, "rate %v, dValue/dt %v")
+	checkDeriv(k.Rate, k.RateDeriv, dr, 1e-6, "rate derivative %v, finite differences %v")
 	k.Value(4, v1)
 	_, vr := sdeMeanVar(v1)
 	want := 0.0
@@ -1258,7 +1238,7 @@ func TestSDEAllocs(t *testing.T) {
 	pl, _ := NewPiecewiseLinearNoise(sdeLinspace(0, 1, 9), b*d)
 	for _, noise := range []Noise{kl, pl} {
 		t.Run(fmt.Sprintf("%T", noise), func(t *testing.T) {
-			w, _ := NewWongZakai(&sdeCoupledDrift{d: d, p: []float64{1, 2, 3}}, &sdeSoftDiffusion{d: d, q: []float64{1, 2}}, noise)
+			w, _ := NewWongZakai(newCoupledDrift(d, []float64{1, 2, 3}), newSoftDiffusion(d, []float64{1, 2}), noise)
 			e := w.NewEvaluator()
 			z, a, f, gz, gp := make([]float64, b*d), make([]float64, b*d), make([]float64, b*d), make([]float64, b*d), make([]float64, 5)
 			var gt float64

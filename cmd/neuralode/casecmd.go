@@ -89,6 +89,18 @@ func parseCompat(s string) (bool, error) {
 	return false, usagef("--compat %q: want torchdiffeq or none", s)
 }
 
+// methodAndCompat parses the --method and --compat flags of solve and grad:
+// parse maps the method's name (want lists the accepted ones for the usage
+// error), parseCompat the compatibility mode.
+func methodAndCompat[M any](parse func(string) (M, error), method, want, compat string) (M, bool, error) {
+	m, err := parse(method)
+	if err != nil {
+		return m, false, usagef("--method %q: want %s", method, want)
+	}
+	over, err := parseCompat(compat)
+	return m, over, err
+}
+
 // rows splits a flat batch into rows of length d.
 func rows(x []float64, d int) [][]float64 {
 	out := make([][]float64, 0, len(x)/d)
@@ -154,11 +166,7 @@ type solveResult struct {
 }
 
 func solveCase(fs *flag.FlagSet, cf *caseFlags, method string, step float64, compat string) (*solveResult, error) {
-	tb, err := neuralode.TableauByName(method)
-	if err != nil {
-		return nil, usagef("--method %q: want dopri5, bosh3, tsit5, rk4, midpoint or euler", method)
-	}
-	over, err := parseCompat(compat)
+	tb, over, err := methodAndCompat(neuralode.TableauByName, method, "dopri5, bosh3, tsit5, rk4, midpoint or euler", compat)
 	if err != nil {
 		return nil, err
 	}
@@ -250,11 +258,7 @@ func runGrad(args []string, stdout, stderr io.Writer) int {
 }
 
 func gradCase(fs *flag.FlagSet, cf *caseFlags, method string, gqC float64, gqCap int, compat string) (*gradResult, error) {
-	gm, err := neuralode.ParseGradMethod(method)
-	if err != nil {
-		return nil, usagef("--method %q: want one of %s", method, strings.Join(allMethods, ", "))
-	}
-	over, err := parseCompat(compat)
+	gm, over, err := methodAndCompat(neuralode.ParseGradMethod, method, "one of "+strings.Join(allMethods, ", "), compat)
 	if err != nil {
 		return nil, err
 	}

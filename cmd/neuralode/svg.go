@@ -750,6 +750,16 @@ func (p *colorPicker) next(explicit string) (color, dash string) {
 	return palette[i%len(palette)], dashPatterns[(i/len(palette))%len(dashPatterns)]
 }
 
+// style is next with the dash pattern forced to "7 4" for a line the
+// caller marked dashed (bands and series alike).
+func (p *colorPicker) style(explicit string, dashed bool) (color, dash string) {
+	color, dash = p.next(explicit)
+	if dashed {
+		dash = "7 4"
+	}
+	return color, dash
+}
+
 // ---------------------------------------------------------------------------
 // Paths and markers shared by the charts
 
@@ -943,10 +953,7 @@ func (p *lineChart) styles() lineStyles {
 	st := lineStyles{bandColors: make([]string, len(p.Bands)), bandDash: make([]string, len(p.Bands)),
 		seriesColors: make([]string, len(p.Series)), seriesDash: make([]string, len(p.Series))}
 	for i, b := range p.Bands {
-		col, dash := pick.next(b.Color)
-		if b.Dashed {
-			dash = "7 4"
-		}
+		col, dash := pick.style(b.Color, b.Dashed)
 		st.bandColors[i], st.bandDash[i] = col, dash
 		if b.Name != "" {
 			st.entries = append(st.entries, legendEntry{
@@ -956,10 +963,7 @@ func (p *lineChart) styles() lineStyles {
 		}
 	}
 	for i, s := range p.Series {
-		col, dash := pick.next(s.Color)
-		if s.Dashed {
-			dash = "7 4"
-		}
+		col, dash := pick.style(s.Color, s.Dashed)
 		st.seriesColors[i], st.seriesDash[i] = col, dash
 		if s.Name != "" {
 			e := legendEntry{name: s.Name, color: col, dash: dash, line: !s.NoLine, opacity: s.Opacity}

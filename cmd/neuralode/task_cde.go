@@ -113,15 +113,11 @@ type cdeTask struct {
 
 func newCDETask(cfg trainConfig, kind neuralode.SplineKind) (*cdeTask, error) {
 	// Training then validation series from one data stream.
-	drng := seedRNG(cfg.Seed, streamData)
-	var sets [2]spiralData
-	for i, n := range [2]int{cdeTrain, cdeVal} {
-		var err error
-		if sets[i], err = makeSpirals(drng, n, cdeDropFrac); err != nil {
-			return nil, err
-		}
+	train, val, err := drawTrainVal(seedRNG(cfg.Seed, streamData), cdeTrain, cdeVal,
+		func(rng *rand.Rand, n int) (spiralData, error) { return makeSpirals(rng, n, cdeDropFrac) })
+	if err != nil {
+		return nil, err
 	}
-	train, val := sets[0], sets[1]
 	irng := seedRNG(cfg.Seed, streamInit)
 	field, err := neuralode.NewCDEField(neuralode.CDEConfig{Hidden: cdeHidden, Channels: cdeChannels,
 		Widths: []int{cfg.Width}, Activation: neuralode.Tanh}, irng)
@@ -286,11 +282,7 @@ func (t *cdeTask) plot(dir, label, method string) ([]string, error) {
 		p.Series = append(p.Series, lineSeries{Name: "predicted " + name, X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: palette[c]})
 	}
 	p.Series = append(p.Series, lineSeries{Name: "misclassified (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
-	out, err := saveSVG(dir, t.cfg.Task+"_paths"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 640, 560) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{out}, nil
+	return savePlot(dir, t.cfg.Task+"_paths"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 640, 560) })
 }
 
 // model describes f_θ as the padded network R^{H·C} → R^{H·C} (zero input

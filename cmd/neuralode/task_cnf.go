@@ -262,11 +262,7 @@ func (t *cnfTask) plot(dir, label, method string) ([]string, error) {
 			panel("learned density p(x)", dens),
 			panel("samples (backward solve)", histogram(samples)),
 		}}
-	path, err := saveSVG(dir, "cnf_"+t.cfg.Data+label+".svg", func(f *os.File) error { return hm.WriteSVG(f, 1200, 460) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "cnf_"+t.cfg.Data+label+".svg", func(f *os.File) error { return hm.WriteSVG(f, 1200, 460) })
 }
 
 func (t *cnfTask) model() (*neuralode.Case, error) {

@@ -344,42 +344,23 @@ func TestLossErrors(t *testing.T) {
 	nan := math.NaN()
 	tests := []struct {
 		name string
-		call func(dz []float64) error
+		call func(dz []float64) (float64, error)
 		want error
 	}{
-		{"accuracy labels", func([]float64) error {
-			_, err := accuracy(z, 2, 2, []int{0}, w, bias)
-			return err
-		}, errTaskInput},
-		{"mse lengths", func(dz []float64) error {
-			_, err := mse(z, z[:3], dz)
-			return err
-		}, errTaskInput},
-		{"mse empty", func([]float64) error {
-			_, err := mse(nil, nil, nil)
-			return err
-		}, errTaskInput},
-		{"mse NaN", func(dz []float64) error {
-			_, err := mse([]float64{1, 2, nan, 4}, z, dz)
-			return err
+		{"accuracy labels", func([]float64) (float64, error) { return accuracy(z, 2, 2, []int{0}, w, bias) }, errTaskInput},
+		{"mse lengths", func(dz []float64) (float64, error) { return mse(z, z[:3], dz) }, errTaskInput},
+		{"mse empty", func([]float64) (float64, error) { return mse(nil, nil, nil) }, errTaskInput},
+		{"mse NaN", func(dz []float64) (float64, error) { return mse([]float64{1, 2, nan, 4}, z, dz) }, errTaskNonFinite},
+		{"trajectory comp", func(dz []float64) (float64, error) { return trajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz) }, errTaskInput},
+		{"trajectory NaN prediction", func(dz []float64) (float64, error) {
+			return trajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
 		}, errTaskNonFinite},
-		{"trajectory comp", func(dz []float64) error {
-			_, err := trajectoryMSE(z, 1, 2, 2, 2, []float64{0, 0}, dz)
-			return err
-		}, errTaskInput},
-		{"trajectory NaN prediction", func(dz []float64) error {
-			_, err := trajectoryMSE([]float64{1, 2, nan, 4}, 1, 2, 2, 0, []float64{0, 0}, dz)
-			return err
-		}, errTaskNonFinite},
-		{"trajectory obs length", func(dz []float64) error {
-			_, err := trajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz)
-			return err
-		}, errTaskInput},
+		{"trajectory obs length", func(dz []float64) (float64, error) { return trajectoryMSE(z, 1, 2, 2, 0, []float64{0}, dz) }, errTaskInput},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dz := []float64{5, 6, 7, 8}
-			if err := tc.call(dz); !errors.Is(err, tc.want) {
+			if _, err := tc.call(dz); !errors.Is(err, tc.want) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 			if !slices.Equal(dz, []float64{5, 6, 7, 8}) {

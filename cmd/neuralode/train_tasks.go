@@ -257,6 +257,27 @@ func (c *lossCapture) gradient(gs *neuralode.GradientSolver, z0, ts []float64, l
 	return r.Loss, r.Stats, nil
 }
 
+// drawTrainVal draws a task's training set of size nTrain and then its
+// validation set of size nVal from the data stream rng with gen, in that
+// order.
+func drawTrainVal[D any](rng *rand.Rand, nTrain, nVal int, gen func(rng *rand.Rand, n int) (D, error)) (train, val D, err error) {
+	if train, err = gen(rng, nTrain); err != nil {
+		return train, val, err
+	}
+	val, err = gen(rng, nVal)
+	return train, val, err
+}
+
+// savePlot is saveSVG for a task's plots method, which returns the paths
+// written: here the one file.
+func savePlot(dir, name string, render func(f *os.File) error) ([]string, error) {
+	path, err := saveSVG(dir, name, render)
+	if err != nil {
+		return nil, err
+	}
+	return []string{path}, nil
+}
+
 // saveSVG renders a chart into dir/name atomically enough for plots (a
 // plain create-and-write).
 func saveSVG(dir, name string, render func(f *os.File) error) (string, error) {
@@ -348,11 +369,7 @@ func (t *g1dTask) plot(dir, label, method string) ([]string, error) {
 		p.Series = append(p.Series, x, aug)
 	}
 	p.Series = append(p.Series, lineSeries{Name: "targets x(1)", X: []float64{1, 1}, Y: t.data.Targets, Color: palette[6], NoLine: true})
-	path, err := saveSVG(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "g1d_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 func (t *g1dTask) model() (*neuralode.Case, error) {
@@ -412,12 +429,8 @@ type spheresTask struct {
 }
 
 func newSpheresTask(cfg trainConfig) (*spheresTask, error) {
-	drng := seedRNG(cfg.Seed, streamData)
-	train, err := nestedSpheres(drng, spheresTrainPerClass, spheresAugment)
-	if err != nil {
-		return nil, err
-	}
-	val, err := nestedSpheres(drng, spheresValPerClass, spheresAugment)
+	train, val, err := drawTrainVal(seedRNG(cfg.Seed, streamData), spheresTrainPerClass, spheresValPerClass,
+		func(rng *rand.Rand, n int) (spheresData, error) { return nestedSpheres(rng, n, spheresAugment) })
 	if err != nil {
 		return nil, err
 	}
@@ -542,11 +555,7 @@ func (t *spheresTask) plot(dir, label, method string) ([]string, error) {
 	}
 	add(t.val, t.val.Batch)
 	add(t.train, 200)
-	path, err := saveSVG(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.writeSVG(f, 760, 640) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "spheres_regions"+label+".svg", func(f *os.File) error { return s.writeSVG(f, 760, 640) })
 }
 
 func (t *spheresTask) model() (*neuralode.Case, error) {
@@ -583,11 +592,8 @@ func newSinesTask(cfg trainConfig) (*sinesTask, error) {
 	if err != nil {
 		return nil, err
 	}
-	train, err := makeSines(drng, sinesTrain, times)
-	if err != nil {
-		return nil, err
-	}
-	val, err := makeSines(drng, sinesVal, times)
+	train, val, err := drawTrainVal(drng, sinesTrain, sinesVal,
+		func(rng *rand.Rand, n int) (sinesData, error) { return makeSines(rng, n, times) })
 	if err != nil {
 		return nil, err
 	}
@@ -663,11 +669,7 @@ func (t *sinesTask) plot(dir, label, method string) ([]string, error) {
 		p.Series = append(p.Series, truth, obs, pred)
 	}
 	p.Series = append(p.Series, lineSeries{Name: "truth (dashed)", X: []float64{math.NaN()}, Y: []float64{math.NaN()}, Color: "#777777", Dashed: true})
-	path, err := saveSVG(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "sines_trajectories"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 func (t *sinesTask) model() (*neuralode.Case, error) {
@@ -851,11 +853,7 @@ func (t *ouTask) plot(dir, label, method string) ([]string, error) {
 			{Name: "data", X: t.ts, Mean: dmean, Std: sd(dvr), Color: palette[6], Dashed: true, Opacity: 0.12},
 			{Name: "model (rev. Heun)", X: t.ts, Mean: mean, Std: sd(vr), Color: palette[1], Opacity: 0.2},
 		}}
-	path, err := saveSVG(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
-	if err != nil {
-		return nil, err
-	}
-	return []string{path}, nil
+	return savePlot(dir, "ou_bands"+label+".svg", func(f *os.File) error { return p.writeSVG(f, 800, 480) })
 }
 
 // model holds the validation paths (ouValN of them, whatever --batch is),
