@@ -417,6 +417,11 @@ func TestHelpListsEveryCommand(t *testing.T) {
 			t.Errorf("neuralode -h does not list %s:\n%s", c, out)
 		}
 	}
+	for _, task := range taskOrder {
+		if !strings.Contains(out, task) {
+			t.Errorf("neuralode -h does not name the task %s:\n%s", task, out)
+		}
+	}
 }
 
 // Item 18: g1d's validation column is not the training loss under another

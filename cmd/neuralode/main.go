@@ -35,7 +35,8 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const usage = `usage: neuralode [command] [flags]
+// usage is the top-level help; the task list comes from the task registry.
+var usage = `usage: neuralode [command] [flags]
 
 With no command, runs a short demonstration: the crossing-trajectories task
 trained with the direct, seminorm-adjoint and Gauss–Legendre adjoint methods.
@@ -45,7 +46,7 @@ Commands:
   solve   integrate a PyTorch case file and print the loss and final state
   grad    compute a case's loss and gradient with a chosen method
   gauss   print an n-point Gauss–Legendre rule
-  train   train one of the papers' tasks (g1d, spheres, sines, ou)
+  train   train one of the papers' tasks (` + strings.Join(taskOrder, ", ") + `)
   bench   time every gradient method on the same problems
 
 Every command takes --json (JSON lines on stdout) and --quiet (no progress
