@@ -23,6 +23,10 @@
 //     quadrature error is controlled by the solve's tolerances;
 //   - continuous normalizing flows (CNF) over the MLP, with exact or
 //     Hutchinson traces and the RNODE regularisers, trained by every method;
+//   - neural controlled differential equations (CDEField) driven by
+//     natural or causal Hermite cubic Splines through irregular, partly
+//     missing observations, with Linear maps for the initial state and
+//     the readout;
 //   - Gauss–Legendre rules by Golub–Welsch, accurate to round-off, and
 //     their Gauss–Kronrod extensions (Laurie);
 //   - stochastic differential equations trained through the Wong–Zakai
