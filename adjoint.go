@@ -603,8 +603,9 @@ func (g *gradState) beginBackward() ([]float64, float64, error) {
 
 // solveInterval integrates the backward state y from tFrom to tTo in
 // place, with output at the extra times in between (written to g.augOut
-// rows 1..len(extra)), and accumulates the statistics.
-func (g *gradState) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64) error {
+// rows 1..len(extra)), and accumulates the statistics. onStep, if not
+// nil, sees every accepted step.
+func (g *gradState) solveInterval(f Func, y []float64, tFrom, tTo float64, extra []float64, first float64, onStep func(*StepInfo)) error {
 	total := len(y)
 	g.outTimes = append(append(append(g.outTimes[:0], tFrom), extra...), tTo)
 	need := len(g.outTimes) * total
@@ -613,7 +614,7 @@ func (g *gradState) solveInterval(f Func, y []float64, tFrom, tTo float64, extra
 	}
 	out := g.augOut[:need]
 	rc := g.bwd.runConfig()
-	rc.firstStep = first
+	rc.firstStep, rc.onStep = first, onStep
 	st, err := g.bwd.run(f, y, g.outTimes, out, rc)
 	g.res.Stats.Backward.Add(st)
 	if err != nil {
@@ -923,7 +924,7 @@ func (m *adjointMethod) backward() error {
 			}
 			obs--
 		}
-		if err := g.solveInterval(m.f, y, grid[j], grid[j-1], nil, first); err != nil {
+		if err := g.solveInterval(m.f, y, grid[j], grid[j-1], nil, first, nil); err != nil {
 			return err
 		}
 		first = g.nextFirstStep()
@@ -1156,7 +1157,7 @@ func (q *gqQuadrature) backward(f Func, v gqBackward) error {
 			q.nodeT = append(q.nodeT, ts[i])
 			q.nodeW = append(q.nodeW, ts[i]-ts[i-1])
 			v.node(y, ts[i])
-			if err := g.solveInterval(f, y, ts[i], ts[i-1], nil, first); err != nil {
+			if err := g.solveInterval(f, y, ts[i], ts[i-1], nil, first, nil); err != nil {
 				return err
 			}
 			first = g.nextFirstStep()
@@ -1166,7 +1167,7 @@ func (q *gqQuadrature) backward(f Func, v gqBackward) error {
 			q.nodeT = append(q.nodeT, half*rule.Nodes[j]+mid)
 			q.nodeW = append(q.nodeW, half*rule.Weights[j])
 		}
-		if err := g.solveInterval(f, y, ts[i], ts[i-1], q.extra, first); err != nil {
+		if err := g.solveInterval(f, y, ts[i], ts[i-1], q.extra, first, nil); err != nil {
 			return err
 		}
 		for j := 1; j <= k; j++ {
@@ -1234,27 +1235,11 @@ func (q *gqQuadrature) sum() error {
 		clear(q.chunkGrads[c])
 	}
 	q.chunksNow = chunks
-	workers := g.opts.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
+	rows := g.n / g.dim
+	if !isTimeDependent(g.field) {
+		rows *= (nodes + chunks - 1) / chunks
 	}
-	workers = min(workers, chunks)
-	// When the field splits each chunk's product over the cores itself,
-	// fanning the chunks out as well would only oversubscribe them.
-	if sp, ok := q.chunkEvals[0].(interface{ splits(rows int) bool }); ok {
-		rows := g.n / g.dim
-		if !isTimeDependent(g.field) {
-			rows *= (nodes + chunks - 1) / chunks
-		}
-		if sp.splits(rows) {
-			workers = 1
-		}
-	}
-	if workers <= 1 || nodes*g.n*g.p < quadSerialWork {
-		for c := 0; c < chunks; c++ {
-			q.chunk(c)
-		}
-	} else if err := fanOut(g.pool, workers, chunks, q.fChunk); err != nil {
+	if err := g.runChunks(q.chunkEvals[0], chunks, rows, nodes*g.n*g.p, q.fChunk); err != nil {
 		return err
 	}
 	gp := g.res.Params
@@ -1281,6 +1266,31 @@ func (q *gqQuadrature) chunk(c int) {
 	}
 }
 
+// runChunks runs task(0 … chunks−1), the quadrature chunks, serially or
+// fanned out over at most opts.Workers (default GOMAXPROCS) goroutines.
+// They run serially when the work (multiply–adds) is below quadSerialWork,
+// or when the field already splits one chunk's product of the given rows
+// over the cores itself (ev0 is a chunk's evaluator), since fanning out as
+// well would only oversubscribe them. The result does not depend on the
+// choice: every chunk sums into its own buffer.
+func (g *gradState) runChunks(ev0 Evaluator, chunks, rows, work int, task func(int)) error {
+	workers := g.opts.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	workers = min(workers, chunks)
+	if sp, ok := ev0.(interface{ splits(rows int) bool }); ok && sp.splits(rows) {
+		workers = 1
+	}
+	if workers <= 1 || work < quadSerialWork {
+		for c := 0; c < chunks; c++ {
+			task(c)
+		}
+		return nil
+	}
+	return fanOut(g.pool, workers, chunks, task)
+}
+
 // fanOut runs task(c) for c in [0, tasks) on at most the given number of
 // goroutines (the caller's and the pool's helpers), each task once. A panic
 // in a task is recovered and returned as an error wrapping ErrPanic, never
@@ -1288,7 +1298,7 @@ func (q *gqQuadrature) chunk(c int) {
 func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = &SolveError{Reason: fmt.Sprintf("panic in a quadrature worker: %v", p), Err: ErrPanic}
+			err = panicError("a quadrature worker", p)
 		}
 	}()
 	pool.limit = workers
@@ -1479,23 +1489,13 @@ func (m *gqaMethod) backward() error {
 	nGrid := len(grid)
 	m.first, m.last, m.nodes0 = resizeInts(m.first, nGrid), resizeInts(m.last, nGrid), resizeInts(m.nodes0, nGrid)
 	r := &g.res
-	if cap(g.augOut) < 2*total {
-		g.augOut = make([]float64, 2*total)
-	}
-	out := g.augOut[:2*total]
 	for i := nGrid - 1; i >= 1; i-- {
 		g.selectPiece(grid[i-1], grid[i])
 		m.base.observe(y, i)
 		m.first[i] = m.tape.steps()
-		g.outTimes = append(g.outTimes[:0], grid[i], grid[i-1])
-		rc := g.bwd.runConfig()
-		rc.firstStep, rc.onStep = first, m.hook
-		st, err := g.bwd.run(m.f, y, g.outTimes, out, rc)
-		r.Stats.Backward.Add(st)
-		if err != nil {
+		if err := g.solveInterval(m.f, y, grid[i], grid[i-1], nil, first, m.hook); err != nil {
 			return err
 		}
-		copy(y, out[total:])
 		m.last[i] = m.tape.steps()
 		m.nodes0[i] = gqaFirstRule(m.last[i]-m.first[i], m.rtol)
 		first = g.nextFirstStep()
@@ -1536,6 +1536,8 @@ func (m *gqaMethod) quadrature(intervals int) error {
 		q.chunks = append(q.chunks, &gqaChunk{ev: g.field.NewEvaluator()})
 	}
 	for _, c := range q.chunks[:chunks] {
+		// θ is constant here: the evaluator may pack its weights once.
+		freezeParams(c.ev, true)
 		c.ensure(g.p, g.n, g.bwd.Method(), g.fwd.Method())
 		clear(c.sum)
 		c.nodes, c.kronrod, c.retries, c.bisections, c.capped = 0, 0, 0, 0, 0
@@ -1544,19 +1546,9 @@ func (m *gqaMethod) quadrature(intervals int) error {
 	if err := gqaBuildRules(); err != nil {
 		return err
 	}
-	workers := g.opts.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = min(workers, chunks)
-	if sp, ok := q.chunks[0].ev.(interface{ splits(rows int) bool }); ok && sp.splits(g.n/g.dim) {
-		workers = 1
-	}
-	if workers <= 1 {
-		for c := 0; c < chunks; c++ {
-			m.chunk(c)
-		}
-	} else if err := fanOut(g.pool, workers, chunks, q.fChunk); err != nil {
+	// Every node is one product of batch g.n/g.dim; an interval takes at
+	// least gqaMinN of them.
+	if err := g.runChunks(q.chunks[0].ev, chunks, g.n/g.dim, intervals*gqaMinN*g.n*g.p, q.fChunk); err != nil {
 		return err
 	}
 	st := &g.res.Stats
@@ -1761,14 +1753,6 @@ func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
 	ch.nodes++
 }
 
-// atWith is stepRecord.at with the caller's interpolant and vector views,
-// so that concurrent quadrature tasks can read one record.
-func (r *stepRecord) atWith(ip *interpolant, kv [][]float64, i int, theta float64, dst []float64) {
-	for j := range kv {
-		kv[j] = r.vec(i, 1+j)
-	}
-	ip.eval(r.y0(i), kv, theta, r.h[i], dst)
-}
 
 // spectralOK predicts the n-point Gauss rule's error from its top
 // Legendre coefficients T_{n−1…n−4} and reports whether it is within the

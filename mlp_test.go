@@ -862,6 +862,9 @@ func TestMLPHelpersStop(t *testing.T) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	base := runtime.NumGoroutine()
+	// The evaluators stay reachable until the helpers are counted: a
+	// collection in the loop could otherwise stop them before the count.
+	var live []Evaluator
 	withBlockWork(64, func() {
 		m := newTestMLP(t, 4, []int{32, 32}, Tanh, false, 6)
 		rng := rand.New(rand.NewPCG(15, 16))
@@ -869,9 +872,10 @@ func TestMLPHelpersStop(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			ev := m.NewEvaluator()
 			vjpAll(m, ev, z, z)
+			live = append(live, ev)
 		}
 	})
-	expectHelpersStop(t, base, nil)
+	expectHelpersStop(t, base, live)
 }
 
 // expectHelpersStop fails t unless more goroutines than base are running

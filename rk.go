@@ -745,10 +745,7 @@ func (s *Solver) run(f Func, y0, ts, out []float64, rc runConfig) (st Stats, err
 func (s *Solver) pieces(f Func, ts, out []float64, dir float64, rc runConfig) (st Stats, err error) {
 	n := s.n
 	tEnd := ts[len(ts)-1]
-	budget := s.opts.MaxSteps
-	if budget == 0 {
-		budget = defaultMaxSteps
-	}
+	budget := s.opts.maxSteps()
 	overshoot := rc.overshoot
 	t0, row := ts[0], 1 // start of the piece and its first output row
 	bi, step := 0, 1    // next break point, walked in the direction of integration
@@ -1209,10 +1206,16 @@ func (r *stepRecord) locate(t float64) (step int, theta float64, exact bool) {
 
 // at writes the dense output of step i at fraction theta into dst.
 func (r *stepRecord) at(i int, theta float64, dst []float64) {
-	for j := range r.kv {
-		r.kv[j] = r.vec(i, 1+j)
+	r.atWith(&r.interp, r.kv, i, theta, dst)
+}
+
+// atWith is at with the caller's interpolant and vector views, so that
+// concurrent quadrature tasks can read one record.
+func (r *stepRecord) atWith(ip *interpolant, kv [][]float64, i int, theta float64, dst []float64) {
+	for j := range kv {
+		kv[j] = r.vec(i, 1+j)
 	}
-	r.interp.eval(r.y0(i), r.kv, theta, r.h[i], dst)
+	ip.eval(r.y0(i), kv, theta, r.h[i], dst)
 }
 
 // DenseSolution is a finished solve that can be evaluated anywhere inside
