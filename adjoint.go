@@ -1753,7 +1753,6 @@ func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
 	ch.nodes++
 }
 
-
 // spectralOK predicts the n-point Gauss rule's error from its top
 // Legendre coefficients T_{n−1…n−4} and reports whether it is within the
 // tolerance of every block. The integrand counts as resolved (reported)
