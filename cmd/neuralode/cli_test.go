@@ -226,6 +226,29 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 					t.Errorf("epoch %d loss %v vs %v", i+1, a.History[i].Loss, b.History[i].Loss)
 				}
 			}
+			if task.name == "g1d" {
+				// Interrupt after the second step, the last (only) step of
+				// epoch 2: the checkpoint holds a finished epoch whose
+				// end-of-epoch work is still to do, and resumes.
+				var out, errb bytes.Buffer
+				calls := 0
+				stop := func() bool { calls++; return calls == 2 }
+				cut := filepath.Join(dir, "cut.json")
+				code = trainCommand(append(base[1:], "--epochs", "4", "--save", cut, "--out", filepath.Join(dir, "d")), &out, &errb, stop)
+				if code != exitInterrupted {
+					t.Fatalf("interrupted run: exit %d, want %d: %s", code, exitInterrupted, errb.String())
+				}
+				if c := checkpointParams(t, cut); c.Epoch != 1 || c.Step != 1 {
+					t.Fatalf("checkpoint at epoch %d step %d, want 1, 1", c.Epoch, c.Step)
+				}
+				code, _, errs = runCLI("train", "--resume", cut, "--save", cut, "--quiet", "--out", filepath.Join(dir, "d"))
+				if code != 0 {
+					t.Fatalf("resume after an epoch's last step: exit %d: %s", code, errs)
+				}
+				if c := checkpointParams(t, cut); !sameBits(a.Params, c.Params) || !sameBits(a.AdamV, c.AdamV) || len(c.History) != 4 {
+					t.Errorf("run interrupted after an epoch's last step and resumed differs from the uninterrupted one")
+				}
+			}
 			if task.name != "spheres" {
 				return
 			}

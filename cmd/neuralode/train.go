@@ -895,7 +895,9 @@ func (st *checkpointState) checkAgainst(nparams, steps int) error {
 		return fmt.Errorf("checkpoint adam_m has %d values and adam_v %d, the model has %d parameters",
 			len(st.AdamM), len(st.AdamV), nparams)
 	}
-	if st.Step >= steps {
+	// Step = steps is an epoch whose steps are done and whose end (the
+	// validation and the metrics line) is not: a stop after its last step.
+	if st.Step > steps {
 		return fmt.Errorf("checkpoint step %d: an epoch has %d steps", st.Step, steps)
 	}
 	return nil
