@@ -317,12 +317,19 @@ func GaussianMomentLoss(shape LossShape, mean, variance []float64) (Loss, error)
 					d := states[off+b*D] - mp
 					vp += d * d
 				}
-				vp = math.Max(vp/float64(B-1), 1e-12)
+				vp /= float64(B - 1)
+				floored := vp < 1e-12
+				if floored {
+					vp = 1e-12 // the loss is flat in the spread there
+				}
 				k := (i-1)*D + c
 				dm := mp - md[k]
 				total += 0.5*math.Log(vd[k]/vp) + (vp+dm*dm)/(2*vd[k]) - 0.5
 				gm := dm / vd[k] / float64(B)
 				gv := (-0.5/vp + 0.5/vd[k]) * 2 / float64(B-1)
+				if floored {
+					gv = 0
+				}
 				for b := 0; b < B; b++ {
 					grad[off+b*D] = gm + gv*(states[off+b*D]-mp)
 				}

@@ -314,3 +314,17 @@ func TestLossesAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestGaussianMomentLossVarianceFloor: where the samples' spread falls
+// below the variance floor the loss no longer depends on it, and the
+// gradient must say so too (it used to carry −1/(1e−12·(B−1)) there).
+func TestGaussianMomentLossVarianceFloor(t *testing.T) {
+	sh := LossShape{Batch: 3, Dim: 1, Times: 2}
+	gm, err := GaussianMomentLoss(sh, []float64{0.5}, []float64{0.3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Row 0 (t_0) is not observed; the three samples at t_1 coincide.
+	states := []float64{0, 0, 0, 0.2, 0.2, 0.2}
+	checkLossGradient(t, "gauss at the floor", gm, states, 1e-6)
+}
