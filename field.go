@@ -288,20 +288,18 @@ func vjpByDifferences(ev Evaluator, t float64, z0, a, theta []float64, step floa
 	// aᵀf at the current arguments.
 	dot := func() float64 {
 		ev.Eval(t, z, buf)
-		s := 0.0
-		for i, v := range buf {
-			s += a[i] * v
-		}
-		return s
+		return Dot(a, buf)
 	}
 	central := func(x *float64) float64 {
 		x0 := *x
+		// Restored even if the field panics at a perturbed point: θ is
+		// the caller's.
+		defer func() { *x = x0 }()
 		h := step * math.Max(1, math.Abs(x0))
 		*x = x0 + h
 		up := dot()
 		*x = x0 - h
 		down := dot()
-		*x = x0
 		return (up - down) / (2 * h)
 	}
 	w := vjpProducts{f: make([]float64, n), gz: make([]float64, n), gp: make([]float64, len(theta))}

@@ -369,3 +369,36 @@ func FuzzReadModel(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckVJPPanicKeepsParams: a field that panics at a perturbed θ gives
+// ErrPanic, and the caller's parameters are as they were.
+func TestCheckVJPPanicKeepsParams(t *testing.T) {
+	ff := &FuncField{D: 1, P: []float64{1.5}}
+	ff.F = func(t float64, z, p, dz []float64) {
+		if p[0] != 1.5 {
+			panic("perturbed")
+		}
+		dz[0] = p[0] * z[0]
+	}
+	ff.VJPFunc = func(t float64, z, p, a, f, gz, gp []float64, gt *float64) {
+		if f != nil {
+			f[0] = p[0] * z[0]
+		}
+		if gz != nil {
+			gz[0] = a[0] * p[0]
+		}
+		if gp != nil {
+			gp[0] += a[0] * z[0]
+		}
+		if gt != nil {
+			*gt = 0
+		}
+	}
+	err := CheckVJP(ff, VJPCheckOptions{Z: []float64{0.7}})
+	if !errors.Is(err, ErrPanic) {
+		t.Fatalf("err = %v, want ErrPanic", err)
+	}
+	if ff.P[0] != 1.5 {
+		t.Errorf("θ = %v after the failed check, want 1.5", ff.P[0])
+	}
+}
