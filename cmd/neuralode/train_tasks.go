@@ -202,15 +202,10 @@ func newGradSolver(field neuralode.VectorField, cfg trainConfig) (*neuralode.Gra
 	})
 }
 
-// forward integrates field from z0 through ts with the run's tolerances.
+// forward integrates field from z0 through ts with the run's tolerances,
+// restarting at the field's break points as training does (Predict).
 func forward(field neuralode.VectorField, cfg trainConfig, z0, ts []float64) ([]float64, error) {
-	s, err := neuralode.NewSolver(neuralode.Options{RTol: cfg.RTol, ATol: cfg.ATol})
-	if err != nil {
-		return nil, err
-	}
-	ev := field.NewEvaluator()
-	out := make([]float64, len(ts)*len(z0))
-	_, err = s.Solve(func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }, z0, ts, out)
+	out, _, err := neuralode.Predict(field, neuralode.Options{RTol: cfg.RTol, ATol: cfg.ATol}, z0, ts)
 	return out, err
 }
 
