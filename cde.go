@@ -501,6 +501,10 @@ type cdeEvaluator struct {
 	path  *Spline // path of the selected piece
 	piece int     // selected piece, or −1
 
+	// frozen: θ is constant (freezeParams) and, once bound, already in
+	// the padded network.
+	frozen, bound bool
+
 	zpad, g, abar, gzpad, gfull, dx, ddx []float64
 }
 
@@ -547,13 +551,35 @@ func (e *cdeEvaluator) prepare(t float64, z []float64) (*Spline, int, int) {
 	if e.gfull == nil {
 		e.gfull = make([]float64, e.net.NumParams())
 	}
-	f.copyInto(e.net.Params())
+	if !e.frozen || !e.bound {
+		f.copyInto(e.net.Params())
+		e.bound = true
+	}
 	for b := 0; b < B; b++ {
 		copy(e.zpad[b*D:b*D+H], z[b*H:(b+1)*H])
 	}
 	k := e.pieceAt(p, t)
 	p.eval(k, 1, t, e.dx)
 	return p, k, B
+}
+
+// freezeParams passes the solver's promise that θ stays constant on to
+// the network's evaluator (packed weights reused) and skips copying θ
+// into the padded network after the first call.
+func (e *cdeEvaluator) freezeParams(on bool) {
+	e.frozen, e.bound = on, false
+	freezeParams(e.ev, on)
+}
+
+// keepActivations lets Direct's VJPs reuse the network's forward pass of
+// the stage evaluation at the same (t, z) (see mlpState.keepActivations).
+func (e *cdeEvaluator) keepActivations(on bool) { keepActivations(e.ev, on) }
+
+// splits reports whether the network splits a product of rows series over
+// the cores itself (see gradState.runChunks).
+func (e *cdeEvaluator) splits(rows int) bool {
+	sp, ok := e.ev.(interface{ splits(rows int) bool })
+	return ok && sp.splits(rows)
 }
 
 // Eval writes f_θ(z)·dX/dt into dz.
