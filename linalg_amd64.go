@@ -37,3 +37,24 @@ func detectFMA() bool {
 	const avx2 = 1 << 5
 	return ebx7&avx2 != 0
 }
+
+// gemmKernel6x16 is the AVX-512 register-tile kernel of gemm
+// (linalg_amd64.s): gemmKernel6x8's computation on sixteen columns, the
+// second eight b2 elements after the first.
+//
+//go:noescape
+func gemmKernel6x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+
+// haveAVX512 reports whether the processor and the operating system support
+// AVX-512 Foundation on top of haveFMA: CPUID leaf 7 for AVX512F, XCR0 for
+// the OS saving the opmask and ZMM state (bits 5, 6 and 7).
+var haveAVX512 = haveFMA && detectAVX512()
+
+func detectAVX512() bool {
+	if xcr0, _ := xgetbv0(); xcr0&0xe6 != 0xe6 {
+		return false
+	}
+	_, ebx7, _, _ := cpuid(7, 0)
+	const avx512f = 1 << 16
+	return ebx7&avx512f != 0
+}

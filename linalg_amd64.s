@@ -121,3 +121,115 @@ overwrite:
 	STORE2ROWS(R8, Y8, Y9, Y10, Y11)
 	VZEROUPPER
 	RET
+
+// Two rows of a 6×16 tile (AVX-512): as ADD2ROWS/STORE2ROWS with 8-wide
+// halves 64 bytes apart.
+#define ADD2ROWSZ(base, a0, a1, b0, b1) \
+	VADDPD (base), a0, a0; VADDPD 64(base), a1, a1; \
+	VADDPD (base)(R12*1), b0, b0; VADDPD 64(base)(R12*1), b1, b1
+#define ADD2ROWSZ_FAR(base, a0, a1, base2, b0, b1) \
+	VADDPD (base)(R12*2), a0, a0; VADDPD 64(base)(R12*2), a1, a1; \
+	VADDPD (base2), b0, b0; VADDPD 64(base2), b1, b1
+#define STORE2ROWSZ(base, a0, a1, b0, b1) \
+	VMOVUPD a0, (base); VMOVUPD a1, 64(base); \
+	VMOVUPD b0, (base)(R12*1); VMOVUPD b1, 64(base)(R12*1)
+#define STORE2ROWSZ_FAR(base, a0, a1, base2, b0, b1) \
+	VMOVUPD a0, (base)(R12*2); VMOVUPD a1, 64(base)(R12*2); \
+	VMOVUPD b0, (base2); VMOVUPD b1, 64(base2)
+
+// One p of the 6×16 tile: B(p, 0…7) at (DI), B(p, 8…15) at (DI)(BX*1).
+#define STEP6X16 \
+	VMOVUPD      (DI), Z12; \
+	VMOVUPD      (DI)(BX*1), Z13; \
+	VBROADCASTSD (SI), Z14; \
+	VBROADCASTSD (SI)(R9*1), Z15; \
+	VFMADD231PD  Z12, Z14, Z0; \
+	VFMADD231PD  Z13, Z14, Z1; \
+	VFMADD231PD  Z12, Z15, Z2; \
+	VFMADD231PD  Z13, Z15, Z3; \
+	VBROADCASTSD (SI)(R9*2), Z14; \
+	VBROADCASTSD (R8), Z15; \
+	VFMADD231PD  Z12, Z14, Z4; \
+	VFMADD231PD  Z13, Z14, Z5; \
+	VFMADD231PD  Z12, Z15, Z6; \
+	VFMADD231PD  Z13, Z15, Z7; \
+	VBROADCASTSD (R8)(R9*1), Z14; \
+	VBROADCASTSD (R8)(R9*2), Z15; \
+	VFMADD231PD  Z12, Z14, Z8; \
+	VFMADD231PD  Z13, Z14, Z9; \
+	VFMADD231PD  Z12, Z15, Z10; \
+	VFMADD231PD  Z13, Z15, Z11; \
+	ADDQ         R10, SI; \
+	ADDQ         R10, R8; \
+	ADDQ         R11, DI
+
+// func gemmKernel6x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+//
+// The 6×16 register tile on AVX-512: the computation of gemmKernel6x8 on
+// sixteen columns, B(p, j) at b + (p·ldb + j)·8 for j < 8 and at
+// b + (p·ldb + b2 + j − 8)·8 for 8 ≤ j < 16 (b2 = 8 for a row-major B,
+// 8·kc for two adjacent packed panels). Twelve ZMM accumulators, each
+// element the same sequence of fused multiply–adds as in the 6×8 kernel,
+// so the two kernels give bit-identical tiles.
+TEXT ·gemmKernel6x16(SB), NOSPLIT, $0-73
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsA+16(FP), R9
+	MOVQ csA+24(FP), R10
+	MOVQ b+32(FP), DI
+	MOVQ ldb+40(FP), R11
+	MOVQ b2+48(FP), BX
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R12
+	SHLQ $3, R9
+	SHLQ $3, R10
+	SHLQ $3, R11
+	SHLQ $3, BX
+	SHLQ $3, R12
+	LEAQ (R9)(R9*2), R8
+	ADDQ SI, R8 // row 3 of A
+
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+
+	TESTQ CX, CX
+	JEQ   store16
+	TESTQ $1, CX
+	JEQ   pair16
+	STEP6X16
+	DECQ  CX
+	JEQ   store16
+
+pair16:
+	STEP6X16
+	STEP6X16
+	SUBQ $2, CX
+	JNZ  pair16
+
+store16:
+	LEAQ    (R12)(R12*2), R13
+	ADDQ    DX, R13 // row 3 of C
+	LEAQ    (R13)(R12*1), R8 // row 4 of C
+	MOVBLZX acc+72(FP), AX
+	TESTL   AX, AX
+	JEQ     overwrite16
+	ADD2ROWSZ(DX, Z0, Z1, Z2, Z3)
+	ADD2ROWSZ_FAR(DX, Z4, Z5, R13, Z6, Z7)
+	ADD2ROWSZ(R8, Z8, Z9, Z10, Z11)
+
+overwrite16:
+	STORE2ROWSZ(DX, Z0, Z1, Z2, Z3)
+	STORE2ROWSZ_FAR(DX, Z4, Z5, R13, Z6, Z7)
+	STORE2ROWSZ(R8, Z8, Z9, Z10, Z11)
+	VZEROUPPER
+	RET

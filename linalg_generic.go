@@ -10,3 +10,11 @@ const haveFMA = false
 func gemmKernel6x8(k int, a *float64, rsA, csA int, b *float64, ldb int, c *float64, ldc int, acc bool) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// haveAVX512 is false without the amd64 assembly kernels.
+const haveAVX512 = false
+
+// gemmKernel6x16 is never called when haveAVX512 is false.
+func gemmKernel6x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
+	panic("neuralode: no assembly kernels in this build")
+}
