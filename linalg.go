@@ -768,7 +768,7 @@ var useAVX512 = haveAVX512
 type gemmScratch struct {
 	a [gemmKC * gemmMR]float64
 	b [gemmKC * gemmNR]float64
-	c [gemmMR * gemmNR]float64
+	c [gemmMR * 2 * gemmNR]float64 // an edge tile of either kernel
 }
 
 // workerScratch is one lazily allocated gemmScratch per pool worker, for
@@ -885,6 +885,31 @@ func packRowsB(dst, src []float64, k, n, r0, r1 int) {
 	}
 }
 
+// gemmWide computes the 6×16 tile of C at row i0, column j0 (mr valid
+// rows) on gemmKernel6x16, from A at ap and B at bp (row stride bld, the
+// second eight columns b2 elements after the first); a tile with fewer than
+// 6 rows goes through s.c, as the 6×8 edge tiles do, so that the short
+// sliver left at the end of a row block still runs at the wide kernel's
+// speed.
+func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, bp *float64, bld, b2 int, i0, j0, mr, kc int, accum bool) {
+	const nw = 2 * gemmNR
+	if mr == gemmMR {
+		gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &c[i0*ldc+j0], ldc, accum)
+		return
+	}
+	t := s.c[:]
+	if accum {
+		clear(t)
+		for i := 0; i < mr; i++ {
+			copy(t[i*nw:i*nw+nw], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nw])
+		}
+	}
+	gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
+	for i := 0; i < mr; i++ {
+		copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nw], t[i*nw:i*nw+nw])
+	}
+}
+
 // gemm sets C = A·B (acc false) or adds A·B to C (acc true) for m×n C with
 // row stride ldc, A(i, p) = a[i·rsA + p·csA] and B k×n, either row-major
 // with row stride ldb (packed false) or in packB's layout (packed true,
@@ -933,12 +958,12 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 					ap, ars, acs = &s.a[0], 1, gemmMR
 				}
 				for j0 := jc; j0 < jc+nc; j0 += gemmNR {
-					if wide && mr == gemmMR && j0+2*gemmNR <= min(n, jc+nc) {
+					if wide && j0+2*gemmNR <= min(n, jc+nc) {
 						// Two full panels on the AVX-512 kernel.
 						if packed {
-							gemmKernel6x16(kc, ap, ars, acs, &b[p0*npad+j0*kc], gemmNR, gemmNR*kc, &c[i0*ldc+j0], ldc, accum)
+							gemmWide(s, c, ldc, ap, ars, acs, &b[p0*npad+j0*kc], gemmNR, gemmNR*kc, i0, j0, mr, kc, accum)
 						} else {
-							gemmKernel6x16(kc, ap, ars, acs, &b[p0*ldb+j0], ldb, gemmNR, &c[i0*ldc+j0], ldc, accum)
+							gemmWide(s, c, ldc, ap, ars, acs, &b[p0*ldb+j0], ldb, gemmNR, i0, j0, mr, kc, accum)
 						}
 						j0 += gemmNR
 						continue
