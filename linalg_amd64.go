@@ -46,8 +46,10 @@ func detectFMA() bool {
 func gemmKernel6x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
 
 // haveAVX512 reports whether the processor and the operating system support
-// AVX-512 Foundation on top of haveFMA: CPUID leaf 7 for AVX512F, XCR0 for
-// the OS saving the opmask and ZMM state (bits 5, 6 and 7).
+// AVX-512 Foundation and Doubleword/Quadword on top of haveFMA: CPUID leaf 7
+// for AVX512F and AVX512DQ (the activation kernel's sign-bit masks and
+// logical operations on ZMM registers), XCR0 for the OS saving the opmask
+// and ZMM state (bits 5, 6 and 7).
 var haveAVX512 = haveFMA && detectAVX512()
 
 func detectAVX512() bool {
@@ -55,6 +57,6 @@ func detectAVX512() bool {
 		return false
 	}
 	_, ebx7, _, _ := cpuid(7, 0)
-	const avx512f = 1 << 16
-	return ebx7&avx512f != 0
+	const avx512f, avx512dq = 1 << 16, 1 << 17
+	return ebx7&(avx512f|avx512dq) == avx512f|avx512dq
 }

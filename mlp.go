@@ -1386,7 +1386,17 @@ func activationAVX(row, drow, bias []float64, mode int) ([]float64, []float64, [
 		drow = drow[:len(row)]
 		dp = &drow[0]
 	}
-	activationRowAVX(&row[0], dp, &bias[0], n, mode)
+	if n8 := n &^ 7; useAVX512 && n8 > 0 {
+		activationRowAVX512(&row[0], dp, &bias[0], n8, mode)
+		if n8 < n {
+			if dp != nil {
+				dp = &drow[n8]
+			}
+			activationRowAVX(&row[n8], dp, &bias[n8], n-n8, mode)
+		}
+	} else {
+		activationRowAVX(&row[0], dp, &bias[0], n, mode)
+	}
 	if drow != nil {
 		drow = drow[n:]
 	}

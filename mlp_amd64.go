@@ -8,3 +8,9 @@ package neuralode
 //
 //go:noescape
 func activationRowAVX(row, drow, bias *float64, n, mode int)
+
+// activationRowAVX512 is activationRowAVX on eight lanes (AVX-512 F and
+// DQ), for n a multiple of 8, bit-identical to it.
+//
+//go:noescape
+func activationRowAVX512(row, drow, bias *float64, n, mode int)

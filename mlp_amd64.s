@@ -313,3 +313,136 @@ next:
 done:
 	VZEROUPPER
 	RET
+
+// LINEAR512 is LINEAR on ZMM registers, the coefficients broadcast from the
+// constant table.
+#define LINEAR512(c0, c1, x, dst) VBROADCASTSD c0, dst; VFMADD231PD.BCST c1, x, dst
+
+#define EXPM1_REDUCE512 \
+	VBROADCASTSD C_MAGIC, Z3; \
+	VFMADD231PD.BCST C_LOG2E, Z1, Z3; \
+	VSUBPD.BCST C_MAGIC, Z3, Z5; \
+	VMOVAPD Z1, Z4; \
+	VFMADD231PD.BCST C_MLN2HI, Z5, Z4; \
+	VFMADD231PD.BCST C_MLN2LO, Z5, Z4; \
+	VMULPD Z4, Z4, Z6; \
+	VMULPD Z6, Z6, Z7; \
+	LINEAR512(C_P8, C_P9, Z4, Z5); \
+	LINEAR512(C_P6, C_P7, Z4, Z8); \
+	LINEAR512(C_P4, C_P5, Z4, Z9); \
+	VFMADD231PD Z8, Z6, Z9; \
+	LINEAR512(C_P2, C_P3, Z4, Z8); \
+	LINEAR512(C_P0, C_P1, Z4, Z2); \
+	VFMADD231PD Z8, Z6, Z2; \
+	VFMADD231PD Z9, Z7, Z2; \
+	VMULPD Z7, Z7, Z7; \
+	VFMADD231PD Z5, Z7, Z2; \
+	VMULPD Z6, Z2, Z2; \
+	VADDPD Z4, Z2, Z2
+
+// func activationRowAVX512(row, drow, bias *float64, n, mode int)
+//
+// activationRowAVX on eight lanes (AVX-512 F and DQ), for n a multiple of 8:
+// the same operations in the same order on every lane, the blends done by
+// the sign-bit mask (VPMOVQ2M), ⌊k/2⌋ by VRNDSCALEPD, so that both kernels
+// give bit-identical rows.
+TEXT ·activationRowAVX512(SB), NOSPLIT, $0-40
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JEQ  done512
+	MOVQ mode+32(FP), DX
+	MOVQ row+0(FP), SI
+	MOVQ drow+8(FP), DI
+	MOVQ bias+16(FP), BX
+loop512:
+	VMOVUPD (SI), Z0
+	VADDPD  (BX), Z0, Z0 // u
+	VANDPD.BCST  C_ABSMASK, Z0, Z1   // |u|
+	TESTQ   DX, DX
+	JNE     expneg512
+	VBROADCASTSD C_TANHSAT, Z2
+	VMINPD  Z1, Z2, Z1   // min(|u|, 22), NaN kept
+	VMULPD.BCST  C_MTWO, Z1, Z1   // y = −2·min(|u|, 22)
+	EXPM1_REDUCE512
+	VPADDQ.BCST C_BIAS1023, Z3, Z5 // 2ᵏ: (bits(t) + 1023) << 52, the exponent field
+	VPSLLQ $52, Z5, Z5
+	VSUBPD.BCST C_ONE, Z5, Z6 // 2ᵏ − 1 (exact)
+	VFMADD231PD Z2, Z5, Z6 // m = 2ᵏ·expm1(r) + (2ᵏ − 1) = expm1(y)
+	VADDPD.BCST C_TWO, Z6, Z7 // 2 + m
+	VXORPD Z8, Z8, Z8
+	VSUBPD Z6, Z8, Z6
+	VDIVPD Z7, Z6, Z6 // |tanh u| = −m/(2 + m)
+	VANDPD.BCST C_SIGNMASK, Z0, Z0
+	VORPD Z0, Z6, Z6 // h = copysign(|tanh u|, u)
+	VBROADCASTSD C_ONE, Z7
+	VFNMADD231PD Z6, Z6, Z7 // 1 − h²
+	JMP store512
+expneg512:
+	VBROADCASTSD C_SPMAX, Z2
+	VMINPD Z1, Z2, Z1 // min(|u|, 750), NaN kept
+	VXORPD Z2, Z2, Z2
+	VSUBPD Z1, Z2, Z1 // y = −min(|u|, 750)
+	EXPM1_REDUCE512
+	VADDPD.BCST C_ONE, Z2, Z2 // exp(r)
+	VSUBPD.BCST C_MAGIC, Z3, Z5 // k
+	VMULPD.BCST C_HALF, Z5, Z6
+	VRNDSCALEPD $1, Z6, Z6 // k₁ = ⌊k/2⌋: 2ᵏ as two normal factors 2^k₁·2^(k−k₁)
+	VSUBPD Z6, Z5, Z5
+	VADDPD.BCST C_MAGIC, Z6, Z6
+	VADDPD.BCST C_MAGIC, Z5, Z5
+	VPADDQ.BCST C_BIAS1023, Z6, Z6 // 2ᵏ: (bits(t) + 1023) << 52, the exponent field
+	VPSLLQ $52, Z6, Z6
+	VPADDQ.BCST C_BIAS1023, Z5, Z5 // 2ᵏ: (bits(t) + 1023) << 52, the exponent field
+	VPSLLQ $52, Z5, Z5
+	VMULPD Z6, Z2, Z2
+	VMULPD Z5, Z2, Z2 // e = e^−|u|, rounded once even when subnormal
+	VADDPD.BCST C_ONE, Z2, Z13 // 1 + e
+	VBROADCASTSD C_ONE, Z12
+	VPMOVQ2M Z0, K1
+	VBLENDMPD Z2, Z12, K1, Z12 // u < 0 ? e : 1 (by the sign bit)
+	VDIVPD Z13, Z12, Z12 // σ(u)
+	CMPQ DX, $1
+	JNE sigmoid512
+	VADDPD Z2, Z2, Z3
+	VADDPD.BCST C_TWO, Z2, Z4
+	VDIVPD Z4, Z3, Z3 // t = 2e/(2 + e); log1p(e) = 2·atanh(t/2)
+	VMULPD Z3, Z3, Z4
+	VMULPD.BCST C_QUARTER, Z4, Z4 // x = (t/2)²
+	VMULPD Z4, Z4, Z5 // x²
+	VMULPD Z5, Z5, Z6 // x⁴
+	LINEAR512(C_Q8, C_Q9, Z4, Z7)
+	LINEAR512(C_Q6, C_Q7, Z4, Z8)
+	LINEAR512(C_Q4, C_Q5, Z4, Z9)
+	VFMADD231PD Z8, Z5, Z9
+	LINEAR512(C_Q2, C_Q3, Z4, Z8)
+	LINEAR512(C_Q0, C_Q1, Z4, Z10)
+	VFMADD231PD Z8, Z5, Z10
+	VFMADD231PD Z9, Z6, Z10
+	VMULPD Z6, Z6, Z6 // x⁸
+	VFMADD231PD Z7, Z6, Z10 // Q(x), Estrin's scheme
+	VMULPD Z4, Z10, Z10
+	VFMADD213PD Z3, Z3, Z10 // log1p(e) = t + t·x·Q(x)
+	VXORPD Z6, Z6, Z6
+	VBLENDMPD Z6, Z0, K1, Z6 // max(u, 0) by the sign bit
+	VADDPD Z10, Z6, Z6 // softplus(u)
+	VMOVAPD Z12, Z7
+	JMP store512
+sigmoid512:
+	VMOVAPD Z12, Z6
+	VBROADCASTSD C_ONE, Z7
+	VSUBPD Z12, Z7, Z7 // 1 − σ
+	VMULPD Z12, Z7, Z7 // σ(1 − σ)
+store512:
+	VMOVUPD Z6, (SI)
+	TESTQ   DI, DI
+	JEQ     next512
+	VMOVUPD Z7, (DI)
+	ADDQ    $64, DI
+next512:
+	ADDQ $64, SI
+	ADDQ $64, BX
+	DECQ CX
+	JNZ  loop512
+done512:
+	VZEROUPPER
+	RET

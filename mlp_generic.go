@@ -6,3 +6,8 @@ package neuralode
 func activationRowAVX(row, drow, bias *float64, n, mode int) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// activationRowAVX512 is never called when haveAVX512 is false.
+func activationRowAVX512(row, drow, bias *float64, n, mode int) {
+	panic("neuralode: no assembly kernels in this build")
+}

@@ -1246,6 +1246,39 @@ func TestActivationRows(t *testing.T) {
 	}
 }
 
+// TestActivationAVX512MatchesAVX2: the eight-lane activation kernel
+// computes every element with the operations of the four-lane one, so rows
+// (values and derivatives, for tanh, softplus and sigmoid, lengths that
+// leave remainders for the narrower kernel and for Go) are bit-identical
+// with and without it, special values included.
+func TestActivationAVX512MatchesAVX2(t *testing.T) {
+	if !haveAVX512 {
+		t.Skip("no AVX-512 on this machine (or a purego build)")
+	}
+	defer func() { useAVX512 = haveAVX512 }()
+	var us []float64
+	activationSweep(760, 40_000, func(u float64) { us = append(us, u) })
+	us = append(us, 0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.NaN(), -math.NaN(), 1e-300, -5e-324, 1e300, -1e300, 22, -22, 30, -30, 750, -750)
+	for _, n := range []int{len(us), len(us) - 1, len(us) - 4, len(us) - 5, 12, 8, 4} {
+		u := us[len(us)-n:]
+		bias := make([]float64, n)
+		for j := range bias {
+			bias[j] = 0.25 * float64(j%3-1)
+		}
+		for _, act := range []Activation{Tanh, Softplus, Sigmoid} {
+			var rows, drows [2][]float64
+			for i, wide := range []bool{true, false} {
+				useAVX512 = wide
+				rows[i], drows[i] = slices.Clone(u), make([]float64, n)
+				biasActivate(act, rows[i], drows[i], bias, 1)
+			}
+			if !sameBits(rows[0], rows[1]) || !sameBits(drows[0], drows[1]) {
+				t.Errorf("%v, %d elements: AVX-512 and AVX2 rows differ", act, n)
+			}
+		}
+	}
+}
+
 // TestTanhFastAccuracy bounds tanhFast against math.Tanh over a dense sweep
 // of |x| ≤ 25 (beyond the saturation point) and checks special values.
 func TestTanhFastAccuracy(t *testing.T) {
