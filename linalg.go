@@ -953,7 +953,11 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 			for i0 := 0; i0 < m; i0 += gemmMR {
 				mr := min(gemmMR, m-i0)
 				ap, ars, acs := &a[i0*rsA+p0*csA], rsA, csA
-				if mr < gemmMR || n > 2*gemmNR {
+				// A sliver that serves more than two 16-column tiles
+				// is copied first (see packA); for fewer the copy costs
+				// more than it saves. An edge sliver is always copied, to
+				// pad it.
+				if mr < gemmMR || n > 4*gemmNR {
 					packA(s.a[:kc*gemmMR], a[i0*rsA+p0*csA:], rsA, csA, mr)
 					ap, ars, acs = &s.a[0], 1, gemmMR
 				}

@@ -3,14 +3,15 @@
 package neuralode
 
 // activationRowAVX is the AVX2 kernel of tanhRow (mode 0), softplusRow
-// (mode 1) and sigmoidRow (mode 2) for n a multiple of 4 (mlp_amd64.s);
-// drow may be nil.
+// (mode 1) and sigmoidRow (mode 2) on rows consecutive rows of n elements,
+// n a multiple of 4, each row with the same bias (mlp_amd64.s); drow may
+// be nil.
 //
 //go:noescape
-func activationRowAVX(row, drow, bias *float64, n, mode int)
+func activationRowAVX(row, drow, bias *float64, n, rows, mode int)
 
 // activationRowAVX512 is activationRowAVX on eight lanes (AVX-512 F and
 // DQ), for n a multiple of 8, bit-identical to it.
 //
 //go:noescape
-func activationRowAVX512(row, drow, bias *float64, n, mode int)
+func activationRowAVX512(row, drow, bias *float64, n, rows, mode int)

@@ -206,22 +206,29 @@ GLOBL actc<>(SB), RODATA|NOPTR, $1088
 	VMULPD Y6, Y2, Y2; \
 	VADDPD Y4, Y2, Y2
 
-// func activationRowAVX(row, drow, bias *float64, n, mode int)
+// func activationRowAVX(row, drow, bias *float64, n, rows, mode int)
 //
-// For j < n (a multiple of 4), u = row[j] + bias[j], four lanes at a time
+// For rows consecutive rows of n elements (n a multiple of 4) and j < n,
+// u = row[j] + bias[j], four lanes at a time
 // with fused multiply–adds, by the formulas of mlp.go:
 //   - mode 0 (tanhFast): row[j] = h = tanh(u), drow[j] = 1 − h²;
 //   - mode 1 (expNegAbs, softplusFromE): row[j] = softplus(u), drow[j] = σ(u);
 //   - mode 2: row[j] = s = σ(u), drow[j] = s(1 − s).
 // drow may be nil.
-TEXT ·activationRowAVX(SB), NOSPLIT, $0-40
-	MOVQ n+24(FP), CX
-	SHRQ $2, CX
+TEXT ·activationRowAVX(SB), NOSPLIT, $0-48
+	MOVQ n+24(FP), R9
+	SHRQ $2, R9 // iterations per row
 	JEQ  done
-	MOVQ mode+32(FP), DX
+	MOVQ rows+32(FP), R8
+	TESTQ R8, R8
+	JEQ  done
+	MOVQ mode+40(FP), DX
 	MOVQ row+0(FP), SI
 	MOVQ drow+8(FP), DI
-	MOVQ bias+16(FP), BX
+	MOVQ bias+16(FP), R10
+rows:
+	MOVQ R9, CX
+	MOVQ R10, BX // the bias restarts with every row
 loop:
 	VMOVUPD (SI), Y0
 	VADDPD  (BX), Y0, Y0 // u
@@ -310,6 +317,8 @@ next:
 	ADDQ $32, BX
 	DECQ CX
 	JNZ  loop
+	DECQ R8
+	JNZ  rows
 done:
 	VZEROUPPER
 	RET
@@ -340,20 +349,26 @@ done:
 	VMULPD Z6, Z2, Z2; \
 	VADDPD Z4, Z2, Z2
 
-// func activationRowAVX512(row, drow, bias *float64, n, mode int)
+// func activationRowAVX512(row, drow, bias *float64, n, rows, mode int)
 //
 // activationRowAVX on eight lanes (AVX-512 F and DQ), for n a multiple of 8:
 // the same operations in the same order on every lane, the blends done by
 // the sign-bit mask (VPMOVQ2M), ⌊k/2⌋ by VRNDSCALEPD, so that both kernels
 // give bit-identical rows.
-TEXT ·activationRowAVX512(SB), NOSPLIT, $0-40
-	MOVQ n+24(FP), CX
-	SHRQ $3, CX
+TEXT ·activationRowAVX512(SB), NOSPLIT, $0-48
+	MOVQ n+24(FP), R9
+	SHRQ $3, R9 // iterations per row
 	JEQ  done512
-	MOVQ mode+32(FP), DX
+	MOVQ rows+32(FP), R8
+	TESTQ R8, R8
+	JEQ  done512
+	MOVQ mode+40(FP), DX
 	MOVQ row+0(FP), SI
 	MOVQ drow+8(FP), DI
-	MOVQ bias+16(FP), BX
+	MOVQ bias+16(FP), R10
+rows512:
+	MOVQ R9, CX
+	MOVQ R10, BX // the bias restarts with every row
 loop512:
 	VMOVUPD (SI), Z0
 	VADDPD  (BX), Z0, Z0 // u
@@ -443,6 +458,8 @@ next512:
 	ADDQ $64, BX
 	DECQ CX
 	JNZ  loop512
+	DECQ R8
+	JNZ  rows512
 done512:
 	VZEROUPPER
 	RET

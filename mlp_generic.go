@@ -3,11 +3,11 @@
 package neuralode
 
 // activationRowAVX is never called when haveFMA is false.
-func activationRowAVX(row, drow, bias *float64, n, mode int) {
+func activationRowAVX(row, drow, bias *float64, n, rows, mode int) {
 	panic("neuralode: no assembly kernels in this build")
 }
 
 // activationRowAVX512 is never called when haveAVX512 is false.
-func activationRowAVX512(row, drow, bias *float64, n, mode int) {
+func activationRowAVX512(row, drow, bias *float64, n, rows, mode int) {
 	panic("neuralode: no assembly kernels in this build")
 }
