@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
-	"time"
 )
 
 // tanhField is a small hand-differentiated field, independent of the MLP:
@@ -753,18 +752,7 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	m, z0, ts, targets := gradBenchProblem(t, 4, 64, 64)
-	// Let the helpers of earlier tests' solvers finish first, so that they
-	// are not counted as (or mistaken for) this test's.
-	base := runtime.NumGoroutine()
-	for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); {
-		runtime.GC()
-		time.Sleep(20 * time.Millisecond)
-		n := runtime.NumGoroutine()
-		if n == base {
-			break
-		}
-		base = n
-	}
+	base := settledGoroutines()
 	// The solvers stay reachable until the helpers are counted: a garbage
 	// collection in the loop would otherwise finalize the early ones and
 	// the count could fall back to base before the check.

@@ -514,7 +514,7 @@ func TestCNFLogDensityStopsHelpers(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	c := newTestCNF(t, 2, []int{64, 64}, Tanh, true, CNFOptions{}, 5)
 	x := randSlice(rand.New(rand.NewPCG(1, 1)), 2*2000)
-	base := runtime.NumGoroutine()
+	base := settledGoroutines()
 	if err := c.LogDensity(x, 0, 1, Options{RTol: 1e-3, ATol: 1e-3}, make([]float64, 2000)); err != nil {
 		t.Fatal(err)
 	}

@@ -862,7 +862,7 @@ func TestMLPHelpersStop(t *testing.T) {
 		t.Skip("WebAssembly runs one thread: the pool never starts helpers")
 	}
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
-	base := runtime.NumGoroutine()
+	base := settledGoroutines()
 	// The evaluators stay reachable until the helpers are counted: a
 	// collection in the loop could otherwise stop them before the count.
 	var live []Evaluator
@@ -877,6 +877,24 @@ func TestMLPHelpersStop(t *testing.T) {
 		}
 	})
 	expectHelpersStop(t, base, live)
+}
+
+// settledGoroutines returns the number of goroutines once the helpers of
+// earlier tests' evaluators and solvers have stopped (collections run their
+// finalizers), so that they are neither counted as a test's own helpers nor
+// mistaken for helpers that failed to stop.
+func settledGoroutines() int {
+	base := runtime.NumGoroutine()
+	for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+		n := runtime.NumGoroutine()
+		if n == base {
+			break
+		}
+		base = n
+	}
+	return base
 }
 
 // expectHelpersStop fails t unless more goroutines than base are running

@@ -213,6 +213,11 @@ func (h *poolHelper) await(seen uint64, quit chan struct{}) bool {
 		}
 		runtime.Gosched()
 		if time.Since(start) < poolSpin {
+			select {
+			case <-quit:
+				return false
+			default:
+			}
 			continue
 		}
 		h.parked.Store(seen + 1)
