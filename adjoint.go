@@ -46,10 +46,10 @@ const (
 	// backward tolerances instead of the node-count rule: every accepted
 	// backward step (its norm also bounding Σ_b ∫a, the parameter adjoint
 	// of a constant added to f) is recorded with its dense output, and each
-	// observation interval is integrated by an adaptive Gauss–Legendre rule, checked per
-	// parameter tensor by the decay of the integrand's Legendre coefficients
-	// and by a Gauss–Kronrod extension, and bisected where the estimate
-	// exceeds rtol·|integral| + atol (see gqaMethod).
+	// observation interval is integrated by an adaptive Gauss–Legendre
+	// rule, checked per parameter tensor by the decay of the integrand's
+	// Legendre coefficients and by a Gauss–Kronrod extension, and bisected
+	// where the estimate exceeds rtol·|integral| + atol (see gqaMethod).
 	GQAdaptive
 	// GQAdaptiveInterp is GQAdaptive with z(τ) from the forward solve's
 	// dense output, as in GQInterpAdjoint.
@@ -1318,9 +1318,10 @@ func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 // shift q' = −Σ_b a_b, in its error norm (see gqaMethod.rhs): without it the
 // [z, a] norm alone can let the steps run longer than the adjoint's, whose
 // parameter channels also bound them, and the quadrature then inherits the
-// coarser [z, a] solution (case1 at 1e-8: 7× the adjoint's error). dL/dθ = ∫ a(τ)ᵀ ∂f/∂θ(τ, z(τ)) dτ is then integrated
-// on each observation interval (between break points) by an adaptive
-// Gauss–Legendre rule whose node count is set by the backward tolerances:
+// coarser [z, a] solution (case1 at 1e-8: 7× the adjoint's error).
+// dL/dθ = ∫ a(τ)ᵀ ∂f/∂θ(τ, z(τ)) dτ is then integrated on each observation
+// interval (between break points) by an adaptive Gauss–Legendre rule whose
+// node count is set by the backward tolerances:
 //
 //  1. A panel (initially the whole interval) gets an n-point Gauss rule,
 //     n = max(6, steps/2 + ⌈log₁₀(1/rtol)⌉) from the interval's backward
