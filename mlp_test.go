@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -925,6 +926,48 @@ func TestTaskPoolPanic(t *testing.T) {
 			t.Fatalf("task %d ran %d times", i, h)
 		}
 	}
+}
+
+// TestTaskPoolHandOff: many short jobs in a row, with task counts that
+// change from job to job and pauses longer than the spin window now and
+// then (so that helpers and the caller go through both the spinning and
+// the blocking hand-off), run every task of every job exactly once and
+// never run a job's task after run has returned. A lost or stale wake-up
+// shows as a hang (the test binary's timeout), a count off by one, or a
+// race report under -race.
+func TestTaskPoolHandOff(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
+	p := new(taskPool)
+	defer p.close()
+	var counts [5]int
+	jobs := 20000
+	if testing.Short() {
+		jobs = 4000
+	}
+	for it := 0; it < jobs; it++ {
+		n := 1 + it%len(counts)
+		var ran [5]atomic.Int32
+		p.run(n, func(i int) {
+			ran[i].Add(1)
+			if it%500 == 0 {
+				time.Sleep(2 * poolSpin)
+			}
+		})
+		for i := range ran {
+			want := int32(0)
+			if i < n {
+				want = 1
+			}
+			if got := ran[i].Load(); got != want {
+				t.Fatalf("job %d (%d tasks): task %d ran %d times", it, n, i, got)
+			}
+			counts[i] += int(ran[i].Load())
+		}
+		if it%1500 == 0 {
+			time.Sleep(3 * poolSpin)
+		}
+	}
+	t.Log("tasks run per index:", counts)
 }
 
 var calibrate = flag.Bool("calibrate", false, "run the calibration of the parallel thresholds (TestCalibrate*)")

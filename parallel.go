@@ -54,9 +54,9 @@ type taskPool struct {
 	next   atomic.Int64
 	gen    uint64 // jobs posted
 
-	pending  atomic.Int32 // helpers of the current job still working
-	sleeping atomic.Bool  // the caller is (about to be) blocked on done
-	done     chan struct{}
+	pending atomic.Int32  // helpers of the current job still working
+	waiting atomic.Uint64 // job the caller is (about to be) blocked on done for; 0: none
+	done    chan struct{}
 
 	mu       sync.Mutex
 	panicked bool
@@ -65,9 +65,9 @@ type taskPool struct {
 
 // poolHelper is the hand-off state of one helper goroutine.
 type poolHelper struct {
-	job      atomic.Uint64 // generation of the last job posted to it
-	sleeping atomic.Bool   // it is (about to be) blocked on wake
-	wake     chan struct{}
+	job    atomic.Uint64 // generation of the last job posted to it
+	parked atomic.Uint64 // 1 + the job after which it is (about to be) blocked on wake; 0: not blocking
+	wake   chan struct{}
 }
 
 // maxPoolHelpers bounds the helpers of one pool; the task partitions never
@@ -136,12 +136,14 @@ func (p *taskPool) runJob(ntasks int, task func(int), taskW func(int, int)) {
 }
 
 // post hands job gen to the helper: a spinning helper sees the new job
-// word; one that announced it is blocking gets a token on wake. The helper
-// re-checks the job word after announcing, so either it sees the job or
-// this sees the announcement.
+// word; one that announced it blocks after the job this replaces gets a
+// token on wake. The helper re-checks the job word after announcing, so
+// either it sees the job or this sees the announcement. The announcement
+// names the job it follows, so that a post delayed until the helper has
+// already run the job and parked again cannot wake it for nothing.
 func (h *poolHelper) post(gen uint64) {
-	h.job.Store(gen)
-	if h.sleeping.Load() && h.sleeping.CompareAndSwap(true, false) {
+	prev := h.job.Swap(gen)
+	if h.parked.Load() == prev+1 && h.parked.CompareAndSwap(prev+1, 0) {
 		h.wake <- struct{}{}
 	}
 }
@@ -149,7 +151,9 @@ func (h *poolHelper) post(gen uint64) {
 // wait returns when every helper of the current job has finished: it spins
 // for poolSpin, yielding its processor every so often (a helper woken from
 // sleep may be queued on it), then blocks on done. The helper that finishes
-// last signals done if the caller announced that it blocks.
+// the job last signals done if the caller announced that it blocks for this
+// job: the announcement names the job, so that a helper still on its way
+// out of the previous one cannot wake the caller early.
 func (p *taskPool) wait() {
 	start := time.Now()
 	for spins := 1; p.pending.Load() != 0; spins++ {
@@ -160,8 +164,8 @@ func (p *taskPool) wait() {
 		if time.Since(start) < poolSpin {
 			continue
 		}
-		p.sleeping.Store(true)
-		if p.pending.Load() == 0 && p.sleeping.CompareAndSwap(true, false) {
+		p.waiting.Store(p.gen)
+		if p.pending.Load() == 0 && p.waiting.CompareAndSwap(p.gen, 0) {
 			return
 		}
 		<-p.done
@@ -191,7 +195,7 @@ func (p *taskPool) helper(h *poolHelper, id int) {
 		}
 		seen = h.job.Load()
 		p.claim(id)
-		if p.pending.Add(-1) == 0 && p.sleeping.Load() && p.sleeping.CompareAndSwap(true, false) {
+		if p.pending.Add(-1) == 0 && p.waiting.Load() == seen && p.waiting.CompareAndSwap(seen, 0) {
 			p.done <- struct{}{}
 		}
 	}
@@ -211,9 +215,9 @@ func (h *poolHelper) await(seen uint64, quit chan struct{}) bool {
 		if time.Since(start) < poolSpin {
 			continue
 		}
-		h.sleeping.Store(true)
+		h.parked.Store(seen + 1)
 		if h.job.Load() != seen {
-			if !h.sleeping.CompareAndSwap(true, false) {
+			if !h.parked.CompareAndSwap(seen+1, 0) {
 				<-h.wake // post took the announcement and sends a token
 			}
 			return true
