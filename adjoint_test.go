@@ -902,9 +902,16 @@ func TestGQAdaptiveBisects(t *testing.T) {
 
 // TestGQAdaptiveCases: on the PyTorch cases at rtol = atol ∈ {1e-4, 1e-6,
 // 1e-8}, GQAdaptive's error against the 1e-12 reference is within 2× of the
-// seminorm adjoint's (the same backward ODE with the quadrature done by the
-// Runge–Kutta weights), where the published rule at C = 0.1 is up to 10³×
-// worse.
+// better of the adjoint and the seminorm adjoint (issue 14's criterion),
+// where the published rule at C = 0.1 is up to 10³× worse. Without the
+// shift channel (gqaMethod.rhs) case1 fails at 1e-8 (7.4×: the adjoint's
+// output-bias group adds a backward step, the [z, a] norm does not).
+//
+// Where the better error is below tol/1000 the comparison is between step
+// sequences that all meet the tolerance a thousandfold, decided by the
+// first step and the growth limit, and the reference itself errs by up to
+// 1.7e-10 (case1: torchdiffeq's 1e-12 solve against Direct at 1e-13);
+// there 3× is allowed.
 func TestGQAdaptiveCases(t *testing.T) {
 	for _, path := range caseFiles {
 		lc := loadCaseFixture(t, path)
@@ -914,9 +921,15 @@ func TestGQAdaptiveCases(t *testing.T) {
 				r := gradFor(t, lc.m, lc.z0, lc.c.T, lc.targets, GradOptions{Method: m, Forward: Options{RTol: tol, ATol: tol}})
 				return relErr(r.Params, ref)
 			}
-			semi, adapt := errOf(SeminormAdjoint), errOf(GQAdaptive)
-			if adapt > 2*semi {
-				t.Errorf("%s tol %g: gq-adaptive error %g, seminorm %g", lc.c.Name, tol, adapt, semi)
+			adj, semi, adapt := errOf(Adjoint), errOf(SeminormAdjoint), errOf(GQAdaptive)
+			best := math.Min(adj, semi)
+			limit := 2.0
+			if best < tol/1000 {
+				limit = 3
+			}
+			t.Logf("%s tol %g: gq-adaptive %.3g, adjoint %.3g, seminorm %.3g (%.2f×)", lc.c.Name, tol, adapt, adj, semi, adapt/best)
+			if adapt > limit*best {
+				t.Errorf("%s tol %g: gq-adaptive error %g > %g× the better of adjoint %g and seminorm %g", lc.c.Name, tol, adapt, limit, adj, semi)
 			}
 		}
 	}

@@ -154,16 +154,16 @@ func sweepPoint(p *benchProblem, tol float64, cfg sweepConfig) ([]*sweepRow, err
 }
 
 // sweepChart draws gradient error against median time, one line per method
-// through its tolerances, both on log scales (time as log₁₀ seconds), so
-// that the cheapest method for a required accuracy is the lowest-leftmost.
+// through its tolerances, on log–log axes, so that the cheapest method for a
+// required accuracy is the lowest-leftmost.
 func sweepChart(dir string, p *benchProblem, methods []string, rows []*sweepRow) (string, error) {
 	pl := &lineChart{Title: fmt.Sprintf("Gradient error vs time, %s (rtol = atol swept)", p.name),
-		XLabel: "log₁₀ seconds per gradient (median)", YLabel: "relative gradient error", LogY: true}
+		XLabel: "seconds per gradient (median, log scale)", YLabel: "relative gradient error", LogY: true, LogX: true}
 	for _, m := range methods {
 		s := lineSeries{Name: m, Markers: true}
 		for _, r := range rows {
 			if r.Method == m && r.SecondsMedian > 0 {
-				s.X = append(s.X, math.Log10(r.SecondsMedian))
+				s.X = append(s.X, r.SecondsMedian)
 				s.Y = append(s.Y, math.Max(r.GradRelErr, 1e-16))
 			}
 		}

@@ -572,8 +572,19 @@ func TestBenchSweep(t *testing.T) {
 	if !(errAt["gq-adaptive1e-06"] < errAt["gq-adaptive0.001"]) {
 		t.Errorf("tightening the tolerance did not reduce gq-adaptive's error: %v", errAt)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "sweep-2x4x3.svg")); err != nil {
-		t.Errorf("chart: %v", err)
+	// A log–log chart: time ticks are labelled in seconds at powers of ten
+	// (or their 2 and 5 multiples), not as log₁₀ values on a linear axis.
+	svg, err := os.ReadFile(filepath.Join(dir, "sweep-2x4x3.svg"))
+	if err != nil {
+		t.Fatalf("chart: %v", err)
+	}
+	if s := string(svg); strings.Contains(s, "log₁₀") || !strings.Contains(s, "log scale") || !strings.Contains(s, "10⁻") {
+		t.Errorf("sweep chart is not log–log:\n%s", s)
+	}
+	for _, m := range []string{"seminorm", "gq-adaptive"} {
+		if !strings.Contains(string(svg), ">"+m+"</text>") {
+			t.Errorf("legend lacks the full name %q", m)
+		}
 	}
 	if code, _, errs := runCLI("bench", "--sweep", "--sweep-tols", "1e-3,x", "--out", dir); code != 2 {
 		t.Errorf("bad --sweep-tols: exit %d (%s), want 2", code, errs)

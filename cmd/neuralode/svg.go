@@ -84,6 +84,7 @@ type bandSeries struct {
 type lineChart struct {
 	Title, XLabel, YLabel string
 	LogY                  bool // logarithmic y axis (decade ticks)
+	LogX                  bool // logarithmic x axis fitted to the data (logSpanAxis); X ≤ 0 is skipped
 	Series                []lineSeries
 	Bands                 []bandSeries
 }
@@ -343,6 +344,68 @@ func logTicks(lo, hi float64, maxLabels int) (ticks []float64, axisLo, axisHi fl
 	return a.ticks, a.lo, a.hi
 }
 
+// logSpanAxis is a logarithmic axis over [lo, hi] itself, padded by 4% of
+// its log span (and at least a third of a decade wide), instead of being
+// widened to whole decades as logAxis is: a time axis whose data span one
+// decade would otherwise use a third of the plot. Labelled ticks are at 1, 2
+// and 5 times powers of ten; only the powers (every k-th) when those are
+// more than target, every multiple when they are fewer than two. The other
+// integer multiples are minor ticks.
+func logSpanAxis(lo, hi float64, target int) axis {
+	if !(lo > 0) || !(hi > 0) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
+		lo, hi = 1, 10
+	}
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	l0, l1 := math.Log10(math.Max(lo, 1e-300)), math.Log10(math.Min(hi, 1e300))
+	if l1-l0 < 1.0/3 {
+		mid := (l0 + l1) / 2
+		l0, l1 = mid-1.0/6, mid+1.0/6
+	}
+	pad := 0.04 * (l1 - l0)
+	l0, l1 = l0-pad, l1+pad
+	a := axis{lo: math.Pow(10, l0), hi: math.Pow(10, l1), log: true}
+	dlo, dhi := int(math.Floor(l0)), int(math.Ceil(l1))
+	// The multiples in range for a set of labelled mantissas.
+	count := func(labelled func(m, d int) bool) int {
+		k := 0
+		for d := dlo; d <= dhi; d++ {
+			for m := 1; m <= 9; m++ {
+				if v := float64(m) * math.Pow(10, float64(d)); labelled(m, d) && v >= a.lo && v <= a.hi {
+					k++
+				}
+			}
+		}
+		return k
+	}
+	target = max(target, 2)
+	labelled := func(m, d int) bool { return m == 1 || m == 2 || m == 5 }
+	decades := func(m, d int) bool { return m == 1 }
+	switch n := count(labelled); {
+	case n > target && count(decades) >= 2:
+		every := (count(decades) + target - 1) / target
+		labelled = func(m, d int) bool { return m == 1 && (d-dlo)%every == 0 }
+	case n < 2:
+		labelled = func(m, d int) bool { return true }
+	}
+	for d := dlo; d <= dhi; d++ {
+		for m := 1; m <= 9; m++ {
+			v := float64(m) * math.Pow(10, float64(d))
+			if v < a.lo || v > a.hi {
+				continue
+			}
+			if labelled(m, d) {
+				a.ticks = append(a.ticks, v)
+				a.labels = append(a.labels, formatLog(float64(m), d))
+			} else {
+				a.minor = append(a.minor, v)
+			}
+		}
+	}
+	return a
+}
+
 func logAxis(lo, hi float64, maxLabels int) axis {
 	if !(lo > 0) || !(hi > 0) || math.IsInf(lo, 0) || math.IsInf(hi, 0) {
 		lo, hi = 1, 10
@@ -444,9 +507,12 @@ func textWidth(s string, size float64) float64 {
 	return float64(utf8.RuneCountInString(s)) * size * charWidth
 }
 
-// truncate shortens s with an ellipsis so that it fits in maxW pixels.
+// truncate shortens s with an ellipsis so that it fits in maxW pixels. Half
+// a pixel of slack: a legend sized to its longest name gets back, after
+// adding and subtracting its padding, a width a rounding error short of
+// that name, which would otherwise lose its last letters ("gq-adaptiv…").
 func truncate(s string, size, maxW float64) string {
-	if textWidth(s, size) <= maxW {
+	if textWidth(s, size) <= maxW+0.5 {
 		return s
 	}
 	n := int(maxW/(size*charWidth)) - 1
@@ -683,6 +749,10 @@ func (c *canvas) drawFrame(f frame, xa, ya *axis, title, xlabel, ylabel string, 
 			x := f.px(xa, t)
 			c.printf(`<line x1="%.2f" y1="%.2f" x2="%.2f" y2="%.2f"/>`+"\n", x, f.y1, x, f.y1+tickLen)
 		}
+		for _, t := range xa.minor {
+			x := f.px(xa, t)
+			c.printf(`<line x1="%.2f" y1="%.2f" x2="%.2f" y2="%.2f"/>`+"\n", x, f.y1, x, f.y1+tickLen*0.6)
+		}
 	}
 	c.printf("</g>\n")
 	c.printf(`<g class="tick-labels" fill="#222222">` + "\n")
@@ -858,7 +928,15 @@ func (p *lineChart) writeSVG(w io.Writer, width, height int) error {
 	if p.LogY && !ey.ok {
 		ylo, yhi = 1, 10
 	}
-	f, xa, ya := buildAxes(W, H, m, ylo, yhi, p.LogY, func(t int) axis { return linearAxis(xlo, xhi, t) })
+	if p.LogX && !ex.ok {
+		xlo, xhi = 1, 10
+	}
+	f, xa, ya := buildAxes(W, H, m, ylo, yhi, p.LogY, func(t int) axis {
+		if p.LogX {
+			return logSpanAxis(xlo, xhi, t)
+		}
+		return linearAxis(xlo, xhi, t)
+	})
 
 	var c canvas
 	c.open(width, height)
@@ -918,7 +996,7 @@ func (p *lineChart) extents() (ex, ey extent) {
 	}
 	for _, s := range p.Series {
 		for i := range s.X {
-			if finite(s.X[i]) && finite(s.Y[i]) && (!p.LogY || s.Y[i] > 0) {
+			if finite(s.X[i]) && finite(s.Y[i]) && (!p.LogY || s.Y[i] > 0) && (!p.LogX || s.X[i] > 0) {
 				ex.add(s.X[i])
 				ey.add(s.Y[i])
 			}
@@ -1006,7 +1084,9 @@ func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s lineSeries, col,
 	if s.Opacity > 0 && s.Opacity < 1 {
 		op = fmt.Sprintf(` stroke-opacity="%g"`, s.Opacity)
 	}
-	ok := func(i int) bool { return finite(s.X[i]) && finite(s.Y[i]) && (!logY || s.Y[i] > 0) }
+	ok := func(i int) bool {
+		return finite(s.X[i]) && finite(s.Y[i]) && (!logY || s.Y[i] > 0) && (!xa.log || s.X[i] > 0)
+	}
 	c.printf(`<g class="series-group"><path class="series" fill="none" stroke="%s" stroke-width="%g" stroke-linejoin="round" stroke-linecap="round"%s%s d="`,
 		col, seriesWidth(s), dashAttr(dash), op)
 	c.pathPoints(0, len(s.X), false, false, ok, func(i int) (float64, float64) { return f.px(xa, s.X[i]), f.py(ya, s.Y[i]) })
@@ -1016,7 +1096,9 @@ func (c *canvas) drawSeries(f frame, xa, ya *axis, logY bool, s lineSeries, col,
 // drawMarkers draws the markers of a series: every point of a marker series
 // (thinned to maxMarkers), and isolated points of a line.
 func (c *canvas) drawMarkers(f frame, xa, ya *axis, logY bool, s lineSeries, col string) {
-	ok := func(i int) bool { return finite(s.X[i]) && finite(s.Y[i]) && (!logY || s.Y[i] > 0) }
+	ok := func(i int) bool {
+		return finite(s.X[i]) && finite(s.Y[i]) && (!logY || s.Y[i] > 0) && (!xa.log || s.X[i] > 0)
+	}
 	all := s.Markers || s.NoLine
 	r := 2.2 + seriesWidth(s)*0.6
 	n := len(s.X)

@@ -270,6 +270,62 @@ func TestLogTicks(t *testing.T) {
 	}
 }
 
+// TestLogSpanAxis: the data-fitted log axis covers its data, fills most of
+// the plot with it (logAxis widens [6e-5, 1.2e-3] to three decades, less than
+// half of them data), labels 1/2/5 multiples on short spans, thins to
+// decades on long ones, and never has fewer than two labels.
+func TestLogSpanAxis(t *testing.T) {
+	tests := []struct {
+		lo, hi   float64
+		target   int
+		minFill  float64
+		decades  bool // labels only at powers of ten
+		minTicks int
+	}{
+		{6e-5, 1.2e-3, 10, 0.9, false, 3},
+		{3e-4, 3.2e-4, 10, 0.05, false, 2}, // widened to a third of a decade
+		{1e-9, 1e3, 5, 0.9, true, 2},
+		{0.02, 40, 12, 0.9, false, 5},
+		{-1, 5, 10, 0.9, false, 2}, // no positive range: fallback [1, 10]
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%g_%g", tc.lo, tc.hi), func(t *testing.T) {
+			a := logSpanAxis(tc.lo, tc.hi, tc.target)
+			lo, hi := tc.lo, tc.hi
+			if !(lo > 0) {
+				lo, hi = 1, 10
+			}
+			if !a.log || a.lo > lo || a.hi < hi {
+				t.Fatalf("axis [%g, %g] (log %v) does not cover [%g, %g]", a.lo, a.hi, a.log, lo, hi)
+			}
+			if fill := math.Log10(hi/lo) / math.Log10(a.hi/a.lo); fill < tc.minFill {
+				t.Errorf("data fill %.2f of the axis, want ≥ %.2f", fill, tc.minFill)
+			}
+			if len(a.ticks) < tc.minTicks || len(a.ticks) != len(a.labels) {
+				t.Fatalf("ticks %v labels %q", a.ticks, a.labels)
+			}
+			if len(a.ticks) > max(tc.target, 2)+1 {
+				t.Errorf("%d labelled ticks for a target of %d: %q", len(a.ticks), tc.target, a.labels)
+			}
+			for i, v := range a.ticks {
+				if v < a.lo || v > a.hi || (i > 0 && !(v > a.ticks[i-1])) {
+					t.Errorf("tick %g outside [%g, %g] or out of order: %v", v, a.lo, a.hi, a.ticks)
+				}
+				e := math.Floor(math.Log10(v) + 1e-9)
+				isPow := math.Abs(v/math.Pow(10, e)-1) < 1e-9
+				if tc.decades && !isPow {
+					t.Errorf("tick %g is not a power of ten", v)
+				}
+			}
+			for _, v := range a.minor {
+				if v < a.lo || v > a.hi {
+					t.Errorf("minor tick %g outside the axis", v)
+				}
+			}
+		})
+	}
+}
+
 func lossCurves(methods []string, n int, seed uint64) []lineSeries {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	var out []lineSeries
