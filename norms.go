@@ -145,3 +145,26 @@ func (g *GroupedNorm) Norm(x []float64) float64 {
 
 // lengthChecker is implemented by norms that only apply to states of one length.
 type lengthChecker interface{ Len() int }
+
+// weightedLen returns the length of the shortest prefix of the state that
+// holds every group of positive weight: the norm ignores everything after
+// it, so a solver need not form or scale the error estimate there (for a
+// seminorm adjoint, the whole parameter gradient).
+func (g *GroupedNorm) weightedLen() int {
+	n := 0
+	for _, gr := range g.groups {
+		if gr.Weight > 0 {
+			n = gr.End
+		}
+	}
+	return n
+}
+
+// errorLen returns how many leading components of an error vector of length
+// n the norm reads: weightedLen for a GroupedNorm, n for any other norm.
+func errorLen(norm Norm, n int) int {
+	if g, ok := norm.(*GroupedNorm); ok && g.n == n {
+		return g.weightedLen()
+	}
+	return n
+}

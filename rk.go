@@ -994,7 +994,8 @@ func (s *Solver) step(f Func, t, h float64, head int) {
 	}
 	if tb.E != nil {
 		s.gather(tb.E, s.eIdx, h)
-		LinComb(s.errBuf, nil, s.coef[:len(s.eIdx)], s.vecs[:len(s.eIdx)])
+		e := s.errBuf[:errorLen(s.norm, len(s.errBuf))]
+		LinComb(e, nil, s.coef[:len(s.eIdx)], s.vecs[:len(s.eIdx)])
 	}
 }
 
@@ -1029,7 +1030,9 @@ func (s *Solver) errorRatio(h float64) float64 {
 		}
 		return math.Sqrt(sum / float64(len(e)))
 	}
-	for i := range e {
+	// Components the norm gives no weight are neither formed (step) nor
+	// scaled: what is left of them in e is never read.
+	for i := range e[:errorLen(s.norm, len(e))] {
 		e[i] /= atol + rtol*math.Max(math.Abs(y0[i]), math.Abs(y1[i]))
 	}
 	return s.norm.Norm(e)

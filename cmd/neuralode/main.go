@@ -32,7 +32,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	c := run(os.Args[1:], os.Stdout, os.Stderr); profStop(); os.Exit(c)
 }
 
 // usage is the top-level help; the task list comes from the task registry.
