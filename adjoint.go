@@ -851,8 +851,9 @@ func (m *directMethod) denseCotangents(s, row int) int {
 // augmented state [z, a, aθ, at] is solved backward with every channel in
 // the error norm.
 type adjointMethod struct {
-	g *gradState
-	f Func // m.rhs, bound once
+	g      *gradState
+	f      Func // m.rhs, bound once
+	setsGp bool // the evaluator's VJP sets the parameter part (setParamGrad)
 }
 
 func newAdjointMethod(g *gradState) gradStrategy {
@@ -898,7 +899,9 @@ func (m *adjointMethod) rhs(t float64, y, dy []float64) {
 	n, p := g.n, g.p
 	negA := g.negate(y[n : 2*n])
 	dp := dy[2*n : 2*n+p]
-	clear(dp)
+	if !m.setsGp {
+		clear(dp)
+	}
 	g.ev.VJP(t, y[:n], negA, dy[:n], dy[n:2*n], dp, &dy[2*n+p])
 }
 
@@ -911,6 +914,10 @@ func (m *adjointMethod) backward() error {
 	if err != nil {
 		return err
 	}
+	// The right-hand side needs aᵀ∂f/∂θ alone: let the evaluator set it
+	// rather than clear P entries before each evaluation.
+	m.setsGp = setParamGrad(g.ev, true)
+	defer setParamGrad(g.ev, false)
 	r := &g.res
 	grid := g.grid
 	obs := len(g.obsRow) - 1

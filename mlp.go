@@ -304,6 +304,9 @@ type mlpState struct {
 	// which) instead of at every call.
 	frozen, packedFwd, packedBwd bool
 	packFwd, packBwd             bool // copies the current call's pack tasks refresh
+	// setGp: VJP sets gp instead of adding to it (setParamGrad), each
+	// parameter task clearing its own rows first.
+	setGp bool
 
 	// keep: Eval stores each call's activations in slots[nslots] (up to
 	// mlpKeepMaxBytes), and a VJP at the same (t, z) reuses them instead
@@ -394,6 +397,26 @@ func (e *mlpState) ensureCopies() {
 func (e *mlpState) freezeParams(on bool) {
 	e.frozen = on
 	e.packedFwd, e.packedBwd = false, false
+}
+
+// setParamGrad(true) makes VJP set gp to aᵀ∂f/∂θ instead of adding it, until
+// setParamGrad(false). An adjoint's right-hand side needs the product alone;
+// letting each parameter task clear the rows it is about to write spares
+// the caller a serial pass over all P entries per evaluation.
+func (e *mlpState) setParamGrad(on bool) { e.setGp = on }
+
+// paramGradSetter is implemented by evaluators whose VJP can set gp instead
+// of adding to it (see mlpState.setParamGrad).
+type paramGradSetter interface{ setParamGrad(on bool) }
+
+// setParamGrad calls ev.setParamGrad(on) and reports true if ev has the
+// method; otherwise the caller must clear gp itself.
+func setParamGrad(ev Evaluator, on bool) bool {
+	s, ok := ev.(paramGradSetter)
+	if ok {
+		s.setParamGrad(on)
+	}
+	return ok
 }
 
 // paramFreezer is implemented by evaluators that can reuse work across
@@ -888,6 +911,10 @@ func (e *mlpState) paramTask(c, w int) {
 	}
 	gW := e.gp[m.wOff[l]:m.bOff[l]]
 	gb := e.gp[m.bOff[l] : m.bOff[l]+nout]
+	if e.setGp {
+		clear(gW[r0*nin : r1*nin])
+		clear(gb[r0:r1])
+	}
 	if useFMA {
 		// dW rows r0…r1−1 += δᵀ·h with A(i, p) = δ[p·nout + r0 + i] and
 		// h packed by the row tasks.

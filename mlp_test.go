@@ -784,6 +784,44 @@ func sameBits(x, y []float64) bool {
 	return len(x) == len(y)
 }
 
+// TestMLPSetParamGrad: with setParamGrad(true) the VJP overwrites gp (a
+// buffer full of garbage comes back equal, bit for bit, to the accumulation
+// into zeros), on the assembly and the Go path, split or not, with and
+// without time input; with setParamGrad(false) it adds again.
+func TestMLPSetParamGrad(t *testing.T) {
+	defer func() { useFMA = haveFMA }()
+	for _, fma := range []bool{haveFMA, false} {
+		useFMA = fma
+		for _, timeIn := range []bool{false, true} {
+			for _, B := range []int{3, 96} {
+				m := newTestMLP(t, 3, []int{40, 24}, Tanh, timeIn, 9)
+				rng := rand.New(rand.NewPCG(3, uint64(B)))
+				z, a := randSlice(rng, B*3), randSlice(rng, B*3)
+				var ev Evaluator
+				withBlockWork(64, func() {
+					ev = m.NewEvaluator()
+					want := vjpAll(m, ev, z, a).gp
+					if !setParamGrad(ev, true) {
+						t.Fatal("the MLP evaluator cannot set gp")
+					}
+					gp := randSlice(rng, m.NumParams())
+					ev.VJP(0.3, z, a, nil, nil, gp, nil)
+					if !sameBits(gp, want) {
+						t.Errorf("fma %v time %v B %d: set gp differs from the accumulated one", fma, timeIn, B)
+					}
+					setParamGrad(ev, false)
+					ev.VJP(0.3, z, a, nil, nil, gp, nil)
+					for i := range gp {
+						if d := gp[i] - 2*want[i]; math.Abs(d) > 1e-12*math.Abs(want[i]) {
+							t.Fatalf("fma %v time %v B %d: after setParamGrad(false) gp[%d] = %v, want %v", fma, timeIn, B, i, gp[i], 2*want[i])
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
 // TestMLPSplitDeterministic: with the work split into row blocks and
 // output-row chunks, every output is bit-identical for GOMAXPROCS 1, 2 and
 // 8, and agrees with the unsplit evaluation (f, gz and gp exactly, gt to
