@@ -195,9 +195,10 @@ type gradState struct {
 	bnorm                 *GroupedNorm
 	bnormN, bnormP        int // sizes bnorm was built for
 
-	fRHS   Func                 // g.rhs, bound once so that passing it allocates nothing
-	fPiece func(lo, hi float64) // g.startPiece, bound once
-	pool   *taskPool            // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
+	fRHS    Func                 // g.rhs, bound once so that passing it allocates nothing
+	fPiece  func(lo, hi float64) // g.startPiece, bound once
+	pool    *taskPool            // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
+	vecPool *taskPool            // helpers of the backward solver's elementwise passes (nil without a backward solve)
 }
 
 // gradStrategy is one gradient method. The GradientSolver runs the forward
@@ -312,8 +313,19 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	// the solver is unreachable. The evaluators' own finalizers stop theirs
 	// once the state, no longer reachable, is collected.
 	g.pool = new(taskPool)
+	if g.bwd != nil {
+		// The backward state of the adjoints holds the parameter gradient:
+		// its elementwise passes are long enough to share out.
+		g.vecPool = new(taskPool)
+		g.bwd.setVectorPool(g.vecPool)
+	}
 	h := &GradientSolver{g}
-	runtime.SetFinalizer(h, func(h *GradientSolver) { h.pool.close() })
+	runtime.SetFinalizer(h, func(h *GradientSolver) {
+		h.pool.close()
+		if h.vecPool != nil {
+			h.vecPool.close()
+		}
+	})
 	return h, nil
 }
 

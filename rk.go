@@ -483,9 +483,19 @@ type Solver struct {
 	k      [][]float64 // stage derivatives (+ f1 for non-FSAL)
 	coef   []float64
 	vecs   [][]float64
-	interp interpolant // dense output of the current step
-	piece  pieceBounds // the piece being integrated, if bounded by break points
-	info   StepInfo
+
+	// vec, when set (GradientSolver does it for the backward solve, whose
+	// state holds the parameter gradient), runs the elementwise passes over
+	// long states (linComb, the error scaling) in fixed chunks on its
+	// helpers; lc and errScale hold the current pass's operands for the
+	// chunk tasks, bound once in lcTask and scaleTask.
+	vec       *taskPool
+	lc        linCombArgs
+	lcTask    func(int)
+	scaleTask func(int)
+	interp    interpolant // dense output of the current step
+	piece     pieceBounds // the piece being integrated, if bounded by break points
+	info      StepInfo
 }
 
 // NewSolver validates opts and returns a Solver.
@@ -979,7 +989,7 @@ func (s *Solver) step(f Func, t, h float64, head int) {
 		s.gather(tb.A[i], s.aIdx[i], h)
 		if fsalLast {
 			// The last stage input is y1 itself: form it over the whole state.
-			LinComb(dst, y, s.coef[:len(s.aIdx[i])], s.vecs[:len(s.aIdx[i])])
+			s.linComb(dst, y, s.coef[:len(s.aIdx[i])], s.vecs[:len(s.aIdx[i])])
 		} else {
 			LinComb(dst[:head], y[:head], s.coef[:len(s.aIdx[i])], s.vecs[:len(s.aIdx[i])])
 		}
@@ -990,12 +1000,94 @@ func (s *Solver) step(f Func, t, h float64, head int) {
 		s.y1, s.stages[nst-1] = s.stages[nst-1], s.y1
 	} else {
 		s.gather(tb.B, s.bIdx, h)
-		LinComb(s.y1, y, s.coef[:len(s.bIdx)], s.vecs[:len(s.bIdx)])
+		s.linComb(s.y1, y, s.coef[:len(s.bIdx)], s.vecs[:len(s.bIdx)])
 	}
 	if tb.E != nil {
 		s.gather(tb.E, s.eIdx, h)
 		e := s.errBuf[:errorLen(s.norm, len(s.errBuf))]
-		LinComb(e, nil, s.coef[:len(s.eIdx)], s.vecs[:len(s.eIdx)])
+		s.linComb(e, nil, s.coef[:len(s.eIdx)], s.vecs[:len(s.eIdx)])
+	}
+}
+
+// Elementwise passes over states of at least vecParallelMin components run
+// in chunks of vecChunk on Solver.vec. Each element is computed as in the
+// serial pass, so the chunking changes neither the results nor their
+// independence of GOMAXPROCS; a chunk (128 KiB per vector) also keeps
+// LinComb's repeated passes over dst in the core's L2.
+const (
+	vecChunk       = 1 << 14
+	vecParallelMin = 1 << 16
+	// maxLinCombVecs bounds the vectors one chunked linComb combines (the
+	// chunk slices live in a fixed array); longer ones run serially.
+	maxLinCombVecs = 16
+)
+
+// linCombArgs are the operands of a chunked pass: LinComb(dst, base, coef,
+// vecs), or the error scaling of dst against y0 and y1.
+type linCombArgs struct {
+	dst, base, coef []float64
+	vecs            [][]float64
+	y0, y1          []float64
+}
+
+// setVectorPool lets the solver run its long elementwise passes on p (nil:
+// serially) and binds the chunk tasks.
+func (s *Solver) setVectorPool(p *taskPool) {
+	s.vec = p
+	if s.lcTask == nil {
+		s.lcTask, s.scaleTask = s.linCombChunk, s.scaleChunk
+	}
+}
+
+// linComb is LinComb(dst, base, coef, vecs), split into chunks on s.vec
+// for long vectors.
+func (s *Solver) linComb(dst, base, coef []float64, vecs [][]float64) {
+	if s.vec == nil || len(dst) < vecParallelMin || len(vecs) > maxLinCombVecs {
+		LinComb(dst, base, coef, vecs)
+		return
+	}
+	s.lc = linCombArgs{dst: dst, base: base, coef: coef, vecs: vecs}
+	s.vec.run((len(dst)+vecChunk-1)/vecChunk, s.lcTask)
+	s.lc = linCombArgs{}
+}
+
+func (s *Solver) linCombChunk(i int) {
+	a := &s.lc
+	lo, hi := i*vecChunk, min((i+1)*vecChunk, len(a.dst))
+	var parts [maxLinCombVecs][]float64
+	vs := parts[:len(a.vecs)]
+	for j, v := range a.vecs {
+		vs[j] = v[lo:hi]
+	}
+	var base []float64
+	if a.base != nil {
+		base = a.base[lo:hi]
+	}
+	LinComb(a.dst[lo:hi], base, a.coef, vs)
+}
+
+// scaleError divides e[i] by atol + rtol·max(|y0_i|, |y1_i|), in chunks on
+// s.vec for long vectors.
+func (s *Solver) scaleError(e, y0, y1 []float64) {
+	if s.vec == nil || len(e) < vecParallelMin {
+		scaleErrorRange(e, y0, y1, s.atol, s.rtol)
+		return
+	}
+	s.lc = linCombArgs{dst: e, y0: y0, y1: y1}
+	s.vec.run((len(e)+vecChunk-1)/vecChunk, s.scaleTask)
+	s.lc = linCombArgs{}
+}
+
+func (s *Solver) scaleChunk(i int) {
+	a := &s.lc
+	lo, hi := i*vecChunk, min((i+1)*vecChunk, len(a.dst))
+	scaleErrorRange(a.dst[lo:hi], a.y0[lo:hi], a.y1[lo:hi], s.atol, s.rtol)
+}
+
+func scaleErrorRange(e, y0, y1 []float64, atol, rtol float64) {
+	y0, y1 = y0[:len(e)], y1[:len(e)]
+	for i := range e {
+		e[i] /= atol + rtol*math.Max(math.Abs(y0[i]), math.Abs(y1[i]))
 	}
 }
 
@@ -1032,9 +1124,7 @@ func (s *Solver) errorRatio(h float64) float64 {
 	}
 	// Components the norm gives no weight are neither formed (step) nor
 	// scaled: what is left of them in e is never read.
-	for i := range e[:errorLen(s.norm, len(e))] {
-		e[i] /= atol + rtol*math.Max(math.Abs(y0[i]), math.Abs(y1[i]))
-	}
+	s.scaleError(e[:errorLen(s.norm, len(e))], y0, y1)
 	return s.norm.Norm(e)
 }
 
