@@ -727,11 +727,16 @@ func (e *mlpState) rowTask(i, w int) {
 
 // splitRows returns part i of n rows split into parts contiguous ranges
 // whose boundaries are multiples of gemmMR (the assembly kernel's tile
-// height), so that only the last range can end in a partial tile.
+// height), so that only the last range can end in a partial tile. When the
+// tiles do not divide evenly, the first ranges get one more: the workers
+// claim tasks in order, so the longer ones start first and the shorter
+// ones fill in (22 tiles in 4 parts: 6, 6, 5, 5 leaves two workers 11
+// each; 5, 6, 5, 6 gave one of them 12).
 func splitRows(n, parts, i int) (lo, hi int) {
 	units := (n + gemmMR - 1) / gemmMR
-	lo = min(i*units/parts*gemmMR, n)
-	hi = min((i+1)*units/parts*gemmMR, n)
+	q, r := units/parts, units%parts
+	lo = min((i*q+min(i, r))*gemmMR, n)
+	hi = min(((i+1)*q+min(i+1, r))*gemmMR, n)
 	return lo, hi
 }
 

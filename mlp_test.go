@@ -784,6 +784,31 @@ func sameBits(x, y []float64) bool {
 	return len(x) == len(y)
 }
 
+// TestSplitRows: the row ranges are contiguous, cover [0, n), start on
+// multiples of the tile height, and differ by at most one tile, the longer
+// ones first.
+func TestSplitRows(t *testing.T) {
+	for n := 0; n <= 200; n++ {
+		for parts := 1; parts <= 9; parts++ {
+			prev, prevTiles := 0, math.MaxInt
+			for i := 0; i < parts; i++ {
+				lo, hi := splitRows(n, parts, i)
+				tiles := (hi - lo + gemmMR - 1) / gemmMR
+				if lo != prev || hi < lo || lo%gemmMR != 0 && lo != n || tiles > prevTiles {
+					t.Fatalf("n %d parts %d: range %d is [%d, %d) after %d (%d tiles after %d)", n, parts, i, lo, hi, prev, tiles, prevTiles)
+				}
+				if i > 0 && hi < n && prevTiles-tiles > 1 {
+					t.Fatalf("n %d parts %d: range %d has %d tiles, the one before %d", n, parts, i, tiles, prevTiles)
+				}
+				prev, prevTiles = hi, tiles
+			}
+			if prev != n {
+				t.Fatalf("n %d parts %d: ranges end at %d", n, parts, prev)
+			}
+		}
+	}
+}
+
 // TestMLPSetParamGrad: with setParamGrad(true) the VJP overwrites gp (a
 // buffer full of garbage comes back equal, bit for bit, to the accumulation
 // into zeros), on the assembly and the Go path, split or not, with and
