@@ -32,7 +32,7 @@ import (
 )
 
 func main() {
-	c := run(os.Args[1:], os.Stdout, os.Stderr); profStop(); os.Exit(c)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // usage is the top-level help; the task list comes from the task registry.
