@@ -1132,12 +1132,17 @@ func (s *Solver) errorRatio(h float64) float64 {
 // II.4 (as torchdiffeq and SciPy do), using the solver's norm. It evaluates f
 // once (the Euler probe); f0 = f(t0, y0) is given.
 func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) float64 {
+	// The scaled vectors are formed only where the norm reads them, and the
+	// Euler probe only where f reads it (not the quadrature tail): for an
+	// adjoint these loops would otherwise pass over the whole parameter
+	// gradient, serially.
 	sc := s.errBuf
-	for i, v := range y0 {
+	m := errorLen(s.norm, len(sc))
+	for i, v := range y0[:m] {
 		sc[i] = v / (s.atol + math.Abs(v)*s.rtol)
 	}
 	d0 := s.norm.Norm(sc)
-	for i, v := range f0 {
+	for i, v := range f0[:m] {
 		sc[i] = v / (s.atol + math.Abs(y0[i])*s.rtol)
 	}
 	d1 := s.norm.Norm(sc)
@@ -1146,11 +1151,11 @@ func (s *Solver) initialStep(f Func, t0 float64, y0, f0 []float64, dir float64) 
 		h0 = 0.01 * d0 / d1
 	}
 	probe, f1 := s.y1, s.k[1%len(s.k)]
-	for i := range probe {
+	for i := range probe[:len(probe)-s.opts.QuadratureTail] {
 		probe[i] = y0[i] + h0*dir*f0[i]
 	}
 	f(s.evalTime(t0+h0*dir), probe, f1)
-	for i := range sc {
+	for i := range sc[:m] {
 		sc[i] = (f1[i] - f0[i]) / (s.atol + math.Abs(y0[i])*s.rtol)
 	}
 	d2 := s.norm.Norm(sc) / h0
