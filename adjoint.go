@@ -1299,7 +1299,7 @@ func (g *gradState) runChunks(ev0 Evaluator, chunks, rows, work int, task func(i
 		workers = runtime.GOMAXPROCS(0)
 	}
 	workers = min(workers, chunks)
-	if sp, ok := ev0.(interface{ splits(rows int) bool }); ok && sp.splits(rows) {
+	if sp, ok := findEvaluator[interface{ splits(rows int) bool }](ev0); ok && sp.splits(rows) {
 		workers = 1
 	}
 	if workers <= 1 || work < quadSerialWork {

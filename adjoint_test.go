@@ -743,6 +743,70 @@ func TestFuncFieldInWongZakai(t *testing.T) {
 	}
 }
 
+// wrappedField hands out evaluators that forward every call unchanged to
+// the field's own, the way a caller adds logging or cancellation.
+type wrappedField struct {
+	*MLP        // its other methods (ParamSizes, …) promoted as they are
+	unwrap bool // whether the wrapper implements EvaluatorWrapper
+}
+
+type forwardingEval struct{ ev Evaluator }
+
+func (w *forwardingEval) Eval(t float64, z, dz []float64) { w.ev.Eval(t, z, dz) }
+func (w *forwardingEval) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
+	w.ev.VJP(t, z, a, f, gz, gp, gt)
+}
+
+type unwrappingEval struct{ forwardingEval }
+
+func (w *unwrappingEval) Unwrap() Evaluator { return w.ev }
+
+func (f wrappedField) NewEvaluator() Evaluator {
+	if f.unwrap {
+		return &unwrappingEval{forwardingEval{f.MLP.NewEvaluator()}}
+	}
+	return &forwardingEval{f.MLP.NewEvaluator()}
+}
+
+// TestEvaluatorWrapper: through a wrapper that implements EvaluatorWrapper
+// the MLP still packs its weights once per gradient and Direct still reuses
+// the kept activations (replays, θ frozen), with gradients bit-identical to
+// the unwrapped field's for every method; a wrapper without Unwrap gets
+// neither, and the same gradients.
+func TestEvaluatorWrapper(t *testing.T) {
+	m, z0, ts, targets := gradBenchProblem(t, 3, 24, 12)
+	for _, meth := range allGradMethods {
+		opts := GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}}
+		ref := gradFor(t, m, z0, ts, targets, opts)
+		for _, unwrap := range []bool{true, false} {
+			g, err := NewGradientSolver(wrappedField{m, unwrap}, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !sameBits(r.Params, ref.Params) || !sameBits(r.Z0, ref.Z0) {
+				t.Errorf("%v, unwrap %v: the wrapper changes the gradient", meth, unwrap)
+			}
+			inner, _ := findEvaluator[*mlpEvaluator](g.ev)
+			if unwrap != (inner != nil) {
+				t.Fatalf("%v, unwrap %v: found the MLP evaluator: %v", meth, unwrap, inner != nil)
+			}
+			if inner == nil {
+				continue
+			}
+			if !inner.frozen {
+				t.Errorf("%v: the wrapped MLP's parameters were not frozen", meth)
+			}
+			if meth == Direct && inner.replays == 0 {
+				t.Errorf("direct: the wrapped MLP kept no activations")
+			}
+		}
+	}
+}
+
 // TestGradientSolverHelpersStop: a GradientSolver that is no longer
 // referenced releases the helper goroutines of its evaluators and of its
 // quadrature pool, for every method.

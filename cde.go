@@ -578,7 +578,7 @@ func (e *cdeEvaluator) keepActivations(on bool) { keepActivations(e.ev, on) }
 // splits reports whether the network splits a product of rows series over
 // the cores itself (see gradState.runChunks).
 func (e *cdeEvaluator) splits(rows int) bool {
-	sp, ok := e.ev.(interface{ splits(rows int) bool })
+	sp, ok := findEvaluator[interface{ splits(rows int) bool }](e.ev)
 	return ok && sp.splits(rows)
 }
 

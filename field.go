@@ -40,6 +40,36 @@ type Evaluator interface {
 	VJP(t float64, z, a, f, gz, gp []float64, gt *float64)
 }
 
+// EvaluatorWrapper is implemented by an Evaluator that forwards Eval and
+// VJP, arguments and results unchanged, to another one (to count calls, log,
+// or stop a long computation). The solvers look through it for the work an
+// evaluator of this package can save when told how it will be called (the
+// weights packed once per solve, activations kept for backpropagation, the
+// parameter gradient set rather than added): without Unwrap a wrapped MLP
+// would pack its weights at every evaluation.
+type EvaluatorWrapper interface {
+	Evaluator
+	// Unwrap returns the evaluator this one forwards to.
+	Unwrap() Evaluator
+}
+
+// findEvaluator returns the first of ev and the evaluators it wraps
+// (EvaluatorWrapper) that is a T.
+func findEvaluator[T any](ev Evaluator) (T, bool) {
+	for depth := 0; ev != nil && depth < 16; depth++ {
+		if t, ok := ev.(T); ok {
+			return t, true
+		}
+		w, ok := ev.(EvaluatorWrapper)
+		if !ok {
+			break
+		}
+		ev = w.Unwrap()
+	}
+	var zero T
+	return zero, false
+}
+
 // TimeDependent is implemented by vector fields that can report whether f
 // depends explicitly on t. Fields that do not implement it are treated as
 // time-dependent.
@@ -459,6 +489,7 @@ func Predict(field VectorField, opts Options, z0, ts []float64) (out []float64, 
 		return nil, st, err
 	}
 	ev := field.NewEvaluator()
+	freezeParams(ev, true) // θ is constant during the solve: pack weights once
 	out = make([]float64, len(ts)*n)
 	st, err = s.Solve(ev.Eval, z0, ts, out)
 	if err != nil {

@@ -412,7 +412,7 @@ type paramGradSetter interface{ setParamGrad(on bool) }
 // setParamGrad calls ev.setParamGrad(on) and reports true if ev has the
 // method; otherwise the caller must clear gp itself.
 func setParamGrad(ev Evaluator, on bool) bool {
-	s, ok := ev.(paramGradSetter)
+	s, ok := findEvaluator[paramGradSetter](ev)
 	if ok {
 		s.setParamGrad(on)
 	}
@@ -425,7 +425,7 @@ type paramFreezer interface{ freezeParams(on bool) }
 
 // freezeParams calls ev.freezeParams(on) if ev has the method.
 func freezeParams(ev Evaluator, on bool) {
-	if f, ok := ev.(paramFreezer); ok {
+	if f, ok := findEvaluator[paramFreezer](ev); ok {
 		f.freezeParams(on)
 	}
 }
@@ -614,7 +614,7 @@ type activationKeeper interface{ keepActivations(on bool) }
 
 // keepActivations calls ev.keepActivations(on) if ev has the method.
 func keepActivations(ev Evaluator, on bool) {
-	if k, ok := ev.(activationKeeper); ok {
+	if k, ok := findEvaluator[activationKeeper](ev); ok {
 		k.keepActivations(on)
 	}
 }

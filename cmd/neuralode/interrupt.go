@@ -120,6 +120,12 @@ func fillNaN(x []float64) {
 	}
 }
 
+var _ neuralode.EvaluatorWrapper = (*abortableEval)(nil)
+
+// Unwrap returns the field's own evaluator, so that the solvers still
+// find what it can save (weights packed once per solve, kept activations).
+func (e *abortableEval) Unwrap() neuralode.Evaluator { return e.ev }
+
 // Eval evaluates the field, or writes NaN once aborted.
 func (e *abortableEval) Eval(t float64, z, dz []float64) {
 	if e.abort() {
