@@ -1131,12 +1131,6 @@ func (o *Adam) Step(params, grad []float64) error {
 	case o.T < 0 || o.T == math.MaxInt:
 		return invalidf("Adam.T", "%d, want in [0, MaxInt)", o.T)
 	}
-	if err := checkFinite("grad", grad); err != nil {
-		return err
-	}
-	if err := checkFinite("params", params); err != nil {
-		return err
-	}
 	t := o.T + 1
 	b1, b2 := o.Beta1, o.Beta2
 	bc1 := 1 - math.Pow(b1, float64(t))
@@ -1145,6 +1139,28 @@ func (o *Adam) Step(params, grad []float64) error {
 	wd := o.WeightDecay
 	mm, vv := o.M[:n], o.V[:n]
 	grad = grad[:n]
+	if adamCannotOverflow(params, grad, mm, vv, wd, step, o.Eps) {
+		// The usual case: one scan of the inputs rules out a non-finite
+		// result, so one pass updates (Adam is memory-bound: on a network
+		// of a million parameters the checks below cost as much again).
+		done := 0
+		if k := n &^ 3; useFMA && k > 0 {
+			c := [8]float64{b1, 1 - b1, b2, 1 - b2, wd, step, bc2, o.Eps}
+			adamRowAVX(&params[0], &grad[0], &mm[0], &vv[0], k, &c)
+			done = k
+		}
+		for i := done; i < n; i++ {
+			mm[i], vv[i], params[i] = adamUpdate(params[i], grad[i], mm[i], vv[i], b1, b2, wd, step, bc2, o.Eps)
+		}
+		o.T = t
+		return nil
+	}
+	if err := checkFinite("grad", grad); err != nil {
+		return err
+	}
+	if err := checkFinite("params", params); err != nil {
+		return err
+	}
 	// First pass: compute every new value without storing it, so that an
 	// overflow anywhere leaves params, M, V and T as they were. The second
 	// pass repeats the same arithmetic and stores it; both passes together
@@ -1160,6 +1176,29 @@ func (o *Adam) Step(params, grad []float64) error {
 	}
 	o.T = t
 	return nil
+}
+
+// adamCannotOverflow reports whether an Adam step is sure to leave every
+// moment and parameter finite: all inputs finite, v ≥ 0, and bounds that
+// hold element by element — |g + wd·θ| ≤ G ≤ 1e150 (so g² is finite),
+// |m′| ≤ max(|m|, G), v′ ≤ max(v, G²), and |θ′| ≤ |θ| + step·max(|m|, G)/eps,
+// since the denominator is at least eps. When it reports false, Step falls
+// back to checking every element's update before storing any.
+func adamCannotOverflow(params, grad, m, v []float64, wd, step, eps float64) bool {
+	grad, m, v = grad[:len(params)], m[:len(params)], v[:len(params)]
+	var gx, px, mx, vx float64
+	bad := false
+	for i, p := range params {
+		ag, ap, am, vi := math.Abs(grad[i]), math.Abs(p), math.Abs(m[i]), v[i]
+		gx, px, mx, vx = max(gx, ag), max(px, ap), max(mx, am), max(vx, vi)
+		bad = bad || ag != ag || ap != ap || am != am || !(vi >= 0)
+	}
+	if bad {
+		return false
+	}
+	const lim = 1e150
+	G := gx + wd*px
+	return G <= lim && px <= lim*lim && mx <= lim*lim && vx <= lim*lim && step*max(mx, G)/eps <= lim*lim
 }
 
 // adamUpdate returns the new first and second moments and parameter value.

@@ -463,3 +463,66 @@ next512:
 done512:
 	VZEROUPPER
 	RET
+
+// func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64)
+//
+// adamUpdate on four lanes, for n a multiple of 4: with c = {b1, 1 − b1,
+// b2, 1 − b2, wd, step, bc2, eps},
+//   g′ = g + wd·θ (only when wd ≠ 0), m′ = b1·m + (1 − b1)·g′,
+//   v′ = b2·v + ((1 − b2)·g′)·g′, θ′ = θ − (step·m′)/(√v′/bc2 + eps),
+// each operation rounded separately, in the order of the Go expression (no
+// fused multiply–add), so the lanes match adamUpdate compiled for plain
+// x86-64.
+TEXT ·adamRowAVX(SB), NOSPLIT, $0-48
+	MOVQ n+32(FP), CX
+	SHRQ $2, CX
+	JEQ  adamdone
+	MOVQ theta+0(FP), SI
+	MOVQ grad+8(FP), DI
+	MOVQ m+16(FP), R8
+	MOVQ v+24(FP), R9
+	MOVQ c+40(FP), AX
+	VBROADCASTSD 0(AX), Y8  // b1
+	VBROADCASTSD 8(AX), Y9  // 1 − b1
+	VBROADCASTSD 16(AX), Y10 // b2
+	VBROADCASTSD 24(AX), Y11 // 1 − b2
+	VBROADCASTSD 32(AX), Y12 // wd
+	VBROADCASTSD 40(AX), Y13 // step
+	VBROADCASTSD 48(AX), Y14 // bc2
+	VBROADCASTSD 56(AX), Y15 // eps
+	VXORPD Y7, Y7, Y7
+	VUCOMISD X7, X12
+	SETNE DL // wd ≠ 0
+adamloop:
+	VMOVUPD (SI), Y0 // θ
+	VMOVUPD (DI), Y1 // g
+	TESTB DL, DL
+	JEQ adamnowd
+	VMULPD Y0, Y12, Y2
+	VADDPD Y2, Y1, Y1 // g + wd·θ
+adamnowd:
+	VMULPD (R8), Y8, Y2
+	VMULPD Y1, Y9, Y3
+	VADDPD Y3, Y2, Y2 // m′
+	VMULPD (R9), Y10, Y3
+	VMULPD Y1, Y11, Y4
+	VMULPD Y1, Y4, Y4
+	VADDPD Y4, Y3, Y3 // v′
+	VMOVUPD Y2, (R8)
+	VMOVUPD Y3, (R9)
+	VSQRTPD Y3, Y3
+	VDIVPD Y14, Y3, Y3
+	VADDPD Y15, Y3, Y3 // √v′/bc2 + eps
+	VMULPD Y2, Y13, Y2 // step·m′
+	VDIVPD Y3, Y2, Y2
+	VSUBPD Y2, Y0, Y0 // θ′
+	VMOVUPD Y0, (SI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	DECQ CX
+	JNZ adamloop
+adamdone:
+	VZEROUPPER
+	RET
