@@ -16,7 +16,6 @@ func activationRowAVX(row, drow, bias *float64, n, rows, mode int)
 //go:noescape
 func activationRowAVX512(row, drow, bias *float64, n, rows, mode int)
 
-
 // adamRowAVX is the AVX kernel of Adam.Step's update pass for n a multiple
 // of 4 (mlp_amd64.s); c = {b1, 1 − b1, b2, 1 − b2, wd, step, bc2, eps}.
 //

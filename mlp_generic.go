@@ -12,7 +12,6 @@ func activationRowAVX512(row, drow, bias *float64, n, rows, mode int) {
 	panic("neuralode: no assembly kernels in this build")
 }
 
-
 // adamRowAVX is never called when haveFMA is false.
 func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64) {
 	panic("neuralode: no assembly kernels in this build")
