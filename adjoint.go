@@ -181,6 +181,11 @@ type gradState struct {
 	obsRow           []int     // grid row of each observation time
 	breaks           []float64 // the field's break points, when some lie inside the span
 	hasBreaks        bool
+	// chunkSerial: runChunks runs the quadrature chunks one after another
+	// on the caller's goroutine, which then give their products to g.ev
+	// (already frozen, its weights packed for the backward solve) instead of
+	// their own evaluators, which would each pack the weights again.
+	chunkSerial bool
 	gridStates       []float64
 	gridGrad         []float64
 	selector         PieceSelector // g.ev's, if it has one
@@ -1276,6 +1281,9 @@ func (q *gqQuadrature) chunk(c int) {
 	nodes, chunks, n := len(q.nodeT), q.chunksNow, g.n
 	lo, hi := c*nodes/chunks, (c+1)*nodes/chunks
 	ev, gp := q.chunkEvals[c], q.chunkGrads[c]
+	if g.chunkSerial {
+		ev = g.ev
+	}
 	if !isTimeDependent(g.field) {
 		// One product over the whole chunk as a single large batch.
 		ev.VJP(0, q.nodeZ[lo*n:hi*n], q.nodeA[lo*n:hi*n], nil, nil, gp, nil)
@@ -1303,6 +1311,8 @@ func (g *gradState) runChunks(ev0 Evaluator, chunks, rows, work int, task func(i
 		workers = 1
 	}
 	if workers <= 1 || work < quadSerialWork {
+		g.chunkSerial = true
+		defer func() { g.chunkSerial = false }()
 		for c := 0; c < chunks; c++ {
 			task(c)
 		}
@@ -1497,6 +1507,7 @@ func (m *gqaMethod) record(si *StepInfo)        { m.tape.push(si, 0) }
 // gqaChunk is the workspace of one quadrature task.
 type gqaChunk struct {
 	ev                      Evaluator
+	use                     Evaluator // ev, or g.ev when the chunks run serially
 	sum                     []float64 // integral over the task's intervals
 	gk, ig, sk, ab          []float64 // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
 	tail                    [4][]float64
@@ -1686,9 +1697,14 @@ func gqaBuildRules() error {
 func (m *gqaMethod) chunk(c int) {
 	g, q := m.g, m
 	ch := q.chunks[c]
+	ch.use = ch.ev
+	if g.chunkSerial {
+		ch.use = g.ev
+	}
+	defer func() { ch.use = nil }()
 	intervals := len(g.grid) - 1
 	lo, hi := c*intervals/q.nChunks, (c+1)*intervals/q.nChunks
-	sel, _ := ch.ev.(PieceSelector)
+	sel, _ := ch.use.(PieceSelector)
 	for i := lo + 1; i <= hi; i++ {
 		if sel != nil && g.hasBreaks {
 			sel.SelectPiece(g.grid[i-1], g.grid[i])
@@ -1815,7 +1831,7 @@ func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
 		z, a = y[:n], y[n:]
 	}
 	clear(ch.gk)
-	ch.ev.VJP(tau, z, a, nil, nil, ch.gk, nil)
+	ch.use.VJP(tau, z, a, nil, nil, ch.gk, nil)
 	ch.nodes++
 }
 
