@@ -1186,14 +1186,29 @@ func (o *Adam) Step(params, grad []float64) error {
 // back to checking every element's update before storing any.
 func adamCannotOverflow(params, grad, m, v []float64, wd, step, eps float64) bool {
 	grad, m, v = grad[:len(params)], m[:len(params)], v[:len(params)]
-	var gx, px, mx, vx float64
-	bad := false
-	for i, p := range params {
-		ag, ap, am, vi := math.Abs(grad[i]), math.Abs(p), math.Abs(m[i]), v[i]
-		gx, px, mx, vx = max(gx, ag), max(px, ap), max(mx, am), max(vx, vi)
-		bad = bad || ag != ag || ap != ap || am != am || !(vi >= 0)
+	// 0·x is 0 for finite x and NaN otherwise, so nan ends NaN if anything
+	// is not finite; no branch depends on the data.
+	var gx, px, mx, vx, nan float64
+	vmin := 0.0
+	start := 0
+	if k := len(params) &^ 3; useFMA && k > 0 {
+		var lanes [24]float64
+		adamBoundsAVX(&params[0], &grad[0], &m[0], &v[0], k, &lanes)
+		for j := 0; j < 4; j++ {
+			gx, px, mx = max(gx, lanes[j]), max(px, lanes[4+j]), max(mx, lanes[8+j])
+			vx, vmin = max(vx, lanes[12+j]), min(vmin, lanes[16+j])
+			nan += lanes[20+j]
+		}
+		start = k
 	}
-	if bad {
+	for i := start; i < len(params); i++ {
+		p := params[i]
+		ag, ap, am, vi := math.Abs(grad[i]), math.Abs(p), math.Abs(m[i]), v[i]
+		gx, px, mx = max(gx, ag), max(px, ap), max(mx, am)
+		vx, vmin = max(vx, vi), min(vmin, vi)
+		nan += 0*ag + 0*ap + 0*am + 0*vi
+	}
+	if nan != 0 || vmin < 0 {
 		return false
 	}
 	const lim = 1e150

@@ -21,3 +21,10 @@ func activationRowAVX512(row, drow, bias *float64, n, rows, mode int)
 //
 //go:noescape
 func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64)
+
+// adamBoundsAVX is the AVX kernel of adamCannotOverflow's scan for n a
+// multiple of 4 (mlp_amd64.s): per lane, max|g|, max|θ|, max|m|, max v,
+// min v and a sum that is NaN if any input is not finite.
+//
+//go:noescape
+func adamBoundsAVX(theta, grad, m, v *float64, n int, out *[24]float64)

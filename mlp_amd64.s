@@ -526,3 +526,56 @@ adamnowd:
 adamdone:
 	VZEROUPPER
 	RET
+
+// func adamBoundsAVX(theta, grad, m, v *float64, n int, out *[24]float64)
+//
+// adamCannotOverflow's scan on four lanes, n a multiple of 4: out gets, lane
+// by lane, max|g|, max|θ|, max|m|, max v, min v (from 0) and Σ 0·(|g| +
+// |θ| + |m| + v), which is NaN if any input is not finite.
+TEXT ·adamBoundsAVX(SB), NOSPLIT, $0-48
+	MOVQ theta+0(FP), SI
+	MOVQ grad+8(FP), DI
+	MOVQ m+16(FP), R8
+	MOVQ v+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVQ out+40(FP), AX
+	VXORPD Y0, Y0, Y0 // max|g|
+	VXORPD Y1, Y1, Y1 // max|θ|
+	VXORPD Y2, Y2, Y2 // max|m|
+	VXORPD Y3, Y3, Y3 // max v
+	VXORPD Y4, Y4, Y4 // min v
+	VXORPD Y5, Y5, Y5 // NaN detector
+	VXORPD Y15, Y15, Y15 // zero
+	VBROADCASTSD C_ABSMASK, Y14
+	SHRQ $2, CX
+	JEQ boundsdone
+boundsloop:
+	VANDPD (DI), Y14, Y6
+	VANDPD (SI), Y14, Y7
+	VANDPD (R8), Y14, Y8
+	VMOVUPD (R9), Y9
+	VMAXPD Y6, Y0, Y0
+	VMAXPD Y7, Y1, Y1
+	VMAXPD Y8, Y2, Y2
+	VMAXPD Y9, Y3, Y3
+	VMINPD Y9, Y4, Y4
+	VADDPD Y7, Y6, Y10
+	VADDPD Y9, Y8, Y11
+	VADDPD Y11, Y10, Y10
+	VMULPD Y15, Y10, Y10
+	VADDPD Y10, Y5, Y5
+	ADDQ $32, SI
+	ADDQ $32, DI
+	ADDQ $32, R8
+	ADDQ $32, R9
+	DECQ CX
+	JNZ boundsloop
+boundsdone:
+	VMOVUPD Y0, 0(AX)
+	VMOVUPD Y1, 32(AX)
+	VMOVUPD Y2, 64(AX)
+	VMOVUPD Y3, 96(AX)
+	VMOVUPD Y4, 128(AX)
+	VMOVUPD Y5, 160(AX)
+	VZEROUPPER
+	RET

@@ -16,3 +16,8 @@ func activationRowAVX512(row, drow, bias *float64, n, rows, mode int) {
 func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// adamBoundsAVX is never called when haveFMA is false.
+func adamBoundsAVX(theta, grad, m, v *float64, n int, out *[24]float64) {
+	panic("neuralode: no assembly kernels in this build")
+}

@@ -538,6 +538,46 @@ func TestActivationNames(t *testing.T) {
 
 // TestAdamHandComputed follows two parameters through three steps computed
 
+// TestAdamCannotOverflow: the scan that lets Adam.Step update in one pass
+// says no whenever any input is NaN or ±Inf, a second moment is negative,
+// or g² could overflow, wherever the bad element sits (vector lanes or
+// the scalar remainder), on both paths; and yes for ordinary values.
+func TestAdamCannotOverflow(t *testing.T) {
+	defer func() { useFMA = haveFMA }()
+	const n = 11
+	for _, fma := range []bool{haveFMA, false} {
+		useFMA = fma
+		fresh := func() [4][]float64 {
+			var a [4][]float64
+			for k := range a {
+				a[k] = make([]float64, n)
+				for i := range a[k] {
+					a[k][i] = 0.5 + float64(i)/n
+				}
+			}
+			return a
+		}
+		a := fresh()
+		if !adamCannotOverflow(a[0], a[1], a[2], a[3], 0.01, 1e-3, 1e-8) {
+			t.Fatalf("fma %v: ordinary values rejected", fma)
+		}
+		for k := range a {
+			for _, i := range []int{0, 3, 5, n - 1} {
+				for _, bad := range []float64{math.NaN(), math.Inf(1), math.Inf(-1), -1, 1e200} {
+					if bad == -1 && k != 3 || bad == 1e200 && k != 1 {
+						continue // −1 is bad only in v; 1e200 only in g (g² overflows)
+					}
+					a := fresh()
+					a[k][i] = bad
+					if adamCannotOverflow(a[0], a[1], a[2], a[3], 0.01, 1e-3, 1e-8) {
+						t.Errorf("fma %v: array %d element %d = %v accepted", fma, k, i, bad)
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestAdamKernelMatchesGo: the vector update pass gives what the scalar
 // adamUpdate gives (the same operations in the same order; 2 ulp allowed
 // for a build that fuses multiply–adds), with and without weight decay, on
