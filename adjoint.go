@@ -176,16 +176,16 @@ type gradState struct {
 	// The time grid: the observation times merged with the field's break
 	// points (see Breakpointer). Without break points grid is ts and
 	// gridStates, gridGrad alias states, lossGrad.
-	grid             []float64
-	gridBuf          []float64
-	obsRow           []int     // grid row of each observation time
-	breaks           []float64 // the field's break points, when some lie inside the span
-	hasBreaks        bool
+	grid      []float64
+	gridBuf   []float64
+	obsRow    []int     // grid row of each observation time
+	breaks    []float64 // the field's break points, when some lie inside the span
+	hasBreaks bool
 	// chunkSerial: runChunks runs the quadrature chunks one after another
 	// on the caller's goroutine, which then give their products to g.ev
 	// (already frozen, its weights packed for the backward solve) instead of
 	// their own evaluators, which would each pack the weights again.
-	chunkSerial bool
+	chunkSerial      bool
 	gridStates       []float64
 	gridGrad         []float64
 	selector         PieceSelector // g.ev's, if it has one
