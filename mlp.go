@@ -483,7 +483,7 @@ func (e *mlpState) packTask(k int) {
 // over e.blocks tasks, unless they are frozen and already made.
 func (e *mlpState) preparePacks() {
 	e.ensureCopies()
-	fwd, bwd := true, e.back && useFMA
+	fwd, bwd := true, e.back && useFMA && e.B > mlpUnpackedRows
 	if e.frozen {
 		fwd = fwd && !e.packedFwd
 		bwd = bwd && !e.packedBwd
@@ -828,9 +828,20 @@ func (e *mlpState) forwardProduct(s *gemmScratch, l int, y, x, W []float64, nb, 
 	matMulABt(y, x, W, nb, nout, nin)
 }
 
-// backProduct sets y = δ·W_l for nb rows of δ (nb×nout), from the packed
-// W_l on the assembly path.
+// mlpUnpackedRows is the largest batch whose input cotangents δ·W_l are
+// computed from W_l in place rather than from its packed copy: with two
+// row slivers or fewer each weight is read at most twice, so packing (a
+// read and a write of every weight, once per solve) costs more than the
+// strided reads it saves. The products are the same either way.
+const mlpUnpackedRows = 2 * gemmMR
+
+// backProduct sets y = δ·W_l for nb rows of δ (nb×nout): on the assembly
+// path from the packed W_l, or from W_l in place for a small batch.
 func (e *mlpState) backProduct(s *gemmScratch, l int, y, delta, W []float64, nb, nout, nin int) {
+	if useFMA && e.B <= mlpUnpackedRows {
+		gemm(s, y, nin, delta, nout, 1, W, nin, false, nb, nin, nout, false)
+		return
+	}
 	if useFMA {
 		gemm(s, y, nin, delta, nout, 1, e.pkb[l], 0, true, nb, nin, nout, false)
 		return
