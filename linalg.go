@@ -890,16 +890,24 @@ func packRowsB(dst, src []float64, k, n, r0, r1 int) {
 
 // gemmWide computes the 6×16 tile of C at row i0, column j0 (mr valid
 // rows) on gemmKernel6x16, from A at ap and B at bp (row stride bld, the
-// second eight columns b2 elements after the first); a tile with fewer than
-// 6 rows goes through s.c, as the 6×8 edge tiles do, so that the short
-// sliver left at the end of a row block still runs at the wide kernel's
-// speed.
+// second eight columns b2 elements after the first). A short sliver (the
+// end of a row block) runs on the 4- or 2-row kernel, so that it costs its
+// own rows rather than six; an odd one goes through s.c on the next taller
+// kernel.
 func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, bp *float64, bld, b2 int, i0, j0, mr, kc int, accum bool) {
 	const nw = 2 * gemmNR
-	if mr == gemmMR {
+	switch mr {
+	case gemmMR:
 		gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &c[i0*ldc+j0], ldc, accum)
 		return
+	case 4:
+		gemmKernel4x16(kc, ap, ars, acs, bp, bld, b2, &c[i0*ldc+j0], ldc, accum)
+		return
+	case 2:
+		gemmKernel2x16(kc, ap, ars, acs, bp, bld, b2, &c[i0*ldc+j0], ldc, accum)
+		return
 	}
+	// One, three or five rows: the next taller kernel on a padded copy.
 	t := s.c[:]
 	if accum {
 		clear(t)
@@ -907,7 +915,14 @@ func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, b
 			copy(t[i*nw:i*nw+nw], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nw])
 		}
 	}
-	gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
+	switch mr {
+	case 1:
+		gemmKernel2x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
+	case 3:
+		gemmKernel4x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
+	default:
+		gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
+	}
 	for i := 0; i < mr; i++ {
 		copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nw], t[i*nw:i*nw+nw])
 	}

@@ -60,3 +60,12 @@ func detectAVX512() bool {
 	const avx512f, avx512dq = 1 << 16, 1 << 17
 	return ebx7&(avx512f|avx512dq) == avx512f|avx512dq
 }
+
+// gemmKernel4x16 and gemmKernel2x16 are gemmKernel6x16 on four and two rows
+// (linalg_amd64.s), for the short sliver at the end of a row block.
+//
+//go:noescape
+func gemmKernel4x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+
+//go:noescape
+func gemmKernel2x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)

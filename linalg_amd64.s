@@ -233,3 +233,136 @@ overwrite16:
 	STORE2ROWSZ(R8, Z8, Z9, Z10, Z11)
 	VZEROUPPER
 	RET
+
+// func gemmKernel4x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+//
+// gemmKernel6x16 on 4 rows: the short sliver at the end of a row block
+// costs its own rows, not six (each element the same sequence of fused
+// multiply–adds, so the tiles are bit-identical to the wider kernels').
+TEXT ·gemmKernel4x16(SB), NOSPLIT, $0-73
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsA+16(FP), R9
+	MOVQ csA+24(FP), R10
+	MOVQ b+32(FP), DI
+	MOVQ ldb+40(FP), R11
+	MOVQ b2+48(FP), BX
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R12
+	SHLQ $3, R9
+	SHLQ $3, R10
+	SHLQ $3, R11
+	SHLQ $3, BX
+	SHLQ $3, R12
+	LEAQ (R9)(R9*2), R8
+	ADDQ SI, R8 // row 3 of A
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	TESTQ CX, CX
+	JEQ   store4x16
+loop4x16:
+	VMOVUPD      (DI), Z12
+	VMOVUPD      (DI)(BX*1), Z13
+	VBROADCASTSD (SI), Z14
+	VFMADD231PD  Z12, Z14, Z0
+	VFMADD231PD  Z13, Z14, Z1
+	VBROADCASTSD (SI)(R9*1), Z15
+	VFMADD231PD  Z12, Z15, Z2
+	VFMADD231PD  Z13, Z15, Z3
+	VBROADCASTSD (SI)(R9*2), Z14
+	VFMADD231PD  Z12, Z14, Z4
+	VFMADD231PD  Z13, Z14, Z5
+	VBROADCASTSD (R8), Z15
+	VFMADD231PD  Z12, Z15, Z6
+	VFMADD231PD  Z13, Z15, Z7
+	ADDQ         R10, SI
+	ADDQ         R10, R8
+	ADDQ         R11, DI
+	DECQ         CX
+	JNZ          loop4x16
+store4x16:
+	LEAQ    (R12)(R12*2), R13
+	ADDQ    DX, R13 // row 3 of C
+	MOVBLZX acc+72(FP), AX
+	TESTL   AX, AX
+	JEQ     overwrite4x16
+	VADDPD (DX), Z0, Z0
+	VADDPD 64(DX), Z1, Z1
+	VADDPD (DX)(R12*1), Z2, Z2
+	VADDPD 64(DX)(R12*1), Z3, Z3
+	VADDPD (DX)(R12*2), Z4, Z4
+	VADDPD 64(DX)(R12*2), Z5, Z5
+	VADDPD (R13), Z6, Z6
+	VADDPD 64(R13), Z7, Z7
+overwrite4x16:
+	VMOVUPD Z0, (DX)
+	VMOVUPD Z1, 64(DX)
+	VMOVUPD Z2, (DX)(R12*1)
+	VMOVUPD Z3, 64(DX)(R12*1)
+	VMOVUPD Z4, (DX)(R12*2)
+	VMOVUPD Z5, 64(DX)(R12*2)
+	VMOVUPD Z6, (R13)
+	VMOVUPD Z7, 64(R13)
+	VZEROUPPER
+	RET
+
+// func gemmKernel2x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+//
+// gemmKernel6x16 on 2 rows: the short sliver at the end of a row block
+// costs its own rows, not six (each element the same sequence of fused
+// multiply–adds, so the tiles are bit-identical to the wider kernels').
+TEXT ·gemmKernel2x16(SB), NOSPLIT, $0-73
+	MOVQ k+0(FP), CX
+	MOVQ a+8(FP), SI
+	MOVQ rsA+16(FP), R9
+	MOVQ csA+24(FP), R10
+	MOVQ b+32(FP), DI
+	MOVQ ldb+40(FP), R11
+	MOVQ b2+48(FP), BX
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R12
+	SHLQ $3, R9
+	SHLQ $3, R10
+	SHLQ $3, R11
+	SHLQ $3, BX
+	SHLQ $3, R12
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	TESTQ CX, CX
+	JEQ   store2x16
+loop2x16:
+	VMOVUPD      (DI), Z12
+	VMOVUPD      (DI)(BX*1), Z13
+	VBROADCASTSD (SI), Z14
+	VFMADD231PD  Z12, Z14, Z0
+	VFMADD231PD  Z13, Z14, Z1
+	VBROADCASTSD (SI)(R9*1), Z15
+	VFMADD231PD  Z12, Z15, Z2
+	VFMADD231PD  Z13, Z15, Z3
+	ADDQ         R10, SI
+	ADDQ         R11, DI
+	DECQ         CX
+	JNZ          loop2x16
+store2x16:
+	MOVBLZX acc+72(FP), AX
+	TESTL   AX, AX
+	JEQ     overwrite2x16
+	VADDPD (DX), Z0, Z0
+	VADDPD 64(DX), Z1, Z1
+	VADDPD (DX)(R12*1), Z2, Z2
+	VADDPD 64(DX)(R12*1), Z3, Z3
+overwrite2x16:
+	VMOVUPD Z0, (DX)
+	VMOVUPD Z1, 64(DX)
+	VMOVUPD Z2, (DX)(R12*1)
+	VMOVUPD Z3, 64(DX)(R12*1)
+	VZEROUPPER
+	RET

@@ -18,3 +18,13 @@ const haveAVX512 = false
 func gemmKernel6x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// gemmKernel4x16 is never called when haveAVX512 is false.
+func gemmKernel4x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
+	panic("neuralode: no assembly kernels in this build")
+}
+
+// gemmKernel2x16 is never called when haveAVX512 is false.
+func gemmKernel2x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
+	panic("neuralode: no assembly kernels in this build")
+}

@@ -861,7 +861,7 @@ func TestGemmAVX512MatchesAVX2(t *testing.T) {
 	defer func() { useAVX512 = haveAVX512 }()
 	rng := randv2.New(randv2.NewPCG(15, 16))
 	s := new(gemmScratch)
-	for _, sh := range [][3]int{{6, 16, 1}, {6, 24, 5}, {13, 40, 257}, {12, 136, 300}, {19, 300, 513}, {64, 512, 64}, {7, 17, 3}} {
+	for _, sh := range [][3]int{{6, 16, 1}, {6, 24, 5}, {13, 40, 257}, {12, 136, 300}, {19, 300, 513}, {64, 512, 64}, {7, 17, 3}, {8, 40, 17}, {9, 33, 20}, {10, 48, 300}, {11, 64, 64}, {4, 16, 5}, {2, 32, 3}} {
 		m, n, k := sh[0], sh[1], sh[2]
 		for _, trans := range []bool{false, true} {
 			for _, packed := range []bool{false, true} {

@@ -726,18 +726,31 @@ func (e *mlpState) rowTask(i, w int) {
 }
 
 // splitRows returns part i of n rows split into parts contiguous ranges
-// whose boundaries are multiples of gemmMR (the assembly kernel's tile
-// height), so that only the last range can end in a partial tile. When the
-// tiles do not divide evenly, the first ranges get one more: the workers
+// whose boundaries are multiples of rowGrain (the assembly kernel's tile
+// height, or two rows), so that only the last range can end in a partial
+// grain. When the grains do not divide evenly, the first ranges get one
+// more: the workers
 // claim tasks in order, so the longer ones start first and the shorter
 // ones fill in (22 tiles in 4 parts: 6, 6, 5, 5 leaves two workers 11
 // each; 5, 6, 5, 6 gave one of them 12).
 func splitRows(n, parts, i int) (lo, hi int) {
-	units := (n + gemmMR - 1) / gemmMR
+	g := rowGrain()
+	units := (n + g - 1) / g
 	q, r := units/parts, units%parts
-	lo = min((i*q+min(i, r))*gemmMR, n)
-	hi = min(((i+1)*q+min(i+1, r))*gemmMR, n)
+	lo = min((i*q+min(i, r))*g, n)
+	hi = min(((i+1)*q+min(i+1, r))*g, n)
 	return lo, hi
+}
+
+// rowGrain is the granularity of splitRows: the tile height, or two rows
+// when the AVX-512 kernels run, whose 2- and 4-row variants make a short
+// sliver cost only its rows (64 rows in two ranges: 32 and 32, each five
+// tiles and a 2-row sliver, instead of 36 and 28, six tiles against five).
+func rowGrain() int {
+	if useAVX512 {
+		return 2
+	}
+	return gemmMR
 }
 
 // input returns rows lo…hi−1 of h_0: z itself, or z with t appended to

@@ -863,16 +863,24 @@ func sameBits(x, y []float64) bool {
 }
 
 // TestSplitRows: the row ranges are contiguous, cover [0, n), start on
-// multiples of the tile height, and differ by at most one tile, the longer
-// ones first.
+// multiples of the grain (tile height, or two rows with the AVX-512
+// kernels), and differ by at most one grain, the longer ones first.
 func TestSplitRows(t *testing.T) {
+	defer func() { useAVX512 = haveAVX512 }()
+	for _, wide := range []bool{false, haveAVX512} {
+		useAVX512 = wide
+		testSplitRows(t, rowGrain())
+	}
+}
+
+func testSplitRows(t *testing.T, grain int) {
 	for n := 0; n <= 200; n++ {
 		for parts := 1; parts <= 9; parts++ {
 			prev, prevTiles := 0, math.MaxInt
 			for i := 0; i < parts; i++ {
 				lo, hi := splitRows(n, parts, i)
-				tiles := (hi - lo + gemmMR - 1) / gemmMR
-				if lo != prev || hi < lo || lo%gemmMR != 0 && lo != n || tiles > prevTiles {
+				tiles := (hi - lo + grain - 1) / grain
+				if lo != prev || hi < lo || lo%grain != 0 && lo != n || tiles > prevTiles {
 					t.Fatalf("n %d parts %d: range %d is [%d, %d) after %d (%d tiles after %d)", n, parts, i, lo, hi, prev, tiles, prevTiles)
 				}
 				if i > 0 && hi < n && prevTiles-tiles > 1 {
