@@ -714,7 +714,7 @@ func transposeRows(dst, src []float64, rows, cols, r0, r1 int) {
 	}
 }
 
-// Blocked products on the amd64 assembly kernel (AVX2 + FMA).
+// Blocked products on the amd64 assembly kernels (AVX2 + FMA, and AVX-512).
 //
 // gemm computes C = A·B or C += A·B with the loop order of BLIS (Van Zee &
 // van de Geijn, "BLIS: A Framework for Rapidly Instantiating BLAS
@@ -747,8 +747,8 @@ const (
 	gemmNR = 8   // columns of the register tile
 	gemmKC = 256 // inner block: a kc×8 panel of B is 16 KiB
 	// gemmNC bounds the columns of B one sliver of A sweeps: a KC×NC block
-	// of B is 256 KiB, which stays in L2 (512 KiB on Zen 3) while the
-	// slivers of A pass over it.
+	// of B is 256 KiB, which stays in L2 (512 KiB to 1 MiB per core on
+	// AMD's Zen) while the slivers of A pass over it.
 	gemmNC = 128
 )
 
