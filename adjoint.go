@@ -1440,6 +1440,64 @@ type gqaMethod struct {
 	chunks      []*gqaChunk
 	nChunks     int
 	rtol, atol  float64
+
+	// sums is the current node's update of a Gauss stage's sums; with the
+	// chunks running serially, long updates are split over g.vecPool
+	// (sumTask, bound once).
+	sums    gqaNodeSums
+	sumTask func(int)
+}
+
+// gqaNodeSums adds one Gauss node's weighted parameter product v to the
+// seven sums of a stage (Gauss, Kronrod, Gauss of |g|, four Legendre tail
+// coefficients), or sets them from it for the stage's first node.
+type gqaNodeSums struct {
+	v, ig, sk, ab         []float64
+	t0, t1, t2, t3        []float64
+	w, wk, c0, c1, c2, c3 float64
+	first                 bool
+}
+
+// apply updates the sums over [lo, hi): one pass over the product for all
+// seven (on large networks seven separate passes cost a few per cent of
+// the gradient). Each element is computed alone, so any split gives the
+// same sums.
+func (a *gqaNodeSums) apply(lo, hi int) {
+	v := a.v[lo:hi]
+	ig, sk, ab := a.ig[lo:hi][:len(v)], a.sk[lo:hi][:len(v)], a.ab[lo:hi][:len(v)]
+	t0, t1, t2, t3 := a.t0[lo:hi][:len(v)], a.t1[lo:hi][:len(v)], a.t2[lo:hi][:len(v)], a.t3[lo:hi][:len(v)]
+	w, wk, c0, c1, c2, c3 := a.w, a.wk, a.c0, a.c1, a.c2, a.c3
+	if a.first {
+		for j, g := range v {
+			ig[j], sk[j], ab[j] = w*g, wk*g, math.Abs(w*g)
+			t0[j], t1[j], t2[j], t3[j] = c0*g, c1*g, c2*g, c3*g
+		}
+		return
+	}
+	for j, g := range v {
+		ig[j] += w * g
+		sk[j] += wk * g
+		ab[j] += math.Abs(w * g)
+		t0[j] += c0 * g
+		t1[j] += c1 * g
+		t2[j] += c2 * g
+		t3[j] += c3 * g
+	}
+}
+
+// applySums runs m.sums.apply over the whole product, in fixed chunks on
+// g.vecPool when the quadrature runs serially and the product is long.
+func (m *gqaMethod) applySums() {
+	g, n := m.g, len(m.sums.v)
+	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
+		m.sums.apply(0, n)
+		return
+	}
+	g.vecPool.run((n+vecChunk-1)/vecChunk, m.sumTask)
+}
+
+func (m *gqaMethod) sumChunk(i int) {
+	m.sums.apply(i*vecChunk, min((i+1)*vecChunk, len(m.sums.v)))
 }
 
 // gqaBase is what the adaptive methods take from GQAdjoint / GQInterpAdjoint.
@@ -1461,6 +1519,7 @@ func newGQAdaptiveInterpMethod(g *gradState) gradStrategy {
 func newGQA(g *gradState, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
 	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
 	m.hook, m.fChunk, m.fShift = m.record, m.chunk, m.rhs
+	m.sumTask = m.sumChunk
 	return m
 }
 
@@ -1776,36 +1835,21 @@ func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) (ok, resolved bool) {
 	gk, _ := GaussKronrod(n)
 	tw := gqaTails[n]
-	clear(ch.ig)
-	clear(ch.sk)
-	clear(ch.ab)
-	for r := range ch.tail {
-		clear(ch.tail[r])
-	}
 	gi := 0 // index of the Gauss node
 	for k, x := range gk.Nodes {
 		if !gk.IsGauss[k] {
 			continue
 		}
 		m.node(ch, i, mid+half*x)
-		// One pass over the product for all seven sums (on large networks
-		// seven separate passes cost a few per cent of the gradient).
-		w, wk := half*gk.GaussWeights[k], half*gk.Weights[k]
-		c0, c1, c2, c3 := half*tw[gi], half*tw[n+gi], half*tw[2*n+gi], half*tw[3*n+gi]
-		v := ch.gk
-		ig, sk, ab := ch.ig[:len(v)], ch.sk[:len(v)], ch.ab[:len(v)]
-		t0, t1, t2, t3 := ch.tail[0][:len(v)], ch.tail[1][:len(v)], ch.tail[2][:len(v)], ch.tail[3][:len(v)]
-		for j, g := range v {
-			ig[j] += w * g
-			sk[j] += wk * g
-			ab[j] += math.Abs(w * g)
-			t0[j] += c0 * g
-			t1[j] += c1 * g
-			t2[j] += c2 * g
-			t3[j] += c3 * g
-		}
+		m.sums = gqaNodeSums{v: ch.gk, ig: ch.ig, sk: ch.sk, ab: ch.ab,
+			t0: ch.tail[0], t1: ch.tail[1], t2: ch.tail[2], t3: ch.tail[3],
+			w: half * gk.GaussWeights[k], wk: half * gk.Weights[k],
+			c0: half * tw[gi], c1: half * tw[n+gi], c2: half * tw[2*n+gi], c3: half * tw[3*n+gi],
+			first: gi == 0}
+		m.applySums()
 		gi++
 	}
+	m.sums = gqaNodeSums{}
 	return m.spectralOK(ch, n, frac)
 }
 
@@ -1830,8 +1874,13 @@ func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
 	} else {
 		z, a = y[:n], y[n:]
 	}
-	clear(ch.gk)
+	// The evaluator sets the product rather than adding it, if it can:
+	// clearing all P entries first would be a serial pass per node.
+	if !setParamGrad(ch.use, true) {
+		clear(ch.gk)
+	}
 	ch.use.VJP(tau, z, a, nil, nil, ch.gk, nil)
+	setParamGrad(ch.use, false)
 	ch.nodes++
 }
 
