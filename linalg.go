@@ -910,10 +910,7 @@ func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, b
 	// One, three or five rows: the next taller kernel on a padded copy.
 	t := s.c[:]
 	if accum {
-		clear(t)
-		for i := 0; i < mr; i++ {
-			copy(t[i*nw:i*nw+nw], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nw])
-		}
+		loadTile(t, nw, c, ldc, i0, j0, mr, nw)
 	}
 	switch mr {
 	case 1:
@@ -923,8 +920,22 @@ func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, b
 	default:
 		gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
 	}
+	storeTile(c, ldc, i0, j0, t, nw, mr, nw)
+}
+
+// loadTile copies the mr×w block of C at (i0, j0) into the zeroed tile t
+// (row stride tw), for a kernel that accumulates into a padded edge tile.
+func loadTile(t []float64, tw int, c []float64, ldc, i0, j0, mr, w int) {
+	clear(t)
 	for i := 0; i < mr; i++ {
-		copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nw], t[i*nw:i*nw+nw])
+		copy(t[i*tw:i*tw+w], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+w])
+	}
+}
+
+// storeTile copies the valid mr×w part of the tile t back into C.
+func storeTile(c []float64, ldc, i0, j0 int, t []float64, tw, mr, w int) {
+	for i := 0; i < mr; i++ {
+		copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+w], t[i*tw:i*tw+w])
 	}
 }
 
@@ -1011,15 +1022,10 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 					}
 					t := s.c[:]
 					if accum {
-						clear(t)
-						for i := 0; i < mr; i++ {
-							copy(t[i*gemmNR:i*gemmNR+nr], c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr])
-						}
+						loadTile(t, gemmNR, c, ldc, i0, j0, mr, nr)
 					}
 					gemmKernel6x8(kc, ap, ars, acs, bp, bld, &t[0], gemmNR, accum)
-					for i := 0; i < mr; i++ {
-						copy(c[(i0+i)*ldc+j0:(i0+i)*ldc+j0+nr], t[i*gemmNR:i*gemmNR+nr])
-					}
+					storeTile(c, ldc, i0, j0, t, gemmNR, mr, nr)
 				}
 			}
 		}

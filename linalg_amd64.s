@@ -2,6 +2,25 @@
 
 #include "textflag.h"
 
+// GEMM16_ARGS loads the arguments of the 16-column kernels and scales the
+// strides to bytes: CX = k, SI = a, R9 = rsA, R10 = csA, DI = b, R11 = ldb,
+// BX = b2, DX = c, R12 = ldc.
+#define GEMM16_ARGS \
+	MOVQ k+0(FP), CX; \
+	MOVQ a+8(FP), SI; \
+	MOVQ rsA+16(FP), R9; \
+	MOVQ csA+24(FP), R10; \
+	MOVQ b+32(FP), DI; \
+	MOVQ ldb+40(FP), R11; \
+	MOVQ b2+48(FP), BX; \
+	MOVQ c+56(FP), DX; \
+	MOVQ ldc+64(FP), R12; \
+	SHLQ $3, R9; \
+	SHLQ $3, R10; \
+	SHLQ $3, R11; \
+	SHLQ $3, BX; \
+	SHLQ $3, R12
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
@@ -172,20 +191,7 @@ overwrite:
 // element the same sequence of fused multiply–adds as in the 6×8 kernel,
 // so the two kernels give bit-identical tiles.
 TEXT ·gemmKernel6x16(SB), NOSPLIT, $0-73
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ rsA+16(FP), R9
-	MOVQ csA+24(FP), R10
-	MOVQ b+32(FP), DI
-	MOVQ ldb+40(FP), R11
-	MOVQ b2+48(FP), BX
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R12
-	SHLQ $3, R9
-	SHLQ $3, R10
-	SHLQ $3, R11
-	SHLQ $3, BX
-	SHLQ $3, R12
+	GEMM16_ARGS
 	LEAQ (R9)(R9*2), R8
 	ADDQ SI, R8 // row 3 of A
 
@@ -240,20 +246,7 @@ overwrite16:
 // costs its own rows, not six (each element the same sequence of fused
 // multiply–adds, so the tiles are bit-identical to the wider kernels').
 TEXT ·gemmKernel4x16(SB), NOSPLIT, $0-73
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ rsA+16(FP), R9
-	MOVQ csA+24(FP), R10
-	MOVQ b+32(FP), DI
-	MOVQ ldb+40(FP), R11
-	MOVQ b2+48(FP), BX
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R12
-	SHLQ $3, R9
-	SHLQ $3, R10
-	SHLQ $3, R11
-	SHLQ $3, BX
-	SHLQ $3, R12
+	GEMM16_ARGS
 	LEAQ (R9)(R9*2), R8
 	ADDQ SI, R8 // row 3 of A
 	VPXORQ Z0, Z0, Z0
@@ -318,20 +311,7 @@ overwrite4x16:
 // costs its own rows, not six (each element the same sequence of fused
 // multiply–adds, so the tiles are bit-identical to the wider kernels').
 TEXT ·gemmKernel2x16(SB), NOSPLIT, $0-73
-	MOVQ k+0(FP), CX
-	MOVQ a+8(FP), SI
-	MOVQ rsA+16(FP), R9
-	MOVQ csA+24(FP), R10
-	MOVQ b+32(FP), DI
-	MOVQ ldb+40(FP), R11
-	MOVQ b2+48(FP), BX
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R12
-	SHLQ $3, R9
-	SHLQ $3, R10
-	SHLQ $3, R11
-	SHLQ $3, BX
-	SHLQ $3, R12
+	GEMM16_ARGS
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
 	VPXORQ Z2, Z2, Z2

@@ -804,49 +804,33 @@ func TestGemm(t *testing.T) {
 	}
 	rng := randv2.New(randv2.NewPCG(11, 12))
 	s := new(gemmScratch)
-	for _, sh := range [][3]int{{1, 1, 1}, {6, 8, 1}, {5, 7, 3}, {7, 9, 257}, {13, 17, 40}, {12, 136, 300}, {19, 300, 513}, {64, 32, 2}, {2, 33, 64}} {
-		m, n, k := sh[0], sh[1], sh[2]
-		for _, trans := range []bool{false, true} {
-			for _, packed := range []bool{false, true} {
-				for _, acc := range []bool{false, true} {
-					a := randSlice(rng, m*k)
-					rsA, csA := k, 1
-					if trans {
-						rsA, csA = 1, m // a holds Aᵀ (k×m)
-					}
-					b := randSlice(rng, k*n)
-					bp := b
-					if packed {
-						bp = make([]float64, packedLen(k, n))
-						packB(bp, b, n, 1, k, n, 0, (n+7)/8/2)
-						packB(bp, b, n, 1, k, n, (n+7)/8/2, (n+7)/8)
-					}
-					c := randSlice(rng, m*n)
-					var want []float64
-					if acc {
-						want = naiveGemm(c, a, rsA, csA, b, m, n, k)
-					} else {
-						want = naiveGemm(nil, a, rsA, csA, b, m, n, k)
-					}
-					gemm(s, c, n, a, rsA, csA, bp, n, packed, m, n, k, acc)
-					if d := maxRelDiff(c, want); d > 1e-14 {
-						t.Errorf("%v trans %v packed %v acc %v: rel diff %g", sh, trans, packed, acc, d)
-					}
-					if trans || acc {
-						continue
-					}
-					for split := 1; split < m; split += 5 {
-						parts := make([]float64, m*n)
-						gemm(s, parts, n, a, rsA, csA, bp, n, packed, split, n, k, false)
-						gemm(s, parts[split*n:], n, a[split*rsA:], rsA, csA, bp, n, packed, m-split, n, k, false)
-						if !sameBits(parts, c) {
-							t.Fatalf("%v packed %v: row split at %d changes the result", sh, packed, split)
-						}
-					}
-				}
+	shapes := [][3]int{{1, 1, 1}, {6, 8, 1}, {5, 7, 3}, {7, 9, 257}, {13, 17, 40}, {12, 136, 300}, {19, 300, 513}, {64, 32, 2}, {2, 33, 64}}
+	forGemmCases(rng, shapes, func(gc gemmCase) {
+		m, n, k := gc.m, gc.n, gc.k
+		sh := [3]int{m, n, k}
+		c := randSlice(rng, m*n)
+		var want []float64
+		if gc.acc {
+			want = naiveGemm(c, gc.a, gc.rsA, gc.csA, gc.b, m, n, k)
+		} else {
+			want = naiveGemm(nil, gc.a, gc.rsA, gc.csA, gc.b, m, n, k)
+		}
+		gemm(s, c, n, gc.a, gc.rsA, gc.csA, gc.bp, n, gc.packed, m, n, k, gc.acc)
+		if d := maxRelDiff(c, want); d > 1e-14 {
+			t.Errorf("%v trans %v packed %v acc %v: rel diff %g", sh, gc.trans, gc.packed, gc.acc, d)
+		}
+		if gc.trans || gc.acc {
+			return
+		}
+		for split := 1; split < m; split += 5 {
+			parts := make([]float64, m*n)
+			gemm(s, parts, n, gc.a, gc.rsA, gc.csA, gc.bp, n, gc.packed, split, n, k, false)
+			gemm(s, parts[split*n:], n, gc.a[split*gc.rsA:], gc.rsA, gc.csA, gc.bp, n, gc.packed, m-split, n, k, false)
+			if !sameBits(parts, c) {
+				t.Fatalf("%v packed %v: row split at %d changes the result", sh, gc.packed, split)
 			}
 		}
-	}
+	})
 }
 
 // TestGemmAVX512MatchesAVX2: the 6×16 AVX-512 kernel computes every element
@@ -861,32 +845,53 @@ func TestGemmAVX512MatchesAVX2(t *testing.T) {
 	defer func() { useAVX512 = haveAVX512 }()
 	rng := randv2.New(randv2.NewPCG(15, 16))
 	s := new(gemmScratch)
-	for _, sh := range [][3]int{{6, 16, 1}, {6, 24, 5}, {13, 40, 257}, {12, 136, 300}, {19, 300, 513}, {64, 512, 64}, {7, 17, 3}, {8, 40, 17}, {9, 33, 20}, {10, 48, 300}, {11, 64, 64}, {4, 16, 5}, {2, 32, 3}} {
+	shapes := [][3]int{{6, 16, 1}, {6, 24, 5}, {13, 40, 257}, {12, 136, 300}, {19, 300, 513}, {64, 512, 64}, {7, 17, 3}, {8, 40, 17}, {9, 33, 20}, {10, 48, 300}, {11, 64, 64}, {4, 16, 5}, {2, 32, 3}}
+	forGemmCases(rng, shapes, func(gc gemmCase) {
+		m, n, k := gc.m, gc.n, gc.k
+		c0 := randSlice(rng, m*n)
+		var out [2][]float64
+		for i, wide := range []bool{true, false} {
+			useAVX512 = wide
+			out[i] = append([]float64(nil), c0...)
+			gemm(s, out[i], n, gc.a, gc.rsA, gc.csA, gc.bp, n, gc.packed, m, n, k, gc.acc)
+		}
+		if !sameBits(out[0], out[1]) {
+			t.Errorf("%v trans %v packed %v acc %v: AVX-512 and AVX2 kernels differ", [3]int{m, n, k}, gc.trans, gc.packed, gc.acc)
+		}
+	})
+}
+
+// gemmCase is one product of forGemmCases: m×k A (Aᵀ stored when trans),
+// k×n B row-major in b and, when packed, in packB's layout in bp (packed in
+// two halves, as the MLP's tasks do).
+type gemmCase struct {
+	m, n, k            int
+	trans, packed, acc bool
+	a                  []float64
+	rsA, csA           int
+	b, bp              []float64
+}
+
+// forGemmCases calls fn for every shape with A in place or transposed, B
+// row-major or packed, storing or accumulating, on fresh random operands.
+func forGemmCases(rng *randv2.Rand, shapes [][3]int, fn func(gemmCase)) {
+	for _, sh := range shapes {
 		m, n, k := sh[0], sh[1], sh[2]
 		for _, trans := range []bool{false, true} {
 			for _, packed := range []bool{false, true} {
 				for _, acc := range []bool{false, true} {
-					a := randSlice(rng, m*k)
-					rsA, csA := k, 1
+					gc := gemmCase{m: m, n: n, k: k, trans: trans, packed: packed, acc: acc, a: randSlice(rng, m*k), rsA: k, csA: 1}
 					if trans {
-						rsA, csA = 1, m
+						gc.rsA, gc.csA = 1, m // a holds Aᵀ (k×m)
 					}
-					b := randSlice(rng, k*n)
-					bp := b
+					gc.b = randSlice(rng, k*n)
+					gc.bp = gc.b
 					if packed {
-						bp = make([]float64, packedLen(k, n))
-						packB(bp, b, n, 1, k, n, 0, (n+7)/8)
+						gc.bp = make([]float64, packedLen(k, n))
+						packB(gc.bp, gc.b, n, 1, k, n, 0, (n+7)/8/2)
+						packB(gc.bp, gc.b, n, 1, k, n, (n+7)/8/2, (n+7)/8)
 					}
-					c0 := randSlice(rng, m*n)
-					var out [2][]float64
-					for i, wide := range []bool{true, false} {
-						useAVX512 = wide
-						out[i] = append([]float64(nil), c0...)
-						gemm(s, out[i], n, a, rsA, csA, bp, n, packed, m, n, k, acc)
-					}
-					if !sameBits(out[0], out[1]) {
-						t.Errorf("%v trans %v packed %v acc %v: AVX-512 and AVX2 kernels differ", sh, trans, packed, acc)
-					}
+					fn(gc)
 				}
 			}
 		}
