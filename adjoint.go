@@ -1441,10 +1441,9 @@ type gqaMethod struct {
 	nChunks     int
 	rtol, atol  float64
 
-	// sums is the current node's update of a Gauss stage's sums; with the
-	// chunks running serially, long updates are split over g.vecPool
-	// (sumTask, bound once).
-	sums    gqaNodeSums
+	// cur is the node update being split over g.vecPool (sumTask, bound
+	// once): only when the chunks run serially, so one at a time.
+	cur     *gqaNodeSums
 	sumTask func(int)
 }
 
@@ -1485,19 +1484,22 @@ func (a *gqaNodeSums) apply(lo, hi int) {
 	}
 }
 
-// applySums runs m.sums.apply over the whole product, in fixed chunks on
-// g.vecPool when the quadrature runs serially and the product is long.
-func (m *gqaMethod) applySums() {
-	g, n := m.g, len(m.sums.v)
+// applySums runs u.apply over the whole product, in fixed chunks on
+// g.vecPool when the quadrature runs serially (the chunks fanned out share
+// no pool) and the product is long.
+func (m *gqaMethod) applySums(u *gqaNodeSums) {
+	g, n := m.g, len(u.v)
 	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
-		m.sums.apply(0, n)
+		u.apply(0, n)
 		return
 	}
+	m.cur = u
 	g.vecPool.run((n+vecChunk-1)/vecChunk, m.sumTask)
+	m.cur = nil
 }
 
 func (m *gqaMethod) sumChunk(i int) {
-	m.sums.apply(i*vecChunk, min((i+1)*vecChunk, len(m.sums.v)))
+	m.cur.apply(i*vecChunk, min((i+1)*vecChunk, len(m.cur.v)))
 }
 
 // gqaBase is what the adaptive methods take from GQAdjoint / GQInterpAdjoint.
@@ -1566,9 +1568,10 @@ func (m *gqaMethod) record(si *StepInfo)        { m.tape.push(si, 0) }
 // gqaChunk is the workspace of one quadrature task.
 type gqaChunk struct {
 	ev                      Evaluator
-	use                     Evaluator // ev, or g.ev when the chunks run serially
-	sum                     []float64 // integral over the task's intervals
-	gk, ig, sk, ab          []float64 // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
+	use                     Evaluator   // ev, or g.ev when the chunks run serially
+	upd                     gqaNodeSums // the current node's update of the stage's sums
+	sum                     []float64   // integral over the task's intervals
+	gk, ig, sk, ab          []float64   // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
 	tail                    [4][]float64
 	y, z                    []float64   // interpolated backward and forward states
 	ipB, ipF                interpolant // backward and forward dense output
@@ -1841,15 +1844,15 @@ func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) 
 			continue
 		}
 		m.node(ch, i, mid+half*x)
-		m.sums = gqaNodeSums{v: ch.gk, ig: ch.ig, sk: ch.sk, ab: ch.ab,
+		ch.upd = gqaNodeSums{v: ch.gk, ig: ch.ig, sk: ch.sk, ab: ch.ab,
 			t0: ch.tail[0], t1: ch.tail[1], t2: ch.tail[2], t3: ch.tail[3],
 			w: half * gk.GaussWeights[k], wk: half * gk.Weights[k],
 			c0: half * tw[gi], c1: half * tw[n+gi], c2: half * tw[2*n+gi], c3: half * tw[3*n+gi],
 			first: gi == 0}
-		m.applySums()
+		m.applySums(&ch.upd)
 		gi++
 	}
-	m.sums = gqaNodeSums{}
+	ch.upd = gqaNodeSums{}
 	return m.spectralOK(ch, n, frac)
 }
 
