@@ -618,14 +618,17 @@ func gradBenchProblem(tb testing.TB, D, H, B int) (*MLP, []float64, []float64, [
 
 // gradFlops estimates the floating-point work of one gradient from its
 // statistics, counting only the matrix products (2·B·in·out each): an
-// evaluation costs F (one forward pass); a VJP with gz and gp (Direct, the
-// adjoints) 3F; a VJP with gz only (GQ backward) 2F; a quadrature node's
-// parameter product 2F.
+// evaluation costs F (one forward pass); a VJP with gz and gp 3F (the
+// adjoints), 2F for Direct, which reuses the stage's kept activations; a
+// VJP with gz only (GQ backward) 2F; a quadrature node's parameter product
+// 2F.
 func gradFlops(m *MLP, B int, method GradMethod, st GradStats) float64 {
 	F := mlpFlops(m, B)
 	fl := float64(st.Forward.NFE) * F
 	switch method {
-	case Direct, Adjoint, SeminormAdjoint:
+	case Direct:
+		fl += float64(st.VJPs) * 2 * F
+	case Adjoint, SeminormAdjoint:
 		fl += float64(st.VJPs) * 3 * F
 	default:
 		fl += float64(st.Backward.NFE)*2*F + float64(st.QuadratureNodes)*2*F
