@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -209,6 +210,13 @@ func timeProblem(p *benchProblem, ms []string, repeats int, gqC float64, logf fu
 		return nil, err
 	}
 	for rep := -1; rep < repeats; rep++ {
+		if rep == 0 {
+			// The warm-up sized every workspace: collect its garbage (and
+			// the case file's) now, so that no collection cycle, which
+			// takes a whole processor while it marks, runs during the
+			// timed gradients.
+			runtime.GC()
+		}
 		for i, g := range solvers {
 			if rep >= 0 {
 				logf("bench %s: repeat %d/%d %s\n", p.name, rep+1, repeats, ms[i])
