@@ -1012,10 +1012,10 @@ func (s *Solver) step(f Func, t, h float64, head int) {
 // Elementwise passes over states of at least vecParallelMin components run
 // in chunks of vecChunk on Solver.vec. Each element is computed as in the
 // serial pass, so the chunking changes neither the results nor their
-// independence of GOMAXPROCS; a chunk (128 KiB per vector) also keeps
+// independence of GOMAXPROCS; a chunk (64 KiB per vector) also keeps
 // LinComb's repeated passes over dst in the core's L2.
 const (
-	vecChunk       = 1 << 14
+	vecChunk       = 1 << 13
 	vecParallelMin = 1 << 16
 	// maxLinCombVecs bounds the vectors one chunked linComb combines (the
 	// chunk slices live in a fixed array); longer ones run serially.
