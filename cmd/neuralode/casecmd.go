@@ -181,14 +181,10 @@ func solveCase(fs *flag.FlagSet, cf *caseFlags, method string, step float64, com
 		return nil, err
 	}
 	rt, at := cf.tolerances(c)
-	s, err := neuralode.NewSolver(neuralode.Options{Method: tb, RTol: rt, ATol: at, Step: step, Overshoot: over})
-	if err != nil {
-		return nil, err
-	}
-	ev := m.NewEvaluator()
 	z0 := c.Z0Flat()
-	out := make([]float64, len(c.T)*len(z0))
-	st, err := s.Solve(func(t float64, z, dz []float64) { ev.Eval(t, z, dz) }, z0, c.T, out)
+	// Predict evaluates with the parameters frozen: the weights are packed
+	// once for the solve, not at every evaluation.
+	out, st, err := neuralode.Predict(m, neuralode.Options{Method: tb, RTol: rt, ATol: at, Step: step, Overshoot: over}, z0, c.T)
 	if err != nil {
 		return nil, err
 	}
