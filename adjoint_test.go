@@ -1068,3 +1068,31 @@ func TestPredictLeavesEvaluatorUnfrozen(t *testing.T) {
 		t.Errorf("after Predict the held evaluator ignores a parameter update: %v, want %v", got, want)
 	}
 }
+
+// TestGradientAllocsParamTensors: TestGradientAllocs on a field with
+// parameter tensors (an MLP), which the adaptive quadrature checks tensor
+// by tensor.
+func TestGradientAllocsParamTensors(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector allocates")
+	}
+	m, z0, ts, targets := gradBenchProblem(t, 2, 4, 8)
+	loss := testMSE(z0, ts, targets)
+	for _, meth := range allGradMethods {
+		g, err := NewGradientSolver(m, GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Gradient(z0, ts, loss); err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(10, func() {
+			if _, err := g.Gradient(z0, ts, loss); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 0 {
+			t.Errorf("%v: %v allocations per gradient in steady state", meth, allocs)
+		}
+	}
+}
