@@ -1591,6 +1591,11 @@ type gqaPanel struct {
 // it has no ParamTensors or their sizes do not add up).
 func (m *gqaMethod) setBlocks() {
 	g := m.g
+	if len(m.blocks) >= 2 && m.blocks[len(m.blocks)-1] == g.p {
+		// Set by an earlier gradient of the same field: ParamSizes
+		// allocates its answer, and the tensors do not change.
+		return
+	}
 	m.blocks = append(m.blocks[:0], 0)
 	if pt, ok := g.field.(ParamTensors); ok {
 		off := 0

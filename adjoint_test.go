@@ -1036,3 +1036,63 @@ func TestQuadratureOnTinyIntervals(t *testing.T) {
 		}
 	}
 }
+
+// heldEvalField hands out wrappers around one evaluator the caller keeps.
+type heldEvalField struct {
+	*MLP
+	ev Evaluator
+}
+
+func (f heldEvalField) NewEvaluator() Evaluator { return &unwrappingEval{forwardingEval{f.ev}} }
+
+// TestPredictLeavesEvaluatorUnfrozen: Predict freezes θ for its solve
+// only; an evaluator the caller holds behind a wrapper afterwards sees a
+// parameter update, as it did before the solve.
+func TestPredictLeavesEvaluatorUnfrozen(t *testing.T) {
+	m, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{16}, Activation: Tanh}, rand.New(rand.NewPCG(3, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := m.NewEvaluator()
+	z := []float64{0.3, -0.7, 1.1, 0.2}
+	if _, _, err := Predict(heldEvalField{m, held}, Options{RTol: 1e-6, ATol: 1e-6}, z, []float64{0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Params() {
+		m.Params()[i] *= 1.5
+	}
+	got, want := make([]float64, len(z)), make([]float64, len(z))
+	held.Eval(0, z, got)
+	m.NewEvaluator().Eval(0, z, want)
+	if !sameBits(got, want) {
+		t.Errorf("after Predict the held evaluator ignores a parameter update: %v, want %v", got, want)
+	}
+}
+
+// TestGradientAllocsParamTensors: TestGradientAllocs on a field with
+// parameter tensors (an MLP), which the adaptive quadrature checks tensor
+// by tensor.
+func TestGradientAllocsParamTensors(t *testing.T) {
+	if raceEnabled() {
+		t.Skip("the race detector allocates")
+	}
+	m, z0, ts, targets := gradBenchProblem(t, 2, 4, 8)
+	loss := testMSE(z0, ts, targets)
+	for _, meth := range allGradMethods {
+		g, err := NewGradientSolver(m, GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.Gradient(z0, ts, loss); err != nil {
+			t.Fatal(err)
+		}
+		allocs := testing.AllocsPerRun(10, func() {
+			if _, err := g.Gradient(z0, ts, loss); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 0 {
+			t.Errorf("%v: %v allocations per gradient in steady state", meth, allocs)
+		}
+	}
+}

@@ -490,6 +490,9 @@ func Predict(field VectorField, opts Options, z0, ts []float64) (out []float64, 
 	}
 	ev := field.NewEvaluator()
 	freezeParams(ev, true) // θ is constant during the solve: pack weights once
+	// The evaluator may be one the caller holds (behind a wrapper): it must
+	// see later parameter updates again.
+	defer freezeParams(ev, false)
 	out = make([]float64, len(ts)*n)
 	st, err = s.Solve(ev.Eval, z0, ts, out)
 	if err != nil {

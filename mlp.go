@@ -291,7 +291,6 @@ type mlpState struct {
 	dOwn  [][]float64
 	delta [][]float64 // delta[l], l = 0…L−1: cotangent of layer l's output, B×n_{l+1}
 	dh0   []float64   // B×(D+1) input cotangent (TimeInput only)
-	gtBlk []float64   // per row block partial sums of aᵀ∂f/∂t
 	wt    [][]float64 // Go path: wt[l] = W_lᵀ (in×out) for layers with fwdTransposed, else nil
 	pk    [][]float64 // assembly path: pk[l] = W_lᵀ in packB's layout, for h·W_lᵀ
 	pkb   [][]float64 // assembly path: pkb[l] = W_l in packB's layout, for δ·W_l
@@ -351,7 +350,6 @@ func (e *mlpState) ensure(B int) {
 		e.in = make([]float64, B*m.sizes[0])
 		e.dh0 = make([]float64, B*m.sizes[0])
 	}
-	e.gtBlk = make([]float64, mlpMaxBlocks)
 	e.chunk = make([]int, L+2)
 	e.hp = nil // regrown by ensureCopies
 	e.maxB = B
@@ -864,7 +862,7 @@ func (e *mlpState) backProduct(s *gemmScratch, l int, y, delta, W []float64, nb,
 
 // backwardRows runs the reverse sweep δ_{l−1} = (δ_l W_l) ⊙ act′ on rows
 // lo…hi−1 (block i), then the input cotangent δ_0 W_0 into gz and, with
-// time input, the block's partial sum of its t column.
+// time input, the rows' shares of aᵀ∂f/∂t (the t column of δ_0 W_0).
 func (e *mlpState) backwardRows(s *gemmScratch, i, lo, hi int) {
 	m := e.m
 	D := m.cfg.Dim
@@ -889,25 +887,26 @@ func (e *mlpState) backwardRows(s *gemmScratch, i, lo, hi int) {
 		}
 		return
 	}
-	var st float64
+	// Each row's share of aᵀ∂f/∂t is left in the t column of dh0; VJP sums
+	// the rows in order, so that the total does not depend on the blocks.
+	dh := e.dh0[lo*nin : hi*nin]
 	if e.gz != nil {
-		dh := e.dh0[lo*nin : hi*nin]
 		e.backProduct(s, 0, dh, delta, W, nb, nout, nin)
 		gz := e.gz[lo*D : hi*D]
 		for b := 0; b < nb; b++ {
 			copy(gz[b*D:b*D+D], dh[b*nin:b*nin+D])
-			st += dh[b*nin+D]
 		}
 	} else if e.wantGt {
 		// Only the t column of δ_0 W_0 is needed.
 		for b := 0; b < nb; b++ {
+			var st float64
 			row := delta[b*nout : b*nout+nout]
 			for o, v := range row {
 				st += v * W[o*nin+D]
 			}
+			dh[b*nin+D] = st
 		}
 	}
-	e.gtBlk[i] = st
 }
 
 // paramTask adds parameter task c's share of aᵀ∂f/∂θ to e.gp: a range of
@@ -1014,8 +1013,9 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	if gt != nil {
 		if m.cfg.TimeInput {
 			var st float64
-			for _, v := range e.gtBlk[:e.blocks] {
-				st += v
+			nin := m.sizes[0]
+			for b := 0; b < B; b++ {
+				st += e.dh0[b*nin+m.cfg.Dim]
 			}
 			*gt = st
 		} else {

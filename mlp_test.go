@@ -1642,3 +1642,46 @@ func BenchmarkAdamStep(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/param")
 }
+
+// TestMLPTimeGradientPartitionFree: aᵀ∂f/∂t of a batch is the in-order sum
+// of the rows' own values, bit for bit, however the rows are split into
+// blocks (the split depends on the kernels in use: two-row grains with
+// AVX-512, six-row tiles without), with and without gz.
+func TestMLPTimeGradientPartitionFree(t *testing.T) {
+	defer func() { useAVX512 = haveAVX512 }()
+	rng := rand.New(rand.NewPCG(7, 8))
+	m, err := NewMLP(MLPConfig{Dim: 8, Hidden: []int{128, 128}, Activation: Tanh, TimeInput: true}, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wide := range []bool{false, haveAVX512} {
+		useAVX512 = wide
+		for _, B := range []int{64, 100, 130, 200} {
+			z, a := make([]float64, B*8), make([]float64, B*8)
+			for i := range z {
+				z[i], a[i] = rng.NormFloat64(), rng.NormFloat64()
+			}
+			for _, withGz := range []bool{false, true} {
+				ev := m.NewEvaluator()
+				var gz, gz1 []float64
+				if withGz {
+					gz, gz1 = make([]float64, B*8), make([]float64, 8)
+				}
+				var gt float64
+				ev.VJP(0.3, z, a, nil, gz, nil, &gt)
+				if ev.(*mlpEvaluator).blocks < 2 {
+					t.Fatalf("B %d: one row block, nothing to test", B)
+				}
+				var want float64
+				for b := 0; b < B; b++ {
+					var r float64
+					ev.VJP(0.3, z[b*8:b*8+8], a[b*8:b*8+8], nil, gz1, nil, &r)
+					want += r
+				}
+				if gt != want {
+					t.Errorf("AVX-512 %v, B %d, gz %v: gt = %v, in-order sum of the rows %v", wide, B, withGz, gt, want)
+				}
+			}
+		}
+	}
+}
