@@ -517,19 +517,30 @@ func TestGradientAllocs(t *testing.T) {
 		t.Skip("the race detector allocates")
 	}
 	field, z0, ts, targets := testProblem(7, 4, 8, 3, true)
-	loss := testMSE(z0, ts, targets)
-	for _, m := range allGradMethods {
-		g, _ := NewGradientSolver(field, GradOptions{Method: m, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
-		if _, err := g.Gradient(z0, ts, loss); err != nil {
-			t.Fatal(err)
-		}
-		allocs := testing.AllocsPerRun(10, func() {
-			if _, err := g.Gradient(z0, ts, loss); err != nil {
+	// An MLP too: its parameter tensors shape the adjoints' and
+	// gq-adaptive's norm groups, which a plain field does not have.
+	mlp, mz0, mts, mtargets := gradBenchProblem(t, 2, 4, 8)
+	for _, p := range []struct {
+		field           VectorField
+		z0, ts, targets []float64
+	}{{field, z0, ts, targets}, {mlp, mz0, mts, mtargets}} {
+		loss := testMSE(p.z0, p.ts, p.targets)
+		for _, m := range allGradMethods {
+			g, err := NewGradientSolver(p.field, GradOptions{Method: m, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
+			if err != nil {
 				t.Fatal(err)
 			}
-		})
-		if allocs > 0 {
-			t.Errorf("%v: %v allocations per gradient in steady state", m, allocs)
+			if _, err := g.Gradient(p.z0, p.ts, loss); err != nil {
+				t.Fatal(err)
+			}
+			allocs := testing.AllocsPerRun(10, func() {
+				if _, err := g.Gradient(p.z0, p.ts, loss); err != nil {
+					t.Fatal(err)
+				}
+			})
+			if allocs > 0 {
+				t.Errorf("%T, %v: %v allocations per gradient in steady state", p.field, m, allocs)
+			}
 		}
 	}
 }
@@ -1066,33 +1077,5 @@ func TestPredictLeavesEvaluatorUnfrozen(t *testing.T) {
 	m.NewEvaluator().Eval(0, z, want)
 	if !sameBits(got, want) {
 		t.Errorf("after Predict the held evaluator ignores a parameter update: %v, want %v", got, want)
-	}
-}
-
-// TestGradientAllocsParamTensors: TestGradientAllocs on a field with
-// parameter tensors (an MLP), which the adaptive quadrature checks tensor
-// by tensor.
-func TestGradientAllocsParamTensors(t *testing.T) {
-	if raceEnabled() {
-		t.Skip("the race detector allocates")
-	}
-	m, z0, ts, targets := gradBenchProblem(t, 2, 4, 8)
-	loss := testMSE(z0, ts, targets)
-	for _, meth := range allGradMethods {
-		g, err := NewGradientSolver(m, GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := g.Gradient(z0, ts, loss); err != nil {
-			t.Fatal(err)
-		}
-		allocs := testing.AllocsPerRun(10, func() {
-			if _, err := g.Gradient(z0, ts, loss); err != nil {
-				t.Fatal(err)
-			}
-		})
-		if allocs > 0 {
-			t.Errorf("%v: %v allocations per gradient in steady state", meth, allocs)
-		}
 	}
 }
