@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand"
 	randv2 "math/rand/v2"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -688,6 +689,16 @@ func BenchmarkMatMulForward(b *testing.B) {
 // testScratch is the gemm scratch of the single-goroutine kernel tests.
 var testScratch = new(gemmScratch)
 
+// With NEURALODE_TEST_NO_AVX512 set, the package's tests run on the AVX2
+// kernels even where the processor has AVX-512, so that CI exercises both
+// assembly paths on one machine (and the pure-Go one with -tags purego).
+// Tests that switch useAVX512 restore the value they found.
+func init() {
+	if os.Getenv("NEURALODE_TEST_NO_AVX512") != "" {
+		useAVX512 = false
+	}
+}
+
 // gemmPeak returns the measured FP64 peak of one core of the benchmark
 // machine (2-vCPU AMD EPYC, family 26, 2026-12-02) for the active kernel, the
 // reference of the "%peak" metric: a pure FMA loop (twelve independent
@@ -842,7 +853,7 @@ func TestGemmAVX512MatchesAVX2(t *testing.T) {
 	if !haveAVX512 {
 		t.Skip("no AVX-512 on this machine (or a purego build)")
 	}
-	defer func() { useAVX512 = haveAVX512 }()
+	defer func(old bool) { useAVX512 = old }(useAVX512)
 	rng := randv2.New(randv2.NewPCG(15, 16))
 	s := new(gemmScratch)
 	shapes := [][3]int{{6, 16, 1}, {6, 24, 5}, {13, 40, 257}, {12, 136, 300}, {19, 300, 513}, {64, 512, 64}, {7, 17, 3}, {8, 40, 17}, {9, 33, 20}, {10, 48, 300}, {11, 64, 64}, {4, 16, 5}, {2, 32, 3}}

@@ -866,7 +866,7 @@ func sameBits(x, y []float64) bool {
 // multiples of the grain (tile height, or two rows with the AVX-512
 // kernels), and differ by at most one grain, the longer ones first.
 func TestSplitRows(t *testing.T) {
-	defer func() { useAVX512 = haveAVX512 }()
+	defer func(old bool) { useAVX512 = old }(useAVX512)
 	for _, wide := range []bool{false, haveAVX512} {
 		useAVX512 = wide
 		testSplitRows(t, rowGrain())
@@ -1422,7 +1422,7 @@ func TestActivationAVX512MatchesAVX2(t *testing.T) {
 	if !haveAVX512 {
 		t.Skip("no AVX-512 on this machine (or a purego build)")
 	}
-	defer func() { useAVX512 = haveAVX512 }()
+	defer func(old bool) { useAVX512 = old }(useAVX512)
 	var us []float64
 	activationSweep(760, 40_000, func(u float64) { us = append(us, u) })
 	us = append(us, 0, math.Copysign(0, -1), math.Inf(1), math.Inf(-1), math.NaN(), -math.NaN(), 1e-300, -5e-324, 1e300, -1e300, 22, -22, 30, -30, 750, -750)
@@ -1648,7 +1648,7 @@ func BenchmarkAdamStep(b *testing.B) {
 // blocks (the split depends on the kernels in use: two-row grains with
 // AVX-512, six-row tiles without), with and without gz.
 func TestMLPTimeGradientPartitionFree(t *testing.T) {
-	defer func() { useAVX512 = haveAVX512 }()
+	defer func(old bool) { useAVX512 = old }(useAVX512)
 	rng := rand.New(rand.NewPCG(7, 8))
 	m, err := NewMLP(MLPConfig{Dim: 8, Hidden: []int{128, 128}, Activation: Tanh, TimeInput: true}, rng)
 	if err != nil {
