@@ -1024,8 +1024,12 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	if gp != nil {
 		nt := e.paramChunks(B)
-		if nt == 1 {
-			e.paramTask(0, 0)
+		if e.rowBlocks(B) == 1 {
+			// Too little work to split (each layer still has its own
+			// task): posting a job of tiny tasks costs more than they do.
+			for c := 0; c < nt; c++ {
+				e.paramTask(c, 0)
+			}
 		} else {
 			e.pool.runW(nt, e.fParams)
 		}
