@@ -1232,9 +1232,11 @@ const quadChunks = 4
 
 // quadSerialWork is the amount of work (nodes · batch · parameters) below
 // which the chunks run on the calling goroutine: waking a helper costs
-// microseconds, a node's product on a small network less. Chosen by
-// TestCalibrateQuadrature; see calibrate.md.
-var quadSerialWork = 1 << 16
+// microseconds, a node's product on a small network less, and a fanned-out
+// chunk's own evaluator packs its own copy of the weights. Chosen by
+// TestCalibrateQuadrature (no gain from fanning out up to 1.4·10⁶ on the
+// AVX-512 kernels); see calibrate.md.
+var quadSerialWork = 1 << 21
 
 // sum evaluates Σ_k (W_k a_k)ᵀ ∂f/∂θ(τ_k, z_k) into g.res.Params.
 // The nodes are split into quadChunks contiguous chunks; each chunk sums into
