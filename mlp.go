@@ -1024,7 +1024,7 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	}
 	if gp != nil {
 		nt := e.paramChunks(B)
-		if e.rowBlocks(B) == 1 {
+		if e.blocks == 1 { // set by runRows above
 			// Too little work to split (each layer still has its own
 			// task): posting a job of tiny tasks costs more than they do.
 			for c := 0; c < nt; c++ {
