@@ -230,22 +230,8 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 				// Interrupt after the second step, the last (only) step of
 				// epoch 2: the checkpoint holds a finished epoch whose
 				// end-of-epoch work is still to do, and resumes.
-				var out, errb bytes.Buffer
-				calls := 0
-				stop := func() bool { calls++; return calls == 2 }
-				cut := filepath.Join(dir, "cut.json")
-				code = trainCommand(append(base[1:], "--epochs", "4", "--save", cut, "--out", filepath.Join(dir, "d")), &out, &errb, stop)
-				if code != exitInterrupted {
-					t.Fatalf("interrupted run: exit %d, want %d: %s", code, exitInterrupted, errb.String())
-				}
-				if c := checkpointParams(t, cut); c.Epoch != 1 || c.Step != 1 {
-					t.Fatalf("checkpoint at epoch %d step %d, want 1, 1", c.Epoch, c.Step)
-				}
-				code, _, errs = runCLI("train", "--resume", cut, "--save", cut, "--quiet", "--out", filepath.Join(dir, "d"))
-				if code != 0 {
-					t.Fatalf("resume after an epoch's last step: exit %d: %s", code, errs)
-				}
-				if c := checkpointParams(t, cut); !sameBits(a.Params, c.Params) || !sameBits(a.AdamV, c.AdamV) || len(c.History) != 4 {
+				c := interruptAndResume(t, base, dir, "d", 2, 1, 1)
+				if !sameBits(a.Params, c.Params) || !sameBits(a.AdamV, c.AdamV) || len(c.History) != 4 {
 					t.Errorf("run interrupted after an epoch's last step and resumed differs from the uninterrupted one")
 				}
 			}
@@ -253,26 +239,36 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 				return
 			}
 			// Interrupt after 3 steps (inside epoch 1 of 4-step epochs), then resume.
-			var out, errb bytes.Buffer
-			calls := 0
-			stop := func() bool { calls++; return calls == 3 }
-			cut := filepath.Join(dir, "cut.json")
-			code = trainCommand(append(base[1:], "--epochs", "4", "--save", cut, "--out", filepath.Join(dir, "c")), &out, &errb, stop)
-			if code != exitInterrupted {
-				t.Fatalf("interrupted run: exit %d, want %d: %s", code, exitInterrupted, errb.String())
-			}
-			if c := checkpointParams(t, cut); c.Epoch != 0 || c.Step != 3 {
-				t.Fatalf("checkpoint at epoch %d step %d, want 0, 3", c.Epoch, c.Step)
-			}
-			code, _, errs = runCLI("train", "--resume", cut, "--save", cut, "--quiet", "--out", filepath.Join(dir, "c"))
-			if code != 0 {
-				t.Fatalf("resume after interrupt: exit %d: %s", code, errs)
-			}
-			if c := checkpointParams(t, cut); !sameBits(a.Params, c.Params) || !sameBits(a.AdamV, c.AdamV) {
+			c := interruptAndResume(t, base, dir, "c", 3, 0, 3)
+			if !sameBits(a.Params, c.Params) || !sameBits(a.AdamV, c.AdamV) {
 				t.Errorf("run interrupted mid-epoch and resumed differs from the uninterrupted one")
 			}
 		})
 	}
+}
+
+// interruptAndResume trains base for 4 epochs with a stop requested at the
+// given optimiser step, checks that the interrupted run exits with
+// exitInterrupted and checkpointed at (epoch, step), resumes it to the end
+// and returns the final checkpoint.
+func interruptAndResume(t *testing.T, base []string, dir, sub string, stopAt, epoch, step int) *checkpointState {
+	t.Helper()
+	var out, errb bytes.Buffer
+	calls := 0
+	stop := func() bool { calls++; return calls == stopAt }
+	cut := filepath.Join(dir, "cut-"+sub+".json")
+	code := trainCommand(append(base[1:], "--epochs", "4", "--save", cut, "--out", filepath.Join(dir, sub)), &out, &errb, stop)
+	if code != exitInterrupted {
+		t.Fatalf("interrupted run: exit %d, want %d: %s", code, exitInterrupted, errb.String())
+	}
+	if c := checkpointParams(t, cut); c.Epoch != epoch || c.Step != step {
+		t.Fatalf("checkpoint at epoch %d step %d, want %d, %d", c.Epoch, c.Step, epoch, step)
+	}
+	code, _, errs := runCLI("train", "--resume", cut, "--save", cut, "--quiet", "--out", filepath.Join(dir, sub))
+	if code != 0 {
+		t.Fatalf("resume after interrupt: exit %d: %s", code, errs)
+	}
+	return checkpointParams(t, cut)
 }
 
 func TestSavedModelIsACase(t *testing.T) {
