@@ -726,9 +726,10 @@ func transposeRows(dst, src []float64, rows, cols, r0, r1 int) {
 // (packB), which the MLP does once per solve for its weights; A is read in
 // place through two strides, so that Aᵀ (the weight gradient's δᵀ) needs no
 // copy either. On processors with AVX-512 (useAVX512), pairs of full panels
-// run on gemmKernel6x16 instead, 8 doubles per register: twice the
-// multiply–adds per instruction (about 100 GFLOP/s per core on the MLP's
-// shapes against 50 for AVX2 on the same AMD family-26 core).
+// run on gemmKernel8x16 instead, 8 doubles per register and 8-row tiles:
+// twice the multiply–adds per instruction (about 100 GFLOP/s per core on
+// the MLP's shapes against 50 for AVX2 on the same AMD family-26 core), and
+// row blocks of a power-of-two batch split into whole tiles.
 //
 // Every element of C is the same computation wherever its tile lies and
 // however the rows of C are split between calls: an accumulator starts at
@@ -743,9 +744,12 @@ func transposeRows(dst, src []float64, rows, cols, r0, r1 int) {
 // units of 2⁻⁵³·Σ|a||b|; TestGemmMatchesGo).
 
 const (
-	gemmMR = 6   // rows of the register tile
-	gemmNR = 8   // columns of the register tile
-	gemmKC = 256 // inner block: a kc×8 panel of B is 16 KiB
+	gemmMR = 6 // rows of the register tile
+	// gemmMRWide is the tile height on AVX-512: the 8×16 kernel, with
+	// the 6-, 4- and 2-row ones for the last rows of a block.
+	gemmMRWide = 8
+	gemmNR     = 8   // columns of the register tile
+	gemmKC     = 256 // inner block: a kc×8 panel of B is 16 KiB
 	// gemmNC bounds the columns of B one sliver of A sweeps: a KC×NC block
 	// of B is 256 KiB, which stays in L2 (512 KiB to 1 MiB per core on
 	// AMD's Zen) while the slivers of A pass over it.
@@ -756,7 +760,7 @@ const (
 // tests can run the pure-Go path on the same machine.
 var useFMA = haveFMA
 
-// useAVX512 lets gemm run pairs of full panels on the 6×16 AVX-512 kernel,
+// useAVX512 lets gemm run pairs of full panels on the AVX-512 kernels,
 // which doubles the multiply–adds per instruction; the tiles it computes
 // are bit-identical to the 6×8 kernel's, so it changes speed only. A
 // variable so that tests can run the AVX2 kernel alone on the same machine.
@@ -766,9 +770,11 @@ var useAVX512 = haveAVX512
 // goroutine: kept by the caller so that gemm neither allocates nor clears
 // 28 KiB of stack per call.
 type gemmScratch struct {
-	a [gemmKC * gemmMR]float64
+	// a: a packed sliver; the 6-row kernel that computes rows 6 and 7 of
+	// an 8-row one reads (and discards) up to four rows past its end.
+	a [gemmKC*gemmMRWide + gemmMRWide]float64
 	b [gemmKC * gemmNR]float64
-	c [gemmMR * 2 * gemmNR]float64 // an edge tile of either kernel
+	c [gemmMRWide * 2 * gemmNR]float64 // an edge tile of any kernel
 }
 
 // workerScratch is one lazily allocated gemmScratch per pool worker, for
@@ -832,12 +838,35 @@ func packB(dst, src []float64, rs, cs, k, n, q0, q1 int) {
 	}
 }
 
-// packA copies the 6-row sliver A(i, p) = a[i·rs + p·cs], i < mr, p < kc
-// (kc = len(dst)/6) into dst, 6 values per p, rows mr…5 zero. A sliver is
-// read once per tile of C: a contiguous copy turns a transposed A's
-// strided reads into one stream, and pads an edge sliver.
-func packA(dst, a []float64, rs, cs, mr int) {
-	kc := len(dst) / gemmMR
+// packA copies the sliver A(i, p) = a[i·rs + p·cs], i < mr, p < kc
+// (kc = len(dst)/stride) into dst, stride values per p (the tile height:
+// 6, or 8 on AVX-512), rows mr…stride−1 zero. A sliver is read once per
+// tile of C: a contiguous copy turns a transposed A's strided reads into
+// one stream, and pads an edge sliver.
+func packA(dst, a []float64, rs, cs, mr, stride int) {
+	kc := len(dst) / stride
+	if stride == gemmMRWide && mr == stride && rs == 1 {
+		// Eight contiguous values per p (Aᵀ), assigned as below.
+		for p := 0; p < kc; p++ {
+			s := a[p*cs : p*cs+gemmMRWide : p*cs+gemmMRWide]
+			d := dst[p*gemmMRWide : p*gemmMRWide+gemmMRWide : p*gemmMRWide+gemmMRWide]
+			d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7] = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+		}
+		return
+	}
+	if stride != gemmMR {
+		for p := 0; p < kc; p++ {
+			d := dst[p*stride : p*stride+stride]
+			for i := range d {
+				if i < mr {
+					d[i] = a[i*rs+p*cs]
+				} else {
+					d[i] = 0
+				}
+			}
+		}
+		return
+	}
 	if mr == gemmMR && cs == 1 {
 		r0, r1, r2 := a[:kc], a[rs:rs+kc], a[2*rs:2*rs+kc]
 		r3, r4, r5 := a[3*rs:3*rs+kc], a[4*rs:4*rs+kc], a[5*rs:5*rs+kc]
@@ -888,15 +917,18 @@ func packRowsB(dst, src []float64, k, n, r0, r1 int) {
 	}
 }
 
-// gemmWide computes the 6×16 tile of C at row i0, column j0 (mr valid
-// rows) on gemmKernel6x16, from A at ap and B at bp (row stride bld, the
+// gemmWide computes the 8×16 tile of C at row i0, column j0 (mr valid
+// rows) on gemmKernel8x16, from A at ap and B at bp (row stride bld, the
 // second eight columns b2 elements after the first). A short sliver (the
-// end of a row block) runs on the 4- or 2-row kernel, so that it costs its
-// own rows rather than six; an odd one goes through s.c on the next taller
-// kernel.
+// end of a row block) runs on the 6-, 4- or 2-row kernel, so that it costs
+// its own rows rather than eight; an odd one goes through s.c on the next
+// taller kernel.
 func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, bp *float64, bld, b2 int, i0, j0, mr, kc int, accum bool) {
 	const nw = 2 * gemmNR
 	switch mr {
+	case gemmMRWide:
+		gemmKernel8x16(kc, ap, ars, acs, bp, bld, b2, &c[i0*ldc+j0], ldc, accum)
+		return
 	case gemmMR:
 		gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &c[i0*ldc+j0], ldc, accum)
 		return
@@ -917,10 +949,28 @@ func gemmWide(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, b
 		gemmKernel2x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
 	case 3:
 		gemmKernel4x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
-	default:
+	case 5:
 		gemmKernel6x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
+	default:
+		gemmKernel8x16(kc, ap, ars, acs, bp, bld, b2, &t[0], nw, accum)
 	}
 	storeTile(c, ldc, i0, j0, t, nw, mr, nw)
+}
+
+// gemmPanel computes the mr×nr tile (mr ≤ 6, nr ≤ 8) of C at (i0, j0) on
+// the AVX2 kernel, through a zero-padded copy unless it is a full 6×8 tile.
+func gemmPanel(s *gemmScratch, c []float64, ldc int, ap *float64, ars, acs int, bp *float64, bld, i0, j0, mr, nr, kc int, accum bool) {
+	mr = min(mr, gemmMR)
+	if mr == gemmMR && nr == gemmNR {
+		gemmKernel6x8(kc, ap, ars, acs, bp, bld, &c[i0*ldc+j0], ldc, accum)
+		return
+	}
+	t := s.c[:]
+	if accum {
+		loadTile(t, gemmNR, c, ldc, i0, j0, mr, nr)
+	}
+	gemmKernel6x8(kc, ap, ars, acs, bp, bld, &t[0], gemmNR, accum)
+	storeTile(c, ldc, i0, j0, t, gemmNR, mr, nr)
 }
 
 // loadTile copies the mr×w block of C at (i0, j0) into the zeroed tile t
@@ -965,7 +1015,14 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 	}
 	nEdge := n % gemmNR
 	nFull := n - nEdge
-	wide := useAVX512
+	// The AVX-512 kernels and their 8-row tiles serve products with at
+	// least one pair of full panels; narrower ones (a layer of width 2)
+	// keep the 6×8 tiles, which need no second call per sliver.
+	wide := useAVX512 && n >= 2*gemmNR
+	tile := gemmMR
+	if wide {
+		tile = gemmMRWide
+	}
 	for p0 := 0; p0 < k; p0 += gemmKC {
 		kc := min(gemmKC, k-p0)
 		accum := acc || p0 > 0
@@ -979,20 +1036,25 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 		}
 		for jc := 0; jc < n; jc += gemmNC {
 			nc := min(gemmNC, n-jc)
-			for i0 := 0; i0 < m; i0 += gemmMR {
-				mr := min(gemmMR, m-i0)
+			for i0 := 0; i0 < m; i0 += tile {
+				mr := min(tile, m-i0)
 				ap, ars, acs := &a[i0*rsA+p0*csA], rsA, csA
 				// A transposed sliver (Aᵀ, the weight gradient's δᵀ: one
 				// row of A per cache line touched) that serves more than
 				// two 16-column tiles is copied first (see packA); for
 				// fewer the copy costs more than it saves. Rows of a
-				// row-major A are read in place: six row streams suit the
-				// L1 (48 KiB, 12-way on the benchmark core), and copying
-				// them measured 5–10% slower on the MLP's shapes. An edge
-				// sliver is always copied, to pad it.
-				if mr < gemmMR || (n > 4*gemmNR && csA != 1) {
-					packA(s.a[:kc*gemmMR], a[i0*rsA+p0*csA:], rsA, csA, mr)
-					ap, ars, acs = &s.a[0], 1, gemmMR
+				// row-major A are read in place: six or eight row streams
+				// suit the L1 (48 KiB, 12-way on the benchmark core), and
+				// copying them measured 5–10% slower on the MLP's shapes.
+				// A short sliver is copied to pad it, except for an even
+				// number of rows on the AVX-512 kernels, which have 2-, 4-
+				// and 6-row variants (a batch of two against a 1000-wide
+				// layer then reads its two rows in place).
+				inPlace := mr == tile || (wide && mr%2 == 0)
+				packedA := false
+				if !inPlace || (n > 4*gemmNR && csA != 1) {
+					packA(s.a[:kc*tile], a[i0*rsA+p0*csA:], rsA, csA, mr, tile)
+					ap, ars, acs, packedA = &s.a[0], 1, tile, true
 				}
 				for j0 := jc; j0 < jc+nc; j0 += gemmNR {
 					if wide && j0+2*gemmNR <= min(n, jc+nc) {
@@ -1005,6 +1067,11 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 						j0 += gemmNR
 						continue
 					}
+					if !packedA && mr != gemmMR {
+						// The AVX2 kernel below reads six rows: pad.
+						packA(s.a[:kc*tile], a[i0*rsA+p0*csA:], rsA, csA, mr, tile)
+						ap, ars, acs, packedA = &s.a[0], 1, tile, true
+					}
 					nr := min(gemmNR, n-j0)
 					var bp *float64
 					bld := gemmNR
@@ -1016,16 +1083,12 @@ func gemm(s *gemmScratch, c []float64, ldc int, a []float64, rsA, csA int, b []f
 					default:
 						bp = &s.b[0]
 					}
-					if mr == gemmMR && nr == gemmNR {
-						gemmKernel6x8(kc, ap, ars, acs, bp, bld, &c[i0*ldc+j0], ldc, accum)
-						continue
+					gemmPanel(s, c, ldc, ap, ars, acs, bp, bld, i0, j0, mr, nr, kc, accum)
+					if mr > gemmMR {
+						// Rows 6 and 7 of an 8-row sliver (packed above): the
+						// AVX2 kernel has six.
+						gemmPanel(s, c, ldc, &s.a[gemmMR], 1, tile, bp, bld, i0+gemmMR, j0, mr-gemmMR, nr, kc, accum)
 					}
-					t := s.c[:]
-					if accum {
-						loadTile(t, gemmNR, c, ldc, i0, j0, mr, nr)
-					}
-					gemmKernel6x8(kc, ap, ars, acs, bp, bld, &t[0], gemmNR, accum)
-					storeTile(c, ldc, i0, j0, t, gemmNR, mr, nr)
 				}
 			}
 		}

@@ -61,6 +61,12 @@ func detectAVX512() bool {
 	return ebx7&(avx512f|avx512dq) == avx512f|avx512dq
 }
 
+// gemmKernel8x16 is gemmKernel6x16 on eight rows (linalg_amd64.s), the
+// tile height on AVX-512.
+//
+//go:noescape
+func gemmKernel8x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+
 // gemmKernel4x16 and gemmKernel2x16 are gemmKernel6x16 on four and two rows
 // (linalg_amd64.s), for the short sliver at the end of a row block.
 //

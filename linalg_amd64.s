@@ -346,3 +346,105 @@ overwrite2x16:
 	VMOVUPD Z3, 64(DX)(R12*1)
 	VZEROUPPER
 	RET
+
+// One p of the 8×16 tile: rows 0–2 of A at SI, rows 3–5 at R8, rows 6–7 at
+// R13; B(p, 0…7) at (DI), B(p, 8…15) at (DI)(BX*1).
+#define STEP8X16 \
+	VMOVUPD      (DI), Z16; \
+	VMOVUPD      (DI)(BX*1), Z17; \
+	VBROADCASTSD (SI), Z18; \
+	VBROADCASTSD (SI)(R9*1), Z19; \
+	VFMADD231PD  Z16, Z18, Z0; \
+	VFMADD231PD  Z17, Z18, Z1; \
+	VFMADD231PD  Z16, Z19, Z2; \
+	VFMADD231PD  Z17, Z19, Z3; \
+	VBROADCASTSD (SI)(R9*2), Z18; \
+	VBROADCASTSD (R8), Z19; \
+	VFMADD231PD  Z16, Z18, Z4; \
+	VFMADD231PD  Z17, Z18, Z5; \
+	VFMADD231PD  Z16, Z19, Z6; \
+	VFMADD231PD  Z17, Z19, Z7; \
+	VBROADCASTSD (R8)(R9*1), Z18; \
+	VBROADCASTSD (R8)(R9*2), Z19; \
+	VFMADD231PD  Z16, Z18, Z8; \
+	VFMADD231PD  Z17, Z18, Z9; \
+	VFMADD231PD  Z16, Z19, Z10; \
+	VFMADD231PD  Z17, Z19, Z11; \
+	VBROADCASTSD (R13), Z18; \
+	VBROADCASTSD (R13)(R9*1), Z19; \
+	VFMADD231PD  Z16, Z18, Z12; \
+	VFMADD231PD  Z17, Z18, Z13; \
+	VFMADD231PD  Z16, Z19, Z14; \
+	VFMADD231PD  Z17, Z19, Z15; \
+	ADDQ         R10, SI; \
+	ADDQ         R10, R8; \
+	ADDQ         R10, R13; \
+	ADDQ         R11, DI
+
+// func gemmKernel8x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+//
+// gemmKernel6x16 on eight rows: sixteen ZMM accumulators (Z0–Z15), the B
+// row and the broadcasts in Z16–Z19, which only EVEX encodings reach. A
+// row block of a power-of-two batch (32 rows on two cores, 16, 64, …) is
+// then whole tiles, where six-row tiles leave a two-row sliver that runs
+// at a third of the speed. Each element is the same sequence of fused
+// multiply–adds as in the other kernels, so the tiles are bit-identical.
+// VZEROUPPER clears the upper halves of Z0–Z15; Z16–Z31 have no SSE
+// aliases and cause no transition penalty.
+TEXT ·gemmKernel8x16(SB), NOSPLIT, $0-73
+	GEMM16_ARGS
+	LEAQ (R9)(R9*2), R8
+	LEAQ (SI)(R8*2), R13 // row 6 of A
+	ADDQ SI, R8          // row 3 of A
+
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+
+	TESTQ CX, CX
+	JEQ   store8x16
+	TESTQ $1, CX
+	JEQ   pair8x16
+	STEP8X16
+	DECQ  CX
+	JEQ   store8x16
+
+pair8x16:
+	STEP8X16
+	STEP8X16
+	SUBQ $2, CX
+	JNZ  pair8x16
+
+store8x16:
+	LEAQ    (R12)(R12*2), AX
+	LEAQ    (DX)(AX*1), R13 // row 3 of C
+	LEAQ    (R13)(AX*1), R8 // row 6 of C
+	LEAQ    (R13)(R12*1), SI // row 4 of C
+	MOVBLZX acc+72(FP), AX
+	TESTL   AX, AX
+	JEQ     overwrite8x16
+	ADD2ROWSZ(DX, Z0, Z1, Z2, Z3)
+	ADD2ROWSZ_FAR(DX, Z4, Z5, R13, Z6, Z7)
+	ADD2ROWSZ(SI, Z8, Z9, Z10, Z11)
+	ADD2ROWSZ(R8, Z12, Z13, Z14, Z15)
+
+overwrite8x16:
+	STORE2ROWSZ(DX, Z0, Z1, Z2, Z3)
+	STORE2ROWSZ_FAR(DX, Z4, Z5, R13, Z6, Z7)
+	STORE2ROWSZ(SI, Z8, Z9, Z10, Z11)
+	STORE2ROWSZ(R8, Z12, Z13, Z14, Z15)
+	VZEROUPPER
+	RET

@@ -28,3 +28,8 @@ func gemmKernel4x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c 
 func gemmKernel2x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// gemmKernel8x16 is never called when haveAVX512 is false.
+func gemmKernel8x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
+	panic("neuralode: no assembly kernels in this build")
+}
