@@ -203,7 +203,7 @@ type gradState struct {
 	fRHS    Func                 // g.rhs, bound once so that passing it allocates nothing
 	fPiece  func(lo, hi float64) // g.startPiece, bound once
 	pool    *taskPool            // helpers of the quadrature fan-out (separate, so that they do not keep the solver alive)
-	vecPool *taskPool            // helpers of the backward solver's elementwise passes (nil without a backward solve)
+	vecPool *taskPool            // helpers of the backward solver's elementwise passes (nil without a backward solve; g.ev's pool if it has one)
 }
 
 // gradStrategy is one gradient method. The GradientSolver runs the forward
@@ -318,16 +318,23 @@ func NewGradientSolver(field VectorField, opts GradOptions) (*GradientSolver, er
 	// the solver is unreachable. The evaluators' own finalizers stop theirs
 	// once the state, no longer reachable, is collected.
 	g.pool = new(taskPool)
+	ownVecPool := false
 	if g.bwd != nil {
 		// The backward state of the adjoints holds the parameter gradient:
-		// its elementwise passes are long enough to share out.
-		g.vecPool = new(taskPool)
+		// its elementwise passes are long enough to share out, on the
+		// evaluator's own pool where it has one (see poolSharer).
+		if ps, ok := findEvaluator[poolSharer](g.ev); ok {
+			g.vecPool = ps.workerPool()
+		} else {
+			g.vecPool, ownVecPool = new(taskPool), true
+		}
 		g.bwd.setVectorPool(g.vecPool)
 	}
 	h := &GradientSolver{g}
 	runtime.SetFinalizer(h, func(h *GradientSolver) {
 		h.pool.close()
-		if h.vecPool != nil {
+		if ownVecPool {
+			// A shared pool is the evaluator's, closed by its finalizer.
 			h.vecPool.close()
 		}
 	})

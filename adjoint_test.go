@@ -848,6 +848,58 @@ func TestGradientSolverHelpersStop(t *testing.T) {
 	expectHelpersStop(t, base, live)
 }
 
+// TestGradientSolverSharesEvaluatorPool: the backward solver's elementwise
+// passes run on the pool of the gradient's own evaluator when it has one
+// (one set of helpers, hot from one job to the next), on a pool of their
+// own otherwise; the results are the same either way.
+func TestGradientSolverSharesEvaluatorPool(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	// P ≈ 68000 ≥ vecParallelMin: the passes over dL/dθ are split.
+	m, z0, ts, targets := gradBenchProblem(t, 4, 256, 16)
+	if m.NumParams() < vecParallelMin {
+		t.Fatal("problem below the split threshold")
+	}
+	for _, method := range []GradMethod{Adjoint, SeminormAdjoint, GQAdaptive} {
+		o := GradOptions{Method: method, Forward: Options{RTol: 1e-6, ATol: 1e-6}}
+		g, err := NewGradientSolver(m, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inner, ok := findEvaluator[*mlpEvaluator](g.ev)
+		if !ok || g.vecPool != &inner.pool {
+			t.Fatalf("%v: the backward passes do not use the MLP evaluator's pool", method)
+		}
+		loss := testMSE(z0, ts, targets)
+		r, err := g.Gradient(z0, ts, loss)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared := append([]float64(nil), r.Params...)
+		// The same solve with the passes on a pool of their own.
+		g.vecPool = new(taskPool)
+		g.bwd.setVectorPool(g.vecPool)
+		if r, err = g.Gradient(z0, ts, loss); err != nil {
+			t.Fatal(err)
+		}
+		g.vecPool.close()
+		if !sameBits(r.Params, shared) {
+			t.Errorf("%v: dL/dθ differs between the shared and the own pool", method)
+		}
+		// A field without a pool of its own.
+		ff := &FuncField{D: m.Dim(), P: m.Params()}
+		ev := m.NewEvaluator()
+		ff.F = func(t float64, z, p, dz []float64) { ev.Eval(t, z, dz) }
+		ff.VJPFunc = func(t float64, z, p, a, f, gz, gp []float64, gt *float64) { ev.VJP(t, z, a, f, gz, gp, gt) }
+		h, err := NewGradientSolver(ff, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := findEvaluator[poolSharer](h.ev); ok || h.vecPool == nil {
+			t.Fatalf("%v: a field without a pool should get the solver's own", method)
+		}
+	}
+}
+
 // oscillatoryField is dz/dt = θ₀·cos(ωt) + θ₁·t² with θ₀ tiny: the
 // solves barely see the oscillation (few steps), but dL/dθ₀ = ∫ a·cos(ωt)
 // is a quadrature of an oscillating integrand that the step count does

@@ -345,6 +345,9 @@ func (c *CNF) NewEvaluator() Evaluator {
 // helpers, which reference only the state.
 type cnfEvaluator struct{ *cnfState }
 
+// workerPool returns the evaluator's helper pool (see poolSharer).
+func (e *cnfEvaluator) workerPool() *taskPool { return &e.pool }
+
 // Eval and VJP keep the handle reachable until the call returns: the
 // finalizer closes the helper pool, and a pool closed in the middle of a
 // call would leave it waiting for helpers that have quit.

@@ -252,6 +252,10 @@ func (e *mlpEvaluator) Eval(t float64, z, dz []float64) {
 	runtime.KeepAlive(e)
 }
 
+// workerPool returns the evaluator's helper pool, which a solver may share
+// for its own elementwise passes (see poolSharer).
+func (e *mlpEvaluator) workerPool() *taskPool { return &e.pool }
+
 // VJP is the state's VJP, with the handle kept reachable (see Eval).
 func (e *mlpEvaluator) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 	e.mlpState.VJP(t, z, a, f, gz, gp, gt)

@@ -63,6 +63,17 @@ type taskPool struct {
 	panicVal any
 }
 
+// poolSharer is an evaluator with its own helper pool that a solver may use
+// for its elementwise passes between evaluations. One pool for both keeps
+// its helpers spinning from one job to the next: with two pools, the
+// helper of the idle one parks during every evaluation (longer than
+// poolSpin) and must be woken for the next pass, while the other pool's
+// helper, still spinning, holds the second core (measured: the adjoint's
+// passes over the parameter gradient barely sped up on two cores).
+type poolSharer interface {
+	workerPool() *taskPool
+}
+
 // poolHelper is the hand-off state of one helper goroutine.
 type poolHelper struct {
 	job    atomic.Uint64 // generation of the last job posted to it
