@@ -197,6 +197,11 @@ func legendreNodeWeight(n int, x0 float64) (x, w float64) {
 // loop hides the latency of each step's long dependency chain; the step is
 // written out by hand because a helper function would not be inlined.
 //
+// The high parts of products are converted to float64 explicitly: the
+// error-free transformations need fl(a·b) itself, and Go may otherwise fuse
+// the product into the subtraction that follows (it does on arm64), which
+// breaks the two-sums (measured: 3-ulp weights on arm64 before).
+//
 // One step computes P_{k+1} = ((2k+1)·x·P_k − k·P_{k−1})/(k+1) from
 // P_k = (ph, pl) and P_{k−1} = (qh, ql): the products (2k+1)·x·P_k and
 // k·P_{k−1} are formed with their FMA rounding errors, their difference with
@@ -212,19 +217,19 @@ func legendreNodeWeight2(n int, x0, y0 float64) (x, wx, y, wy float64) {
 		dv := float64(k + 1)
 		inv := 1 / dv
 
-		cxh := c1 * x0
+		cxh := float64(c1 * x0)
 		cxl := math.FMA(c1, x0, -cxh)
-		cyh := c1 * y0
+		cyh := float64(c1 * y0)
 		cyl := math.FMA(c1, y0, -cyh)
 
-		ah := cxh * ph
+		ah := float64(cxh * ph)
 		al := math.FMA(cxh, ph, -ah) + (cxh*pl + cxl*ph)
-		a2h := cyh * rh
+		a2h := float64(cyh * rh)
 		a2l := math.FMA(cyh, rh, -a2h) + (cyh*rl + cyl*rh)
 
-		bh := c2 * qh
+		bh := float64(c2 * qh)
 		bl := math.FMA(c2, qh, -bh) + c2*ql
-		b2h := c2 * sh
+		b2h := float64(c2 * sh)
 		b2l := math.FMA(c2, sh, -b2h) + c2*sl
 
 		uh := ah - bh
@@ -239,9 +244,9 @@ func legendreNodeWeight2(n int, x0, y0 float64) (x, wx, y, wy float64) {
 		v2h := u2h + u2e
 		v2l := u2e - (v2h - u2h)
 
-		th := vh * inv
+		th := float64(vh * inv)
 		tl := (math.FMA(-th, dv, vh) + vl) * inv
-		t2h := v2h * inv
+		t2h := float64(v2h * inv)
 		t2l := (math.FMA(-t2h, dv, v2h) + v2l) * inv
 
 		qh, ql = ph, pl
@@ -262,7 +267,7 @@ func polishNodeWeight(n int, x0, ph, pl, qh, ql float64) (x, w float64) {
 	nf := float64(n)
 
 	// dp = n(x0·P_n − P_{n−1}) in double-double.
-	t := x0 * ph
+	t := float64(x0 * ph)
 	tl := math.FMA(x0, ph, -t) + x0*pl
 	sh, se := twoSum(t, -qh)
 	se += tl - ql
@@ -304,7 +309,7 @@ func fastTwoSum(a, b float64) (s, e float64) {
 
 // twoProd returns p = fl(a·b) and the exact error e = a·b − p, via FMA.
 func twoProd(a, b float64) (p, e float64) {
-	p = a * b
+	p = float64(a * b)
 	e = math.FMA(a, b, -p)
 	return p, e
 }

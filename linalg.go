@@ -399,14 +399,15 @@ func tridiagQL(d, e, zt []float64, m, maxIter int) error {
 				s = f * inv
 				c = g * inv
 				g = db[j+1] - p
-				r = (db[j]-g)*s + 2*c*b
+				// The conversions round each product (see rotateRows).
+				r = float64((db[j]-g)*s) + float64(2*c*b)
 				p = s * r
 				db[j+1] = g + p
-				g = c*r - b
+				g = float64(c*r) - b
 				if j+1 < len(zb) { // m == 1 (zb is nil otherwise)
 					a, bb := zb[j], zb[j+1]
-					zb[j+1] = s*a + c*bb
-					zb[j] = c*a - s*bb
+					zb[j+1] = float64(s*a) + float64(c*bb)
+					zb[j] = float64(c*a) - float64(s*bb)
 				} else if m > 1 {
 					i := l + j
 					rotateRows(zt[i*m:(i+1)*m], zt[(i+1)*m:(i+2)*m], c, s)
@@ -424,13 +425,18 @@ func tridiagQL(d, e, zt []float64, m, maxIter int) error {
 }
 
 // rotateRows applies the plane rotation (x, y) ← (c·x − s·y, s·x + c·y)
-// element-wise to two contiguous rows.
+// element-wise to two contiguous rows. The explicit conversions round each
+// product before the sum: Go may fuse a product into the following addition
+// (it does on arm64, ppc64 and s390x, and on amd64 from GOAMD64=v3), and
+// fusing here but not in the first-components loop above would make the
+// eigenvector modes disagree in the last bits; rounded products give the
+// same numbers on every architecture.
 func rotateRows(x, y []float64, c, s float64) {
 	y = y[:len(x)]
 	for j, a := range x {
 		b := y[j]
-		x[j] = c*a - s*b
-		y[j] = s*a + c*b
+		x[j] = float64(c*a) - float64(s*b)
+		y[j] = float64(s*a) + float64(c*b)
 	}
 }
 
