@@ -8,6 +8,10 @@ func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 // xgetbv0 reads the extended control register XCR0 (XGETBV with ECX = 0).
 func xgetbv0() (eax, edx uint32)
 
+// haveAVXKernels: the MLP's activation kernels and Adam's update run in
+// amd64 assembly where haveFMA holds (AVX2 and FMA).
+const haveAVXKernels = true
+
 // gemmKernel6x8 is the register-tile kernel of gemm (linalg_amd64.s).
 //
 //go:noescape

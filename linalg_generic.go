@@ -1,10 +1,13 @@
-//go:build !amd64 || purego
+//go:build (!amd64 && !arm64) || purego
 
 package neuralode
 
-// haveFMA is false without the amd64 assembly kernels: every product runs
-// in plain Go.
+// haveFMA is false without the assembly kernels (amd64, arm64): every
+// product runs in plain Go.
 const haveFMA = false
+
+// haveAVXKernels is false without the amd64 assembly kernels.
+const haveAVXKernels = false
 
 // gemmKernel6x8 is never called when haveFMA is false.
 func gemmKernel6x8(k int, a *float64, rsA, csA int, b *float64, ldb int, c *float64, ldc int, acc bool) {

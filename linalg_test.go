@@ -1,8 +1,10 @@
 package neuralode
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"math/rand"
 	randv2 "math/rand/v2"
@@ -945,5 +947,31 @@ func TestGemmMatchesGo(t *testing.T) {
 			}
 		}
 		t.Logf("%v: max difference %.3f·n units of 2⁻⁵³Σ|ab|", sh, worst)
+	}
+}
+
+// TestGemmKernelBitsAcrossArchitectures: the assembly kernels of every
+// architecture (amd64 AVX2 and AVX-512, arm64 ASIMD) compute each element
+// of C as the same sequence of fused multiply–adds, so they give the same
+// bits; the checksum was recorded on amd64.
+func TestGemmKernelBitsAcrossArchitectures(t *testing.T) {
+	if !haveFMA {
+		t.Skip("no assembly kernels (purego build, no AVX2/FMA, or an architecture without them)")
+	}
+	rng := randv2.New(randv2.NewPCG(17, 18))
+	s := new(gemmScratch)
+	h := fnv.New64a()
+	forGemmCases(rng, [][3]int{{13, 40, 257}, {8, 24, 9}, {64, 32, 64}, {3, 2, 5}}, func(gc gemmCase) {
+		c := randSlice(rng, gc.m*gc.n)
+		gemm(s, c, gc.n, gc.a, gc.rsA, gc.csA, gc.bp, gc.n, gc.packed, gc.m, gc.n, gc.k, gc.acc)
+		var buf [8]byte
+		for _, v := range c {
+			binary.LittleEndian.PutUint64(buf[:], math.Float64bits(v))
+			h.Write(buf[:])
+		}
+	})
+	const want = 0xa5216b47a22cbfc5
+	if got := h.Sum64(); got != want {
+		t.Errorf("checksum %#x, want %#x", got, uint64(want))
 	}
 }

@@ -1176,7 +1176,7 @@ func (o *Adam) Step(params, grad []float64) error {
 		// result, so one pass updates (Adam is memory-bound: on a network
 		// of a million parameters the checks below cost as much again).
 		done := 0
-		if k := n &^ 3; useFMA && k > 0 {
+		if k := n &^ 3; useFMA && haveAVXKernels && k > 0 {
 			c := [8]float64{b1, 1 - b1, b2, 1 - b2, wd, step, bc2, o.Eps}
 			adamRowAVX(&params[0], &grad[0], &mm[0], &vv[0], k, &c)
 			done = k
@@ -1223,7 +1223,7 @@ func adamCannotOverflow(params, grad, m, v []float64, wd, step, eps float64) boo
 	var gx, px, mx, vx, nan float64
 	vmin := 0.0
 	start := 0
-	if k := len(params) &^ 3; useFMA && k > 0 {
+	if k := len(params) &^ 3; useFMA && haveAVXKernels && k > 0 {
 		var lanes [24]float64
 		adamBoundsAVX(&params[0], &grad[0], &m[0], &v[0], k, &lanes)
 		for j := 0; j < 4; j++ {
@@ -1509,7 +1509,7 @@ func activationBlock(act Activation, y, d, bias []float64, B int) bool {
 	default:
 		return false
 	}
-	if !useFMA || B <= 0 || n == 0 || n%4 != 0 {
+	if !useFMA || !haveAVXKernels || B <= 0 || n == 0 || n%4 != 0 {
 		return false
 	}
 	y = y[:B*n]
@@ -1531,7 +1531,7 @@ func activationBlock(act Activation, y, d, bias []float64, B int) bool {
 // are in use and returns the rest.
 func activationAVX(row, drow, bias []float64, mode int) ([]float64, []float64, []float64) {
 	n := len(row) &^ 3
-	if !useFMA || n == 0 {
+	if !useFMA || !haveAVXKernels || n == 0 {
 		return row, drow, bias
 	}
 	bias = bias[:len(row)]

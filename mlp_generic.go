@@ -2,22 +2,22 @@
 
 package neuralode
 
-// activationRowAVX is never called when haveFMA is false.
+// activationRowAVX is never called without the amd64 kernels (haveAVXKernels).
 func activationRowAVX(row, drow, bias *float64, n, rows, mode int) {
 	panic("neuralode: no assembly kernels in this build")
 }
 
-// activationRowAVX512 is never called when haveAVX512 is false.
+// activationRowAVX512 is never called without the amd64 kernels (haveAVXKernels).
 func activationRowAVX512(row, drow, bias *float64, n, rows, mode int) {
 	panic("neuralode: no assembly kernels in this build")
 }
 
-// adamRowAVX is never called when haveFMA is false.
+// adamRowAVX is never called without the amd64 kernels (haveAVXKernels).
 func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64) {
 	panic("neuralode: no assembly kernels in this build")
 }
 
-// adamBoundsAVX is never called when haveFMA is false.
+// adamBoundsAVX is never called without the amd64 kernels (haveAVXKernels).
 func adamBoundsAVX(theta, grad, m, v *float64, n int, out *[24]float64) {
 	panic("neuralode: no assembly kernels in this build")
 }

@@ -1,0 +1,149 @@
+//go:build arm64 && !purego
+
+#include "textflag.h"
+
+// func gemmKernel6x8(k int, a *float64, rsA, csA int, b *float64, ldb int, c *float64, ldc int, acc bool)
+//
+// The 6×8 register tile of gemm on ASIMD: C(i, j) for i < 6, j < 8 from
+// A(i, p) = a[i·rsA + p·csA] and B(p, j) = b[p·ldb + j], p < k. Row i's
+// eight accumulators are V(4i)…V(4i+3), two lanes each; each p loads B's
+// row into V24–V27 and broadcasts A(i, p) into V28 or V29. Every element
+// starts at zero and takes one fused multiply–add per p in increasing
+// order, then is stored or (acc) added to C: the computation of the amd64
+// kernels, so a product has the same bits on both architectures
+// (TestGemmKernelBitsAcrossArchitectures). The additions to C
+// are FADD Vd.2D, Vn.2D, Vm.2D, which the Go assembler does not spell: WORD
+// 0x4e60d400 | m<<16 | n<<5 | d.
+TEXT ·gemmKernel6x8(SB), NOSPLIT, $0-65
+	MOVD  k+0(FP), R0
+	MOVD  a+8(FP), R1
+	MOVD  rsA+16(FP), R2
+	MOVD  csA+24(FP), R3
+	MOVD  b+32(FP), R4
+	MOVD  ldb+40(FP), R5
+	MOVD  c+48(FP), R6
+	MOVD  ldc+56(FP), R7
+	MOVBU acc+64(FP), R8
+	LSL   $3, R2
+	LSL   $3, R3
+	LSL   $3, R5
+	LSL   $3, R7
+
+	// Row pointers of A: R10…R15.
+	MOVD R1, R10
+	ADD  R2, R10, R11
+	ADD  R2, R11, R12
+	ADD  R2, R12, R13
+	ADD  R2, R13, R14
+	ADD  R2, R14, R15
+
+	VEOR V0.B16, V0.B16, V0.B16
+	VEOR V1.B16, V1.B16, V1.B16
+	VEOR V2.B16, V2.B16, V2.B16
+	VEOR V3.B16, V3.B16, V3.B16
+	VEOR V4.B16, V4.B16, V4.B16
+	VEOR V5.B16, V5.B16, V5.B16
+	VEOR V6.B16, V6.B16, V6.B16
+	VEOR V7.B16, V7.B16, V7.B16
+	VEOR V8.B16, V8.B16, V8.B16
+	VEOR V9.B16, V9.B16, V9.B16
+	VEOR V10.B16, V10.B16, V10.B16
+	VEOR V11.B16, V11.B16, V11.B16
+	VEOR V12.B16, V12.B16, V12.B16
+	VEOR V13.B16, V13.B16, V13.B16
+	VEOR V14.B16, V14.B16, V14.B16
+	VEOR V15.B16, V15.B16, V15.B16
+	VEOR V16.B16, V16.B16, V16.B16
+	VEOR V17.B16, V17.B16, V17.B16
+	VEOR V18.B16, V18.B16, V18.B16
+	VEOR V19.B16, V19.B16, V19.B16
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	VEOR V22.B16, V22.B16, V22.B16
+	VEOR V23.B16, V23.B16, V23.B16
+	CBZ  R0, store
+
+loop:
+	VLD1 (R4), [V24.D2, V25.D2, V26.D2, V27.D2]
+	ADD  R5, R4, R4
+	VLD1R.P (R10)(R3), [V28.D2]
+	VFMLA   V24.D2, V28.D2, V0.D2
+	VFMLA   V25.D2, V28.D2, V1.D2
+	VFMLA   V26.D2, V28.D2, V2.D2
+	VFMLA   V27.D2, V28.D2, V3.D2
+	VLD1R.P (R11)(R3), [V29.D2]
+	VFMLA   V24.D2, V29.D2, V4.D2
+	VFMLA   V25.D2, V29.D2, V5.D2
+	VFMLA   V26.D2, V29.D2, V6.D2
+	VFMLA   V27.D2, V29.D2, V7.D2
+	VLD1R.P (R12)(R3), [V28.D2]
+	VFMLA   V24.D2, V28.D2, V8.D2
+	VFMLA   V25.D2, V28.D2, V9.D2
+	VFMLA   V26.D2, V28.D2, V10.D2
+	VFMLA   V27.D2, V28.D2, V11.D2
+	VLD1R.P (R13)(R3), [V29.D2]
+	VFMLA   V24.D2, V29.D2, V12.D2
+	VFMLA   V25.D2, V29.D2, V13.D2
+	VFMLA   V26.D2, V29.D2, V14.D2
+	VFMLA   V27.D2, V29.D2, V15.D2
+	VLD1R.P (R14)(R3), [V28.D2]
+	VFMLA   V24.D2, V28.D2, V16.D2
+	VFMLA   V25.D2, V28.D2, V17.D2
+	VFMLA   V26.D2, V28.D2, V18.D2
+	VFMLA   V27.D2, V28.D2, V19.D2
+	VLD1R.P (R15)(R3), [V29.D2]
+	VFMLA   V24.D2, V29.D2, V20.D2
+	VFMLA   V25.D2, V29.D2, V21.D2
+	VFMLA   V26.D2, V29.D2, V22.D2
+	VFMLA   V27.D2, V29.D2, V23.D2
+	SUB  $1, R0
+	CBNZ R0, loop
+
+store:
+	// Row pointers of C: R10…R15.
+	MOVD R6, R10
+	ADD  R7, R10, R11
+	ADD  R7, R11, R12
+	ADD  R7, R12, R13
+	ADD  R7, R13, R14
+	ADD  R7, R14, R15
+	CBZ  R8, overwrite
+	VLD1 (R10), [V24.D2, V25.D2, V26.D2, V27.D2]
+	WORD $0x4e78d400 // FADD V0.2D, V0.2D, V24.2D
+	WORD $0x4e79d421 // FADD V1.2D, V1.2D, V25.2D
+	WORD $0x4e7ad442 // FADD V2.2D, V2.2D, V26.2D
+	WORD $0x4e7bd463 // FADD V3.2D, V3.2D, V27.2D
+	VLD1 (R11), [V24.D2, V25.D2, V26.D2, V27.D2]
+	WORD $0x4e78d484 // FADD V4.2D, V4.2D, V24.2D
+	WORD $0x4e79d4a5 // FADD V5.2D, V5.2D, V25.2D
+	WORD $0x4e7ad4c6 // FADD V6.2D, V6.2D, V26.2D
+	WORD $0x4e7bd4e7 // FADD V7.2D, V7.2D, V27.2D
+	VLD1 (R12), [V24.D2, V25.D2, V26.D2, V27.D2]
+	WORD $0x4e78d508 // FADD V8.2D, V8.2D, V24.2D
+	WORD $0x4e79d529 // FADD V9.2D, V9.2D, V25.2D
+	WORD $0x4e7ad54a // FADD V10.2D, V10.2D, V26.2D
+	WORD $0x4e7bd56b // FADD V11.2D, V11.2D, V27.2D
+	VLD1 (R13), [V24.D2, V25.D2, V26.D2, V27.D2]
+	WORD $0x4e78d58c // FADD V12.2D, V12.2D, V24.2D
+	WORD $0x4e79d5ad // FADD V13.2D, V13.2D, V25.2D
+	WORD $0x4e7ad5ce // FADD V14.2D, V14.2D, V26.2D
+	WORD $0x4e7bd5ef // FADD V15.2D, V15.2D, V27.2D
+	VLD1 (R14), [V24.D2, V25.D2, V26.D2, V27.D2]
+	WORD $0x4e78d610 // FADD V16.2D, V16.2D, V24.2D
+	WORD $0x4e79d631 // FADD V17.2D, V17.2D, V25.2D
+	WORD $0x4e7ad652 // FADD V18.2D, V18.2D, V26.2D
+	WORD $0x4e7bd673 // FADD V19.2D, V19.2D, V27.2D
+	VLD1 (R15), [V24.D2, V25.D2, V26.D2, V27.D2]
+	WORD $0x4e78d694 // FADD V20.2D, V20.2D, V24.2D
+	WORD $0x4e79d6b5 // FADD V21.2D, V21.2D, V25.2D
+	WORD $0x4e7ad6d6 // FADD V22.2D, V22.2D, V26.2D
+	WORD $0x4e7bd6f7 // FADD V23.2D, V23.2D, V27.2D
+
+overwrite:
+	VST1 [V0.D2, V1.D2, V2.D2, V3.D2], (R10)
+	VST1 [V4.D2, V5.D2, V6.D2, V7.D2], (R11)
+	VST1 [V8.D2, V9.D2, V10.D2, V11.D2], (R12)
+	VST1 [V12.D2, V13.D2, V14.D2, V15.D2], (R13)
+	VST1 [V16.D2, V17.D2, V18.D2, V19.D2], (R14)
+	VST1 [V20.D2, V21.D2, V22.D2, V23.D2], (R15)
+	RET
