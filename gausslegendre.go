@@ -245,9 +245,9 @@ func legendreNodeWeight2(n int, x0, y0 float64) (x, wx, y, wy float64) {
 		v2l := u2e - (v2h - u2h)
 
 		th := float64(vh * inv)
-		tl := (math.FMA(-th, dv, vh) + vl) * inv
+		tl := float64((math.FMA(-th, dv, vh) + vl) * inv)
 		t2h := float64(v2h * inv)
-		t2l := (math.FMA(-t2h, dv, v2h) + v2l) * inv
+		t2l := float64((math.FMA(-t2h, dv, v2h) + v2l) * inv)
 
 		qh, ql = ph, pl
 		ph = th + tl
@@ -286,8 +286,8 @@ func polishNodeWeight(n int, x0, ph, pl, qh, ql float64) (x, w float64) {
 	// First-order move of the weight from x0 to x* (see legendreNodeWeight),
 	// then round; the node moves by δ = P_n(1−x0²)/dp.
 	r := ph / dph
-	w = wh + (wl - wh*(2*x0*r))
-	x = x0 + r*omh
+	w = wh + (wl - float64(wh*float64(2*x0*r)))
+	x = x0 + float64(r*omh)
 	return x, w
 }
 
@@ -629,7 +629,7 @@ func laurieKronrodRecurrence(n int) (a, b []float64) {
 		u := 0.0
 		for j := (k + 1) / 2; j >= 0; j-- {
 			l := k - j
-			u += (a[j+n+1]-a[l])*t[j+1] + b[j+n+1]*s[j] - b[l]*s[j+1]
+			u += float64((a[j+n+1]-a[l])*t[j+1]) + float64(b[j+n+1]*s[j]) - float64(b[l]*s[j+1])
 			s[j+1] = u
 		}
 		s, t = t, s
@@ -643,18 +643,18 @@ func laurieKronrodRecurrence(n int) (a, b []float64) {
 		for i := k + 1 - n; i <= (k-1)/2; i++ {
 			l := k - i
 			j = n - 1 - l
-			u += -(a[i+n+1]-a[l])*t[j+1] - b[i+n+1]*s[j+1] + b[l]*s[j+2]
+			u += float64(-(a[i+n+1]-a[l])*t[j+1]) - float64(b[i+n+1]*s[j+1]) + float64(b[l]*s[j+2])
 			s[j+1] = u
 		}
 		if k%2 == 0 {
 			i := k / 2
-			a[i+n+1] = a[i] + (s[j+1]-b[i+n+1]*s[j+2])/t[j+2]
+			a[i+n+1] = a[i] + (s[j+1]-float64(b[i+n+1]*s[j+2]))/t[j+2]
 		} else {
 			i := (k + 1) / 2
 			b[i+n+1] = s[j+1] / s[j+2]
 		}
 		s, t = t, s
 	}
-	a[2*n] = a[n-1] - b[2*n]*s[1]/t[1]
+	a[2*n] = a[n-1] - float64(b[2*n]*s[1]/t[1])
 	return a, b
 }

@@ -28,14 +28,14 @@ func Dot(x, y []float64) float64 {
 	for ; i <= n-4; i += 4 {
 		xs := x[i : i+4 : i+4]
 		ys := y[i : i+4 : i+4]
-		s0 += xs[0] * ys[0]
-		s1 += xs[1] * ys[1]
-		s2 += xs[2] * ys[2]
-		s3 += xs[3] * ys[3]
+		s0 += float64(xs[0] * ys[0])
+		s1 += float64(xs[1] * ys[1])
+		s2 += float64(xs[2] * ys[2])
+		s3 += float64(xs[3] * ys[3])
 	}
 	s := (s0 + s1) + (s2 + s3)
 	for ; i < n; i++ {
-		s += x[i] * y[i]
+		s += float64(x[i] * y[i])
 	}
 	return s
 }
@@ -47,14 +47,14 @@ func SumSq(x []float64) float64 {
 	i := 0
 	for ; i <= n-4; i += 4 {
 		xs := x[i : i+4 : i+4]
-		s0 += xs[0] * xs[0]
-		s1 += xs[1] * xs[1]
-		s2 += xs[2] * xs[2]
-		s3 += xs[3] * xs[3]
+		s0 += float64(xs[0] * xs[0])
+		s1 += float64(xs[1] * xs[1])
+		s2 += float64(xs[2] * xs[2])
+		s3 += float64(xs[3] * xs[3])
 	}
 	s := (s0 + s1) + (s2 + s3)
 	for ; i < n; i++ {
-		s += x[i] * x[i]
+		s += float64(x[i] * x[i])
 	}
 	return s
 }
@@ -385,7 +385,7 @@ func tridiagQL(d, e, zt []float64, m, maxIter int) error {
 			j := len(db) - 2
 			for ; j >= 0; j-- {
 				f := s * eb[j]
-				b := c * eb[j]
+				b := float64(c * eb[j])
 				r = hypotFast(f, g)
 				eb[j+1] = r
 				if r == 0 {
@@ -396,12 +396,12 @@ func tridiagQL(d, e, zt []float64, m, maxIter int) error {
 					break
 				}
 				inv := 1 / r
-				s = f * inv
-				c = g * inv
+				s = float64(f * inv)
+				c = float64(g * inv)
 				g = db[j+1] - p
 				// The conversions round each product (see rotateRows).
 				r = float64((db[j]-g)*s) + float64(2*c*b)
-				p = s * r
+				p = float64(s * r)
 				db[j+1] = g + p
 				g = float64(c*r) - b
 				if j+1 < len(zb) { // m == 1 (zb is nil otherwise)
@@ -444,7 +444,7 @@ func rotateRows(x, y []float64, c, s float64) {
 // norm < 1, so overflow is impossible; only when the plain formula may have
 // underflowed does it fall back to math.Hypot.
 func hypotFast(a, b float64) float64 {
-	r := math.Sqrt(a*a + b*b)
+	r := math.Sqrt(float64(a*a) + float64(b*b))
 	if r < 0x1p-500 {
 		return math.Hypot(a, b)
 	}
@@ -510,12 +510,12 @@ func matMulABt(c, a, b []float64, m, n, k int) {
 			for p, w0 := range b0 {
 				w1 := b1[p]
 				u0, u1, u2 := x0[p], x1[p], x2[p]
-				s00 += u0 * w0
-				s01 += u0 * w1
-				s10 += u1 * w0
-				s11 += u1 * w1
-				s20 += u2 * w0
-				s21 += u2 * w1
+				s00 += float64(u0 * w0)
+				s01 += float64(u0 * w1)
+				s10 += float64(u1 * w0)
+				s11 += float64(u1 * w1)
+				s20 += float64(u2 * w0)
+				s21 += float64(u2 * w1)
 			}
 			c0[j], c0[j+1] = s00, s01
 			c1[j], c1[j+1] = s10, s11
@@ -526,9 +526,9 @@ func matMulABt(c, a, b []float64, m, n, k int) {
 			x0, x1, x2 := a0[:len(b0)], a1[:len(b0)], a2[:len(b0)]
 			var s0, s1, s2 float64
 			for p, w0 := range b0 {
-				s0 += x0[p] * w0
-				s1 += x1[p] * w0
-				s2 += x2[p] * w0
+				s0 += float64(x0[p] * w0)
+				s1 += float64(x1[p] * w0)
+				s2 += float64(x2[p] * w0)
 			}
 			c0[j], c1[j], c2[j] = s0, s1, s2
 		}
@@ -547,10 +547,10 @@ func matMulABt(c, a, b []float64, m, n, k int) {
 			b1, b2, b3 = b1[:len(b0)], b2[:len(b0)], b3[:len(b0)]
 			var s0, s1, s2, s3 float64
 			for p, u := range x0 {
-				s0 += u * b0[p]
-				s1 += u * b1[p]
-				s2 += u * b2[p]
-				s3 += u * b3[p]
+				s0 += float64(u * b0[p])
+				s1 += float64(u * b1[p])
+				s2 += float64(u * b2[p])
+				s3 += float64(u * b3[p])
 			}
 			c0[j], c0[j+1], c0[j+2], c0[j+3] = s0, s1, s2, s3
 		}
@@ -559,7 +559,7 @@ func matMulABt(c, a, b []float64, m, n, k int) {
 			x0 := a0[:len(b0)]
 			var s float64
 			for p, u := range x0 {
-				s += u * b0[p]
+				s += float64(u * b0[p])
 			}
 			c0[j] = s
 		}
@@ -643,8 +643,8 @@ func addRowCombinations(c, a, b []float64, k, np, qs, ps, q0, q1 int) {
 			y0, y1 := c0[:len(h0)], c1[:len(h0)]
 			for j, x0 := range h0 {
 				x1, x2, x3 := h1[j], h2[j], h3[j]
-				y0[j] += d00*x0 + d01*x1 + d02*x2 + d03*x3
-				y1[j] += d10*x0 + d11*x1 + d12*x2 + d13*x3
+				y0[j] += float64(d00*x0) + float64(d01*x1) + float64(d02*x2) + float64(d03*x3)
+				y1[j] += float64(d10*x0) + float64(d11*x1) + float64(d12*x2) + float64(d13*x3)
 			}
 		}
 		for ; p < np; p, o0, o1 = p+1, o0+ps, o1+ps {
@@ -652,8 +652,8 @@ func addRowCombinations(c, a, b []float64, k, np, qs, ps, q0, q1 int) {
 			h0 := b[p*k : p*k+k]
 			y0, y1 := c0[:len(h0)], c1[:len(h0)]
 			for j, x0 := range h0 {
-				y0[j] += d0 * x0
-				y1[j] += d1 * x0
+				y0[j] += float64(d0 * x0)
+				y1[j] += float64(d1 * x0)
 			}
 		}
 	}
@@ -669,7 +669,7 @@ func addRowCombinations(c, a, b []float64, k, np, qs, ps, q0, q1 int) {
 			h1, h2, h3 = h1[:len(h0)], h2[:len(h0)], h3[:len(h0)]
 			y0 := c0[:len(h0)]
 			for j, x0 := range h0 {
-				y0[j] += d0*x0 + d1*h1[j] + d2*h2[j] + d3*h3[j]
+				y0[j] += float64(d0*x0) + float64(d1*h1[j]) + float64(d2*h2[j]) + float64(d3*h3[j])
 			}
 		}
 		for ; p < np; p, o = p+1, o+ps {
@@ -677,7 +677,7 @@ func addRowCombinations(c, a, b []float64, k, np, qs, ps, q0, q1 int) {
 			h0 := b[p*k : p*k+k]
 			y0 := c0[:len(h0)]
 			for j, x0 := range h0 {
-				y0[j] += d0 * x0
+				y0[j] += float64(d0 * x0)
 			}
 		}
 	}

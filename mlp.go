@@ -1250,12 +1250,15 @@ func adamCannotOverflow(params, grad, m, v []float64, wd, step, eps float64) boo
 
 // adamUpdate returns the new first and second moments and parameter value.
 func adamUpdate(p, g, m, v, b1, b2, wd, step, bc2, eps float64) (mi, vi, pi float64) {
+	// Each product is rounded (float64 conversions), as the vector kernel
+	// rounds it: Go may otherwise fuse them into the additions (GOAMD64=v3,
+	// arm64), and the two paths would drift apart by a few ulp per step.
 	if wd != 0 {
-		g += wd * p
+		g += float64(wd * p)
 	}
-	mi = b1*m + (1-b1)*g
-	vi = b2*v + (1-b2)*g*g
-	return mi, vi, p - step*mi/(math.Sqrt(vi)/bc2+eps)
+	mi = float64(b1*m) + float64((1-b1)*g)
+	vi = float64(b2*v) + float64(float64((1-b2)*g)*g)
+	return mi, vi, p - float64(step*mi)/(math.Sqrt(vi)/bc2+eps)
 }
 
 // Constants of tanhFast.
