@@ -1389,8 +1389,9 @@ func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 // per layer where the adjoints' product with the weight gradient has
 // three). Quadrature: one parameter product per node (forward pass, reverse
 // sweep and weight gradient: three products per layer), n per accepted
-// Gauss panel, 2n+1 per Kronrod panel, plus seven passes over the P
-// parameters per node for the sums and estimates; the published rule pays
+// Gauss panel, 2n+1 per Kronrod panel, plus seven sums over the P
+// parameters per node for the value and the estimates (one pass, eight
+// lanes at a time on AVX-512; from stored products when n·P is small); the published rule pays
 // ⌈C·NFE_fwd·Δ/T⌉ (5 at C = 0.1 on a 50-evaluation solve). The adaptive
 // rule therefore costs less than the seminorm adjoint only while its nodes
 // stay below about a third of the backward evaluations (the weight-gradient
@@ -1454,6 +1455,10 @@ type gqaMethod struct {
 	// once): only when the chunks run serially, so one at a time.
 	cur     *gqaNodeSums
 	sumTask func(int)
+	// curStored, storedTask: the same for a stage's stored products.
+	curStored  *gqaStoredSums
+	storedTask func(int)
+	store      []float64 // the stored products when the chunks run serially
 }
 
 // gqaNodeSums adds one Gauss node's weighted parameter product v to the
@@ -1471,6 +1476,16 @@ type gqaNodeSums struct {
 // the gradient). Each element is computed alone, so any split gives the
 // same sums.
 func (a *gqaNodeSums) apply(lo, hi int) {
+	if m := (hi - lo) &^ 7; useAVX512 && m > 0 {
+		// Eight components at a time on AVX-512, the rest below. The
+		// kernel reads and writes [lo, lo+m) of every slice: checked here.
+		_, _, _, _ = a.v[lo+m-1], a.ig[lo+m-1], a.sk[lo+m-1], a.ab[lo+m-1]
+		_, _, _, _ = a.t0[lo+m-1], a.t1[lo+m-1], a.t2[lo+m-1], a.t3[lo+m-1]
+		coef := [6]float64{a.w, a.wk, a.c0, a.c1, a.c2, a.c3}
+		out := [7]*float64{&a.ig[lo], &a.sk[lo], &a.ab[lo], &a.t0[lo], &a.t1[lo], &a.t2[lo], &a.t3[lo]}
+		gqaNodeAVX512(&a.v[lo], m, &coef[0], &out, a.first)
+		lo += m
+	}
 	v := a.v[lo:hi]
 	ig, sk, ab := a.ig[lo:hi][:len(v)], a.sk[lo:hi][:len(v)], a.ab[lo:hi][:len(v)]
 	t0, t1, t2, t3 := a.t0[lo:hi][:len(v)], a.t1[lo:hi][:len(v)], a.t2[lo:hi][:len(v)], a.t3[lo:hi][:len(v)]
@@ -1483,14 +1498,86 @@ func (a *gqaNodeSums) apply(lo, hi int) {
 		return
 	}
 	for j, g := range v {
-		ig[j] += w * g
-		sk[j] += wk * g
-		ab[j] += math.Abs(w * g)
-		t0[j] += c0 * g
-		t1[j] += c1 * g
-		t2[j] += c2 * g
-		t3[j] += c3 * g
+		ig[j] += float64(w * g)
+		sk[j] += float64(wk * g)
+		ab[j] += math.Abs(float64(w * g))
+		t0[j] += float64(c0 * g)
+		t1[j] += float64(c1 * g)
+		t2[j] += float64(c2 * g)
+		t3[j] += float64(c3 * g)
 	}
+}
+
+// gqaStoreMax bounds the stored node products of one Gauss stage
+// (elements; 16 MiB): larger stages update the sums node by node.
+const gqaStoreMax = 1 << 21
+
+// gqaStoredSums forms a Gauss stage's seven sums from its n stored node
+// products vs (node k at vs[k·p:(k+1)·p]) in one pass: the same operations
+// in the same order as n calls of gqaNodeSums.apply, so the same sums.
+type gqaStoredSums struct {
+	vs             []float64
+	p, n           int
+	ig, sk, ab     []float64
+	t0, t1, t2, t3 []float64
+	w, wk          [gqaMaxN]float64
+	c              [4][gqaMaxN]float64
+	coef           [6 * gqaMaxN]float64 // w, wk, c0…c3 per node, for the kernel
+}
+
+// apply forms the sums over [lo, hi). The products are rounded explicitly
+// (float64), as in gqaNodeSums.apply, so that a compiler that fuses
+// multiply–adds cannot make the two paths differ.
+func (a *gqaStoredSums) apply(lo, hi int) {
+	if m := (hi - lo) &^ 7; useAVX512 && m > 0 {
+		// Eight components at a time on AVX-512, the rest below. The
+		// kernel reads and writes [lo, lo+m) of every slice: checked here.
+		_ = a.vs[(a.n-1)*a.p+lo+m-1]
+		_, _, _, _ = a.ig[lo+m-1], a.sk[lo+m-1], a.ab[lo+m-1], a.t0[lo+m-1]
+		_, _, _ = a.t1[lo+m-1], a.t2[lo+m-1], a.t3[lo+m-1]
+		out := [7]*float64{&a.ig[lo], &a.sk[lo], &a.ab[lo], &a.t0[lo], &a.t1[lo], &a.t2[lo], &a.t3[lo]}
+		gqaSumsAVX512(&a.vs[lo], a.p, a.n, m, &a.coef[0], &out)
+		lo += m
+	}
+	ig, sk, ab := a.ig[lo:hi], a.sk[lo:hi], a.ab[lo:hi]
+	t0, t1, t2, t3 := a.t0[lo:hi][:len(ig)], a.t1[lo:hi][:len(ig)], a.t2[lo:hi][:len(ig)], a.t3[lo:hi][:len(ig)]
+	sk, ab = sk[:len(ig)], ab[:len(ig)]
+	p, n := a.p, a.n
+	for j := range ig {
+		g := a.vs[lo+j]
+		sig, ssk, sab := float64(a.w[0]*g), float64(a.wk[0]*g), math.Abs(float64(a.w[0]*g))
+		s0, s1, s2, s3 := float64(a.c[0][0]*g), float64(a.c[1][0]*g), float64(a.c[2][0]*g), float64(a.c[3][0]*g)
+		for k := 1; k < n; k++ {
+			g = a.vs[k*p+lo+j]
+			sig += float64(a.w[k] * g)
+			ssk += float64(a.wk[k] * g)
+			sab += math.Abs(float64(a.w[k] * g))
+			s0 += float64(a.c[0][k] * g)
+			s1 += float64(a.c[1][k] * g)
+			s2 += float64(a.c[2][k] * g)
+			s3 += float64(a.c[3][k] * g)
+		}
+		ig[j], sk[j], ab[j] = sig, ssk, sab
+		t0[j], t1[j], t2[j], t3[j] = s0, s1, s2, s3
+	}
+}
+
+// applyStored runs u.apply over the whole product, in fixed chunks on
+// g.vecPool when the quadrature runs serially and the product is long (as
+// applySums).
+func (m *gqaMethod) applyStored(u *gqaStoredSums) {
+	g := m.g
+	if !g.chunkSerial || g.vecPool == nil || u.p < vecParallelMin {
+		u.apply(0, u.p)
+		return
+	}
+	m.curStored = u
+	g.vecPool.run((u.p+vecChunk-1)/vecChunk, m.storedTask)
+	m.curStored = nil
+}
+
+func (m *gqaMethod) storedChunk(i int) {
+	m.curStored.apply(i*vecChunk, min((i+1)*vecChunk, m.curStored.p))
 }
 
 // applySums runs u.apply over the whole product, in fixed chunks on
@@ -1530,7 +1617,7 @@ func newGQAdaptiveInterpMethod(g *gradState) gradStrategy {
 func newGQA(g *gradState, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
 	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
 	m.hook, m.fChunk, m.fShift = m.record, m.chunk, m.rhs
-	m.sumTask = m.sumChunk
+	m.sumTask, m.storedTask = m.sumChunk, m.storedChunk
 	return m
 }
 
@@ -1577,10 +1664,12 @@ func (m *gqaMethod) record(si *StepInfo)        { m.tape.push(si, 0) }
 // gqaChunk is the workspace of one quadrature task.
 type gqaChunk struct {
 	ev                      Evaluator
-	use                     Evaluator   // ev, or g.ev when the chunks run serially
-	upd                     gqaNodeSums // the current node's update of the stage's sums
-	sum                     []float64   // integral over the task's intervals
-	gk, ig, sk, ab          []float64   // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
+	use                     Evaluator     // ev, or g.ev when the chunks run serially
+	upd                     gqaNodeSums   // the current node's update of the stage's sums
+	stored                  gqaStoredSums // or the stage's stored products and weights
+	store                   []float64     // n node products of a stage (n·P ≤ gqaStoreMax), chunks fanned out
+	sum                     []float64     // integral over the task's intervals
+	gk, ig, sk, ab          []float64     // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
 	tail                    [4][]float64
 	y, z                    []float64   // interpolated backward and forward states
 	ipB, ipF                interpolant // backward and forward dense output
@@ -1832,7 +1921,7 @@ func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 		if gk.IsGauss[k] {
 			continue
 		}
-		m.node(ch, i, mid+half*x)
+		m.node(ch, i, mid+half*x, ch.gk)
 		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
 	}
 	if m.kronrodOK(ch, pn.frac) || pn.depth >= gqaMaxDepth {
@@ -1852,12 +1941,45 @@ func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) (ok, resolved bool) {
 	gk, _ := GaussKronrod(n)
 	tw := gqaTails[n]
+	p := len(ch.gk)
+	if n*p <= gqaStoreMax {
+		// Keep the n products and form the seven sums in one pass over
+		// them (gqaStoredSums): per component n reads and seven writes,
+		// where updating the sums node by node reads and writes all seven
+		// n times (on a large network a memory-bound 8% of the gradient).
+		// Chunks that run one after another share one buffer.
+		store := &ch.store
+		if m.g.chunkSerial {
+			store = &m.store
+		}
+		if len(*store) < n*p {
+			*store = make([]float64, n*p)
+		}
+		u := &ch.stored
+		*u = gqaStoredSums{vs: (*store)[:n*p], p: p, ig: ch.ig, sk: ch.sk, ab: ch.ab,
+			t0: ch.tail[0], t1: ch.tail[1], t2: ch.tail[2], t3: ch.tail[3]}
+		gi := 0
+		for k, x := range gk.Nodes {
+			if !gk.IsGauss[k] {
+				continue
+			}
+			m.node(ch, i, mid+half*x, u.vs[gi*p:(gi+1)*p])
+			u.w[gi], u.wk[gi] = half*gk.GaussWeights[k], half*gk.Weights[k]
+			u.c[0][gi], u.c[1][gi], u.c[2][gi], u.c[3][gi] = half*tw[gi], half*tw[n+gi], half*tw[2*n+gi], half*tw[3*n+gi]
+			cf := u.coef[6*gi : 6*gi+6]
+			cf[0], cf[1], cf[2], cf[3], cf[4], cf[5] = u.w[gi], u.wk[gi], u.c[0][gi], u.c[1][gi], u.c[2][gi], u.c[3][gi]
+			gi++
+		}
+		u.n = gi
+		m.applyStored(u)
+		return m.spectralOK(ch, n, frac)
+	}
 	gi := 0 // index of the Gauss node
 	for k, x := range gk.Nodes {
 		if !gk.IsGauss[k] {
 			continue
 		}
-		m.node(ch, i, mid+half*x)
+		m.node(ch, i, mid+half*x, ch.gk)
 		ch.upd = gqaNodeSums{v: ch.gk, ig: ch.ig, sk: ch.sk, ab: ch.ab,
 			t0: ch.tail[0], t1: ch.tail[1], t2: ch.tail[2], t3: ch.tail[3],
 			w: half * gk.GaussWeights[k], wk: half * gk.Weights[k],
@@ -1870,10 +1992,11 @@ func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) 
 	return m.spectralOK(ch, n, frac)
 }
 
-// node writes the parameter product a(τ)ᵀ ∂f/∂θ(τ, z(τ)) into ch.gk,
+// node writes the parameter product a(τ)ᵀ ∂f/∂θ(τ, z(τ)) into dst (ch.gk
+// or a row of ch.store),
 // with a (and z) from the backward dense output of interval i and, for the
 // interp variant, z from the forward dense output.
-func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
+func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64, dst []float64) {
 	n := m.g.n
 	tp := &m.tape
 	// The backward steps of interval i run from grid[i] toward grid[i−1].
@@ -1894,9 +2017,9 @@ func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64) {
 	// The evaluator sets the product rather than adding it, if it can:
 	// clearing all P entries first would be a serial pass per node.
 	if !setParamGrad(ch.use, true) {
-		clear(ch.gk)
+		clear(dst)
 	}
-	ch.use.VJP(tau, z, a, nil, nil, ch.gk, nil)
+	ch.use.VJP(tau, z, a, nil, nil, dst, nil)
 	setParamGrad(ch.use, false)
 	ch.nodes++
 }

@@ -79,3 +79,18 @@ func gemmKernel4x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c 
 
 //go:noescape
 func gemmKernel2x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool)
+
+// gqaSumsAVX512 is the AVX-512 kernel of gqaStoredSums.apply on m
+// components, m a multiple of 8 (linalg_amd64.s); coef holds six
+// coefficients per node (w, wk, c0…c3) and out the seven sums' first
+// elements (ig, sk, ab, t0…t3).
+//
+//go:noescape
+func gqaSumsAVX512(vs *float64, stride, n, m int, coef *float64, out *[7]*float64)
+
+// gqaNodeAVX512 is the AVX-512 kernel of gqaNodeSums.apply on m
+// components, m a multiple of 8 (linalg_amd64.s); coef = (w, wk, c0…c3),
+// out the seven sums' first elements (ig, sk, ab, t0…t3).
+//
+//go:noescape
+func gqaNodeAVX512(v *float64, m int, coef *float64, out *[7]*float64, first bool)

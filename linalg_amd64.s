@@ -448,3 +448,177 @@ overwrite8x16:
 	STORE2ROWSZ(R8, Z12, Z13, Z14, Z15)
 	VZEROUPPER
 	RET
+
+// func gqaSumsAVX512(vs *float64, stride, n, m int, coef *float64, out *[7]*float64)
+//
+// gq-adaptive's Gauss-stage sums over m components (m a multiple of 8) of
+// n stored node products, node k at vs + k·stride elements: with
+// coef[6k…6k+5] = (w, wk, c0, c1, c2, c3) of node k, out[0…6] receive
+// Σ w·g, Σ wk·g, Σ |w·g|, Σ c0·g, …, Σ c3·g. Each product is rounded and
+// then added (no fused multiply–add), in node order, the first node's
+// product stored as is: the operations of gqaStoredSums.apply in Go, so
+// the sums are bit-identical to it.
+TEXT ·gqaSumsAVX512(SB), NOSPLIT, $0-48
+	MOVQ vs+0(FP), SI
+	MOVQ stride+8(FP), R8
+	SHLQ $3, R8
+	MOVQ n+16(FP), R9
+	MOVQ m+24(FP), CX
+	SHLQ $3, CX
+	MOVQ coef+32(FP), DX
+	MOVQ out+40(FP), DI
+	MOVQ $0x7fffffffffffffff, AX
+	VPBROADCASTQ AX, Z31 // |x| mask
+	XORQ R10, R10        // byte offset of the 8 components
+
+sumsj:
+	LEAQ (SI)(R10*1), R11
+	MOVQ DX, R12
+	VMOVUPD      (R11), Z7
+	VBROADCASTSD 0(R12), Z9
+	VMULPD       Z7, Z9, Z0
+	VANDPD       Z31, Z0, Z2
+	VBROADCASTSD 8(R12), Z9
+	VMULPD       Z7, Z9, Z1
+	VBROADCASTSD 16(R12), Z9
+	VMULPD       Z7, Z9, Z3
+	VBROADCASTSD 24(R12), Z9
+	VMULPD       Z7, Z9, Z4
+	VBROADCASTSD 32(R12), Z9
+	VMULPD       Z7, Z9, Z5
+	VBROADCASTSD 40(R12), Z9
+	VMULPD       Z7, Z9, Z6
+	MOVQ         R9, R13
+	DECQ         R13
+	JLE          sumsstore
+
+sumsk:
+	ADDQ         R8, R11
+	ADDQ         $48, R12
+	VMOVUPD      (R11), Z7
+	VBROADCASTSD 0(R12), Z9
+	VMULPD       Z7, Z9, Z8
+	VADDPD       Z8, Z0, Z0
+	VANDPD       Z31, Z8, Z8
+	VADDPD       Z8, Z2, Z2
+	VBROADCASTSD 8(R12), Z9
+	VMULPD       Z7, Z9, Z8
+	VADDPD       Z8, Z1, Z1
+	VBROADCASTSD 16(R12), Z9
+	VMULPD       Z7, Z9, Z8
+	VADDPD       Z8, Z3, Z3
+	VBROADCASTSD 24(R12), Z9
+	VMULPD       Z7, Z9, Z8
+	VADDPD       Z8, Z4, Z4
+	VBROADCASTSD 32(R12), Z9
+	VMULPD       Z7, Z9, Z8
+	VADDPD       Z8, Z5, Z5
+	VBROADCASTSD 40(R12), Z9
+	VMULPD       Z7, Z9, Z8
+	VADDPD       Z8, Z6, Z6
+	DECQ         R13
+	JNZ          sumsk
+
+sumsstore:
+	MOVQ    0(DI), AX
+	VMOVUPD Z0, (AX)(R10*1)
+	MOVQ    8(DI), AX
+	VMOVUPD Z1, (AX)(R10*1)
+	MOVQ    16(DI), AX
+	VMOVUPD Z2, (AX)(R10*1)
+	MOVQ    24(DI), AX
+	VMOVUPD Z3, (AX)(R10*1)
+	MOVQ    32(DI), AX
+	VMOVUPD Z4, (AX)(R10*1)
+	MOVQ    40(DI), AX
+	VMOVUPD Z5, (AX)(R10*1)
+	MOVQ    48(DI), AX
+	VMOVUPD Z6, (AX)(R10*1)
+	ADDQ    $64, R10
+	CMPQ    R10, CX
+	JLT     sumsj
+	VZEROUPPER
+	RET
+
+// func gqaNodeAVX512(v *float64, m int, coef *float64, out *[7]*float64, first bool)
+//
+// gqaNodeSums.apply on m components (a multiple of 8): with coef = (w,
+// wk, c0, c1, c2, c3), out[0…6] (ig, sk, ab, t0…t3) receive w·g, wk·g,
+// |w·g|, c0·g, …, c3·g (first) or have them added, each product rounded
+// before the addition, as in Go.
+TEXT ·gqaNodeAVX512(SB), NOSPLIT, $0-33
+	MOVQ v+0(FP), SI
+	MOVQ m+8(FP), CX
+	SHLQ $3, CX
+	MOVQ coef+16(FP), DX
+	MOVQ out+24(FP), DI
+	MOVBLZX first+32(FP), BX
+	MOVQ $0x7fffffffffffffff, AX
+	VPBROADCASTQ AX, Z31
+	VBROADCASTSD 0(DX), Z10
+	VBROADCASTSD 8(DX), Z11
+	VBROADCASTSD 16(DX), Z12
+	VBROADCASTSD 24(DX), Z13
+	VBROADCASTSD 32(DX), Z14
+	VBROADCASTSD 40(DX), Z15
+	MOVQ 0(DI), R8
+	MOVQ 8(DI), R9
+	MOVQ 16(DI), R10
+	MOVQ 24(DI), R11
+	MOVQ 32(DI), R12
+	MOVQ 40(DI), R13
+	MOVQ 48(DI), DX
+	XORQ AX, AX
+	TESTL BX, BX
+	JNZ  nodeset
+
+nodeadd:
+	VMOVUPD (SI)(AX*1), Z7
+	VMULPD  Z7, Z10, Z0
+	VADDPD  (R8)(AX*1), Z0, Z1
+	VMOVUPD Z1, (R8)(AX*1)
+	VANDPD  Z31, Z0, Z0
+	VADDPD  (R10)(AX*1), Z0, Z0
+	VMOVUPD Z0, (R10)(AX*1)
+	VMULPD  Z7, Z11, Z0
+	VADDPD  (R9)(AX*1), Z0, Z0
+	VMOVUPD Z0, (R9)(AX*1)
+	VMULPD  Z7, Z12, Z0
+	VADDPD  (R11)(AX*1), Z0, Z0
+	VMOVUPD Z0, (R11)(AX*1)
+	VMULPD  Z7, Z13, Z0
+	VADDPD  (R12)(AX*1), Z0, Z0
+	VMOVUPD Z0, (R12)(AX*1)
+	VMULPD  Z7, Z14, Z0
+	VADDPD  (R13)(AX*1), Z0, Z0
+	VMOVUPD Z0, (R13)(AX*1)
+	VMULPD  Z7, Z15, Z0
+	VADDPD  (DX)(AX*1), Z0, Z0
+	VMOVUPD Z0, (DX)(AX*1)
+	ADDQ    $64, AX
+	CMPQ    AX, CX
+	JLT     nodeadd
+	VZEROUPPER
+	RET
+
+nodeset:
+	VMOVUPD (SI)(AX*1), Z7
+	VMULPD  Z7, Z10, Z0
+	VMOVUPD Z0, (R8)(AX*1)
+	VANDPD  Z31, Z0, Z0
+	VMOVUPD Z0, (R10)(AX*1)
+	VMULPD  Z7, Z11, Z0
+	VMOVUPD Z0, (R9)(AX*1)
+	VMULPD  Z7, Z12, Z0
+	VMOVUPD Z0, (R11)(AX*1)
+	VMULPD  Z7, Z13, Z0
+	VMOVUPD Z0, (R12)(AX*1)
+	VMULPD  Z7, Z14, Z0
+	VMOVUPD Z0, (R13)(AX*1)
+	VMULPD  Z7, Z15, Z0
+	VMOVUPD Z0, (DX)(AX*1)
+	ADDQ    $64, AX
+	CMPQ    AX, CX
+	JLT     nodeset
+	VZEROUPPER
+	RET

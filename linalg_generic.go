@@ -36,3 +36,13 @@ func gemmKernel2x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c 
 func gemmKernel8x16(k int, a *float64, rsA, csA int, b *float64, ldb, b2 int, c *float64, ldc int, acc bool) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// gqaSumsAVX512 is never called when haveAVX512 is false.
+func gqaSumsAVX512(vs *float64, stride, n, m int, coef *float64, out *[7]*float64) {
+	panic("neuralode: no AVX-512 kernels in this build")
+}
+
+// gqaNodeAVX512 is never called when haveAVX512 is false.
+func gqaNodeAVX512(v *float64, m int, coef *float64, out *[7]*float64, first bool) {
+	panic("neuralode: no AVX-512 kernels in this build")
+}
