@@ -1459,6 +1459,10 @@ type gqaMethod struct {
 	curStored  *gqaStoredSums
 	storedTask func(int)
 	store      []float64 // the stored products when the chunks run serially
+	// axAlpha, axX, axY, axpyTask: the Axpy being split over g.vecPool.
+	axAlpha  float64
+	axX, axY []float64
+	axpyTask func(int)
 }
 
 // gqaNodeSums adds one Gauss node's weighted parameter product v to the
@@ -1598,6 +1602,25 @@ func (m *gqaMethod) sumChunk(i int) {
 	m.cur.apply(i*vecChunk, min((i+1)*vecChunk, len(m.cur.v)))
 }
 
+// axpy is Axpy(alpha, x, y), in fixed chunks on g.vecPool when the
+// quadrature runs serially and the vectors are long (as applySums): a
+// Kronrod node's share of the sum, a serial pass over P otherwise.
+func (m *gqaMethod) axpy(alpha float64, x, y []float64) {
+	g, n := m.g, len(x)
+	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
+		Axpy(alpha, x, y)
+		return
+	}
+	m.axAlpha, m.axX, m.axY = alpha, x, y
+	g.vecPool.run((n+vecChunk-1)/vecChunk, m.axpyTask)
+	m.axX, m.axY = nil, nil
+}
+
+func (m *gqaMethod) axpyChunk(i int) {
+	lo, hi := i*vecChunk, min((i+1)*vecChunk, len(m.axX))
+	Axpy(m.axAlpha, m.axX[lo:hi], m.axY[lo:hi])
+}
+
 // gqaBase is what the adaptive methods take from GQAdjoint / GQInterpAdjoint.
 type gqaBase interface {
 	gradStrategy
@@ -1617,7 +1640,7 @@ func newGQAdaptiveInterpMethod(g *gradState) gradStrategy {
 func newGQA(g *gradState, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
 	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
 	m.hook, m.fChunk, m.fShift = m.record, m.chunk, m.rhs
-	m.sumTask, m.storedTask = m.sumChunk, m.storedChunk
+	m.sumTask, m.storedTask, m.axpyTask = m.sumChunk, m.storedChunk, m.axpyChunk
 	return m
 }
 
@@ -1912,7 +1935,7 @@ func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 		ok, resolved = m.gaussStage(ch, i, n, half, mid, pn.frac)
 	}
 	if ok {
-		Axpy(1, ch.ig, ch.sum)
+		m.axpy(1, ch.ig, ch.sum)
 		return true
 	}
 	ch.kronrod++
@@ -1922,13 +1945,13 @@ func (m *gqaMethod) panel(ch *gqaChunk, i, n int, pn gqaPanel) bool {
 			continue
 		}
 		m.node(ch, i, mid+half*x, ch.gk)
-		Axpy(half*gk.Weights[k], ch.gk, ch.sk)
+		m.axpy(half*gk.Weights[k], ch.gk, ch.sk)
 	}
 	if m.kronrodOK(ch, pn.frac) || pn.depth >= gqaMaxDepth {
 		if pn.depth >= gqaMaxDepth {
 			ch.capped++
 		}
-		Axpy(1, ch.sk, ch.sum)
+		m.axpy(1, ch.sk, ch.sum)
 		return true
 	}
 	return false
