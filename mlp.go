@@ -878,10 +878,7 @@ func (e *mlpState) backwardRows(s *gemmScratch, i, lo, hi int) {
 		next := e.delta[l-1][lo*nin : hi*nin]
 		e.backProduct(s, l, next, delta, W, nb, nout, nin)
 		d := e.d[l][lo*nin : hi*nin]
-		d = d[:len(next)]
-		for j, v := range d {
-			next[j] *= v
-		}
+		mulRow(next, d[:len(next)])
 		delta = next
 	}
 	W, _, nout, nin := m.Layer(0)
@@ -1037,6 +1034,20 @@ func (e *mlpState) VJP(t float64, z, a, f, gz, gp []float64, gt *float64) {
 		} else {
 			e.pool.runW(nt, e.fParams)
 		}
+	}
+}
+
+// mulRow sets x[i] *= y[i] (len(y) ≥ len(x)): the reverse sweep's product
+// of the cotangent with the activation's derivative, in AVX2 where the
+// kernels run (the same products, one rounding each).
+func mulRow(x, y []float64) {
+	y = y[:len(x)]
+	if k := len(x) &^ 3; useFMA && haveAVXKernels && k > 0 {
+		mulRowAVX(&x[0], &y[0], k)
+		x, y = x[k:], y[k:]
+	}
+	for j, v := range y {
+		x[j] *= v
 	}
 }
 

@@ -28,3 +28,8 @@ func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64)
 //
 //go:noescape
 func adamBoundsAVX(theta, grad, m, v *float64, n int, out *[24]float64)
+
+// mulRowAVX is x[i] *= y[i] for i < n, n a multiple of 4 (mlp_amd64.s).
+//
+//go:noescape
+func mulRowAVX(x, y *float64, n int)

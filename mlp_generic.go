@@ -21,3 +21,8 @@ func adamRowAVX(theta, grad, m, v *float64, n int, c *[8]float64) {
 func adamBoundsAVX(theta, grad, m, v *float64, n int, out *[24]float64) {
 	panic("neuralode: no assembly kernels in this build")
 }
+
+// mulRowAVX is never called without the amd64 kernels (haveAVXKernels).
+func mulRowAVX(x, y *float64, n int) {
+	panic("neuralode: no assembly kernels in this build")
+}
