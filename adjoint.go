@@ -1391,8 +1391,9 @@ func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 // sweep and weight gradient: three products per layer), n per accepted
 // Gauss panel, 2n+1 per Kronrod panel, plus seven sums over the P
 // parameters per node for the value and the estimates (one pass, eight
-// lanes at a time on AVX-512; from stored products when n·P is small); the published rule pays
-// ⌈C·NFE_fwd·Δ/T⌉ (5 at C = 0.1 on a 50-evaluation solve). The adaptive
+// lanes at a time on AVX-512; from stored products when n·P is small);
+// the published rule pays ⌈C·NFE_fwd·Δ/T⌉ (5 at C = 0.1 on a
+// 50-evaluation solve). The adaptive
 // rule therefore costs less than the seminorm adjoint only while its nodes
 // stay below about a third of the backward evaluations (the weight-gradient
 // product the adjoints add to every evaluation); on smooth problems it
@@ -1513,12 +1514,14 @@ func (a *gqaNodeSums) apply(lo, hi int) {
 }
 
 // gqaStoreMax bounds the stored node products of one Gauss stage
-// (elements; 16 MiB): larger stages update the sums node by node.
+// (elements; 16 MiB, the one buffer of a gradient solver): larger stages,
+// and quadrature chunks that fan out, update the sums node by node.
 const gqaStoreMax = 1 << 21
 
 // gqaStoredSums forms a Gauss stage's seven sums from its n stored node
 // products vs (node k at vs[k·p:(k+1)·p]) in one pass: the same operations
-// in the same order as n calls of gqaNodeSums.apply, so the same sums.
+// in the same order as n calls of gqaNodeSums.apply, so the same sums (up
+// to the payload of a NaN, which stays a NaN).
 type gqaStoredSums struct {
 	vs             []float64
 	p, n           int
@@ -1690,7 +1693,6 @@ type gqaChunk struct {
 	use                     Evaluator     // ev, or g.ev when the chunks run serially
 	upd                     gqaNodeSums   // the current node's update of the stage's sums
 	stored                  gqaStoredSums // or the stage's stored products and weights
-	store                   []float64     // n node products of a stage (n·P ≤ gqaStoreMax), chunks fanned out
 	sum                     []float64     // integral over the task's intervals
 	gk, ig, sk, ab          []float64     // node product, Gauss sum, Kronrod sum, Gauss sum of |g|
 	tail                    [4][]float64
@@ -1965,21 +1967,19 @@ func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) 
 	gk, _ := GaussKronrod(n)
 	tw := gqaTails[n]
 	p := len(ch.gk)
-	if n*p <= gqaStoreMax {
+	if m.g.chunkSerial && n*p <= gqaStoreMax {
 		// Keep the n products and form the seven sums in one pass over
 		// them (gqaStoredSums): per component n reads and seven writes,
 		// where updating the sums node by node reads and writes all seven
 		// n times (on a large network a memory-bound 8% of the gradient).
-		// Chunks that run one after another share one buffer.
-		store := &ch.store
-		if m.g.chunkSerial {
-			store = &m.store
-		}
-		if len(*store) < n*p {
-			*store = make([]float64, n*p)
+		// Only chunks that run one after another store (one buffer, made
+		// once at its largest size for this P, so that neither a later
+		// gradient's larger n nor fanned-out chunks add memory).
+		if len(m.store) < n*p {
+			m.store = make([]float64, min(gqaMaxN, gqaStoreMax/p)*p)
 		}
 		u := &ch.stored
-		*u = gqaStoredSums{vs: (*store)[:n*p], p: p, ig: ch.ig, sk: ch.sk, ab: ch.ab,
+		*u = gqaStoredSums{vs: m.store[:n*p], p: p, ig: ch.ig, sk: ch.sk, ab: ch.ab,
 			t0: ch.tail[0], t1: ch.tail[1], t2: ch.tail[2], t3: ch.tail[3]}
 		gi := 0
 		for k, x := range gk.Nodes {
@@ -2016,9 +2016,8 @@ func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) 
 }
 
 // node writes the parameter product a(τ)ᵀ ∂f/∂θ(τ, z(τ)) into dst (ch.gk
-// or a row of ch.store),
-// with a (and z) from the backward dense output of interval i and, for the
-// interp variant, z from the forward dense output.
+// or a row of m.store), with a (and z) from the backward dense output of
+// interval i and, for the interp variant, z from the forward dense output.
 func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64, dst []float64) {
 	n := m.g.n
 	tp := &m.tape

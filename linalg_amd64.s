@@ -457,7 +457,8 @@ overwrite8x16:
 // Σ w·g, Σ wk·g, Σ |w·g|, Σ c0·g, …, Σ c3·g. Each product is rounded and
 // then added (no fused multiply–add), in node order, the first node's
 // product stored as is: the operations of gqaStoredSums.apply in Go, so
-// the sums are bit-identical to it.
+// the sums are bit-identical to it (a NaN stays a NaN, its payload may
+// differ: the order of an addition's operands is not fixed in Go).
 TEXT ·gqaSumsAVX512(SB), NOSPLIT, $0-48
 	MOVQ vs+0(FP), SI
 	MOVQ stride+8(FP), R8
@@ -545,7 +546,7 @@ sumsstore:
 // gqaNodeSums.apply on m components (a multiple of 8): with coef = (w,
 // wk, c0, c1, c2, c3), out[0…6] (ig, sk, ab, t0…t3) receive w·g, wk·g,
 // |w·g|, c0·g, …, c3·g (first) or have them added, each product rounded
-// before the addition, as in Go.
+// before the addition, as in Go (bit-identical up to NaN payloads).
 TEXT ·gqaNodeAVX512(SB), NOSPLIT, $0-33
 	MOVQ v+0(FP), SI
 	MOVQ m+8(FP), CX
