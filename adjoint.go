@@ -1399,7 +1399,8 @@ func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 // product the adjoints add to every evaluation); on smooth problems it
 // needs 1–3 nodes per backward step at rtol 1e-4 … 1e-8. Memory: the
 // backward steps with their dense output, O(steps·stages·B·D), like
-// GQInterpAdjoint's forward record.
+// GQInterpAdjoint's forward record, and one buffer of stored node products
+// (at most gqaStoreMax values, 16 MiB).
 //
 // The quadrature runs over the intervals in quadChunks fixed tasks, each
 // summing into its own buffer (added in task order) with one evaluator,
