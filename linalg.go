@@ -860,20 +860,7 @@ func packA(dst, a []float64, rs, cs, mr, stride int) {
 		}
 		return
 	}
-	if stride != gemmMR {
-		for p := 0; p < kc; p++ {
-			d := dst[p*stride : p*stride+stride]
-			for i := range d {
-				if i < mr {
-					d[i] = a[i*rs+p*cs]
-				} else {
-					d[i] = 0
-				}
-			}
-		}
-		return
-	}
-	if mr == gemmMR && cs == 1 {
+	if stride == gemmMR && mr == gemmMR && cs == 1 {
 		r0, r1, r2 := a[:kc], a[rs:rs+kc], a[2*rs:2*rs+kc]
 		r3, r4, r5 := a[3*rs:3*rs+kc], a[4*rs:4*rs+kc], a[5*rs:5*rs+kc]
 		for p, v := range r0 {
@@ -882,7 +869,7 @@ func packA(dst, a []float64, rs, cs, mr, stride int) {
 		}
 		return
 	}
-	if mr == gemmMR && rs == 1 {
+	if stride == gemmMR && mr == gemmMR && rs == 1 {
 		// Six contiguous values per p (Aᵀ): assigned, not copied, since a
 		// call of copy per six values cost more than the moves.
 		for p := 0; p < kc; p++ {
@@ -893,7 +880,7 @@ func packA(dst, a []float64, rs, cs, mr, stride int) {
 		return
 	}
 	for p := 0; p < kc; p++ {
-		d := dst[p*gemmMR : p*gemmMR+gemmMR]
+		d := dst[p*stride : p*stride+stride]
 		for i := range d {
 			if i < mr {
 				d[i] = a[i*rs+p*cs]
