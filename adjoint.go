@@ -1528,9 +1528,7 @@ type gqaStoredSums struct {
 	p, n           int
 	ig, sk, ab     []float64
 	t0, t1, t2, t3 []float64
-	w, wk          [gqaMaxN]float64
-	c              [4][gqaMaxN]float64
-	coef           [6 * gqaMaxN]float64 // w, wk, c0…c3 per node, for the kernel
+	coef           [6 * gqaMaxN]float64 // w, wk, c0…c3 of node k at 6k…6k+5
 }
 
 // apply forms the sums over [lo, hi). The products are rounded explicitly
@@ -1552,18 +1550,18 @@ func (a *gqaStoredSums) apply(lo, hi int) {
 	sk, ab = sk[:len(ig)], ab[:len(ig)]
 	p, n := a.p, a.n
 	for j := range ig {
-		g := a.vs[lo+j]
-		sig, ssk, sab := float64(a.w[0]*g), float64(a.wk[0]*g), math.Abs(float64(a.w[0]*g))
-		s0, s1, s2, s3 := float64(a.c[0][0]*g), float64(a.c[1][0]*g), float64(a.c[2][0]*g), float64(a.c[3][0]*g)
+		g, c := a.vs[lo+j], a.coef[0:6:6]
+		sig, ssk, sab := float64(c[0]*g), float64(c[1]*g), math.Abs(float64(c[0]*g))
+		s0, s1, s2, s3 := float64(c[2]*g), float64(c[3]*g), float64(c[4]*g), float64(c[5]*g)
 		for k := 1; k < n; k++ {
-			g = a.vs[k*p+lo+j]
-			sig += float64(a.w[k] * g)
-			ssk += float64(a.wk[k] * g)
-			sab += math.Abs(float64(a.w[k] * g))
-			s0 += float64(a.c[0][k] * g)
-			s1 += float64(a.c[1][k] * g)
-			s2 += float64(a.c[2][k] * g)
-			s3 += float64(a.c[3][k] * g)
+			g, c = a.vs[k*p+lo+j], a.coef[6*k:6*k+6:6*k+6]
+			sig += float64(c[0] * g)
+			ssk += float64(c[1] * g)
+			sab += math.Abs(float64(c[0] * g))
+			s0 += float64(c[2] * g)
+			s1 += float64(c[3] * g)
+			s2 += float64(c[4] * g)
+			s3 += float64(c[5] * g)
 		}
 		ig[j], sk[j], ab[j] = sig, ssk, sab
 		t0[j], t1[j], t2[j], t3[j] = s0, s1, s2, s3
@@ -1988,10 +1986,9 @@ func (m *gqaMethod) gaussStage(ch *gqaChunk, i, n int, half, mid, frac float64) 
 				continue
 			}
 			m.node(ch, i, mid+half*x, u.vs[gi*p:(gi+1)*p])
-			u.w[gi], u.wk[gi] = half*gk.GaussWeights[k], half*gk.Weights[k]
-			u.c[0][gi], u.c[1][gi], u.c[2][gi], u.c[3][gi] = half*tw[gi], half*tw[n+gi], half*tw[2*n+gi], half*tw[3*n+gi]
 			cf := u.coef[6*gi : 6*gi+6]
-			cf[0], cf[1], cf[2], cf[3], cf[4], cf[5] = u.w[gi], u.wk[gi], u.c[0][gi], u.c[1][gi], u.c[2][gi], u.c[3][gi]
+			cf[0], cf[1] = half*gk.GaussWeights[k], half*gk.Weights[k]
+			cf[2], cf[3], cf[4], cf[5] = half*tw[gi], half*tw[n+gi], half*tw[2*n+gi], half*tw[3*n+gi]
 			gi++
 		}
 		u.n = gi

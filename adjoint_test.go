@@ -1150,14 +1150,7 @@ func TestGQASumKernels(t *testing.T) {
 			}
 			var u gqaStoredSums
 			u.vs, u.p, u.n = vs, p, n
-			for k := 0; k < n; k++ {
-				u.w[k], u.wk[k] = rng.NormFloat64(), rng.NormFloat64()
-				for r := range u.c {
-					u.c[r][k] = rng.NormFloat64()
-				}
-				cf := u.coef[6*k : 6*k+6]
-				cf[0], cf[1], cf[2], cf[3], cf[4], cf[5] = u.w[k], u.wk[k], u.c[0][k], u.c[1][k], u.c[2][k], u.c[3][k]
-			}
+			copy(u.coef[:6*n], randSlice(rng, 6*n)) // w, wk, c0…c3 of each node
 			sums := func(wide, stored bool) [7][]float64 {
 				useAVX512 = wide
 				var out [7][]float64
@@ -1170,8 +1163,9 @@ func TestGQASumKernels(t *testing.T) {
 					return out
 				}
 				for k := 0; k < n; k++ {
+					c := u.coef[6*k : 6*k+6]
 					a := gqaNodeSums{v: vs[k*p : (k+1)*p], ig: out[0], sk: out[1], ab: out[2], t0: out[3], t1: out[4], t2: out[5], t3: out[6],
-						w: u.w[k], wk: u.wk[k], c0: u.c[0][k], c1: u.c[1][k], c2: u.c[2][k], c3: u.c[3][k], first: k == 0}
+						w: c[0], wk: c[1], c0: c[2], c1: c[3], c2: c[4], c3: c[5], first: k == 0}
 					a.apply(0, p)
 				}
 				return out
