@@ -1453,18 +1453,20 @@ type gqaMethod struct {
 	nChunks     int
 	rtol, atol  float64
 
-	// cur is the node update being split over g.vecPool (sumTask, bound
-	// once): only when the chunks run serially, so one at a time.
-	cur     *gqaNodeSums
-	sumTask func(int)
-	// curStored, storedTask: the same for a stage's stored products.
-	curStored  *gqaStoredSums
-	storedTask func(int)
-	store      []float64 // the stored products when the chunks run serially
-	// axAlpha, axX, axY, axpyTask: the Axpy being split over g.vecPool.
-	axAlpha  float64
-	axX, axY []float64
-	axpyTask func(int)
+	store []float64 // the stored products when the chunks run serially
+
+	// The pass being split over g.vecPool (see split): only when the
+	// chunks run serially, so one at a time. Its operands (a node's
+	// update, a stage's stored products, an Axpy's) and the range
+	// functions reading them, bound once so that a split allocates nothing.
+	cur                              *gqaNodeSums
+	curStored                        *gqaStoredSums
+	axAlpha                          float64
+	axX, axY                         []float64
+	sumRange, storedRange, axpyRange func(lo, hi int)
+	splitF                           func(lo, hi int)
+	splitN                           int
+	splitTask                        func(int)
 }
 
 // gqaNodeSums adds one Gauss node's weighted parameter product v to the
@@ -1568,59 +1570,45 @@ func (a *gqaStoredSums) apply(lo, hi int) {
 	}
 }
 
-// applyStored runs u.apply over the whole product, in fixed chunks on
-// g.vecPool when the quadrature runs serially and the product is long (as
-// applySums).
-func (m *gqaMethod) applyStored(u *gqaStoredSums) {
+// split runs f over [0, n) in fixed chunks of vecChunk on g.vecPool when
+// the quadrature runs serially (the chunks fanned out share no pool) and n
+// is long, else in one call. Every pass it serves is elementwise, so the
+// split changes no result.
+func (m *gqaMethod) split(n int, f func(lo, hi int)) {
 	g := m.g
-	if !g.chunkSerial || g.vecPool == nil || u.p < vecParallelMin {
-		u.apply(0, u.p)
+	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
+		f(0, n)
 		return
 	}
+	m.splitF, m.splitN = f, n
+	g.vecPool.run((n+vecChunk-1)/vecChunk, m.splitTask)
+	m.splitF = nil
+}
+
+func (m *gqaMethod) splitChunk(i int) {
+	m.splitF(i*vecChunk, min((i+1)*vecChunk, m.splitN))
+}
+
+// applyStored forms a stage's sums from its stored products (split).
+func (m *gqaMethod) applyStored(u *gqaStoredSums) {
 	m.curStored = u
-	g.vecPool.run((u.p+vecChunk-1)/vecChunk, m.storedTask)
+	m.split(u.p, m.storedRange)
 	m.curStored = nil
 }
 
-func (m *gqaMethod) storedChunk(i int) {
-	m.curStored.apply(i*vecChunk, min((i+1)*vecChunk, m.curStored.p))
-}
-
-// applySums runs u.apply over the whole product, in fixed chunks on
-// g.vecPool when the quadrature runs serially (the chunks fanned out share
-// no pool) and the product is long.
+// applySums adds one node's product to the stage's sums (split).
 func (m *gqaMethod) applySums(u *gqaNodeSums) {
-	g, n := m.g, len(u.v)
-	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
-		u.apply(0, n)
-		return
-	}
 	m.cur = u
-	g.vecPool.run((n+vecChunk-1)/vecChunk, m.sumTask)
+	m.split(len(u.v), m.sumRange)
 	m.cur = nil
 }
 
-func (m *gqaMethod) sumChunk(i int) {
-	m.cur.apply(i*vecChunk, min((i+1)*vecChunk, len(m.cur.v)))
-}
-
-// axpy is Axpy(alpha, x, y), in fixed chunks on g.vecPool when the
-// quadrature runs serially and the vectors are long (as applySums): a
-// Kronrod node's share of the sum, a serial pass over P otherwise.
+// axpy is Axpy(alpha, x, y), split: a Kronrod node's share of the sum, or
+// an accepted panel's value, a serial pass over P otherwise.
 func (m *gqaMethod) axpy(alpha float64, x, y []float64) {
-	g, n := m.g, len(x)
-	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
-		Axpy(alpha, x, y)
-		return
-	}
 	m.axAlpha, m.axX, m.axY = alpha, x, y
-	g.vecPool.run((n+vecChunk-1)/vecChunk, m.axpyTask)
+	m.split(len(x), m.axpyRange)
 	m.axX, m.axY = nil, nil
-}
-
-func (m *gqaMethod) axpyChunk(i int) {
-	lo, hi := i*vecChunk, min((i+1)*vecChunk, len(m.axX))
-	Axpy(m.axAlpha, m.axX[lo:hi], m.axY[lo:hi])
 }
 
 // gqaBase is what the adaptive methods take from GQAdjoint / GQInterpAdjoint.
@@ -1642,7 +1630,10 @@ func newGQAdaptiveInterpMethod(g *gradState) gradStrategy {
 func newGQA(g *gradState, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
 	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
 	m.hook, m.fChunk, m.fShift = m.record, m.chunk, m.rhs
-	m.sumTask, m.storedTask, m.axpyTask = m.sumChunk, m.storedChunk, m.axpyChunk
+	m.splitTask = m.splitChunk
+	m.sumRange = func(lo, hi int) { m.cur.apply(lo, hi) }
+	m.storedRange = func(lo, hi int) { m.curStored.apply(lo, hi) }
+	m.axpyRange = func(lo, hi int) { Axpy(m.axAlpha, m.axX[lo:hi], m.axY[lo:hi]) }
 	return m
 }
 
