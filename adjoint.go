@@ -1362,15 +1362,17 @@ func fanOut(pool *taskPool, workers, tasks int, task func(int)) (err error) {
 // node count is set by the backward tolerances:
 //
 //  1. A panel (initially the whole interval) gets an n-point Gauss rule,
-//     n = max(6, steps/2 + ⌈log₁₀(1/rtol)⌉) from the interval's backward
-//     steps (a guess; the estimates correct it). Alongside the integral,
-//     the node products give the top Legendre coefficients T_j of the
-//     integrand's interpolant (degrees n−4 … n−1, per parameter). A Gauss
-//     rule errs by about its first non-integrated coefficient, T_{2n} ≈
-//     T_{n−1}·ρ^{(n+1)/2} with ρ the decay over two degrees (or T_{n−1}
-//     itself without a clear decay). If 10× that is within the tolerance
-//     of every parameter block, the Gauss value is accepted: n products,
-//     the cost of the published rule with the same n.
+//     one node per backward step on the interval and at least one per
+//     digit asked, n = max(4, steps, ⌈log₁₀(1/rtol)⌉) — or at least 6 on
+//     an interval crossed in one or two steps (see gqaFirstRule). From six
+//     nodes on, the node products also give the top Legendre coefficients
+//     T_j of the integrand's interpolant (degrees n−4 … n−1, per
+//     parameter). A Gauss rule errs by about its first non-integrated
+//     coefficient, T_{2n} ≈ T_{n−1}·ρ^{(n+1)/2} with ρ the decay over two
+//     degrees (or T_{n−1} itself without a clear decay). If 10× that is
+//     within the tolerance of every parameter block, the Gauss value is
+//     accepted: n products, the cost of the published rule with the same
+//     n. Rules of four or five nodes go straight to step 3.
 //  2. If the top coefficients exceed half of ∫|g| the integrand is not
 //     resolved at all: a fresh rule of twice the size (at most twice).
 //  3. Otherwise the n+1 Kronrod nodes of the Gauss–Kronrod extension are
@@ -1414,9 +1416,13 @@ const gqaMaxDepth = 12
 // gqaMaxN bounds the Gauss nodes of a panel.
 const gqaMaxN = 48
 
-// gqaMinN is the smallest Gauss rule: the decay of the top four Legendre
-// coefficients is meaningless for fewer nodes.
+// gqaMinN is the smallest Gauss rule judged by its own Legendre
+// coefficients: the decay of the top four is meaningless for fewer nodes.
 const gqaMinN = 6
+
+// gqaMinRule is the smallest Gauss rule; below gqaMinN nodes only its
+// Kronrod extension judges it.
+const gqaMinRule = 4
 
 // gqaRetries bounds the fresh Gauss rules a panel tries before its
 // Kronrod extension and bisection.
@@ -1760,13 +1766,24 @@ func (m *gqaMethod) backward() error {
 	return nil
 }
 
-// gqaFirstRule is the Gauss rule size an interval starts with: the
-// backward steps taken on it (their sizes follow the dynamics of [z, a],
-// and with them the integrand's) plus the digits asked for, a guess the
-// error estimate then corrects.
+// gqaFirstRule is the Gauss rule size an interval starts with: one node per
+// backward step taken on it (the steps follow the dynamics of [z, a], and
+// with them the integrand's; on long intervals the dense output the nodes
+// read is piecewise, and its joins slow a single rule's convergence to
+// algebraic, so the nodes have to grow with the steps) and at least one
+// per digit of rtol. Its Kronrod extension then has 2n+1 nodes, about two
+// per step against the six evaluations of a Dormand–Prince step, each of
+// which the adjoints pay a weight-gradient product for. An interval
+// crossed in one or two steps has an integrand a 6-point rule usually
+// resolves; it starts there, where its own estimate can accept it without
+// the extension. A guess either way: the estimates correct it.
 func gqaFirstRule(steps int, rtol float64) int {
-	k := steps/2 + int(math.Ceil(-math.Log10(rtol)))
-	return max(gqaMinN, min(k, gqaMaxN))
+	digits := int(math.Ceil(-math.Log10(rtol)))
+	k := max(gqaMinRule, steps, digits)
+	if steps <= 2 {
+		k = max(gqaMinN, digits)
+	}
+	return min(k, gqaMaxN)
 }
 
 func resizeInts(x []int, n int) []int {
@@ -1798,8 +1815,8 @@ func (m *gqaMethod) quadrature(intervals int) error {
 		return err
 	}
 	// Every node is one product of batch g.n/g.dim; an interval takes at
-	// least gqaMinN of them.
-	if err := g.runChunks(q.chunks[0].ev, chunks, g.n/g.dim, intervals*gqaMinN*g.n*g.p, q.fChunk); err != nil {
+	// least gqaMinRule of them.
+	if err := g.runChunks(q.chunks[0].ev, chunks, g.n/g.dim, intervals*gqaMinRule*g.n*g.p, q.fChunk); err != nil {
 		return err
 	}
 	st := &g.res.Stats
@@ -1845,7 +1862,7 @@ var (
 // size the adaptive quadrature may use, once per process.
 func gqaBuildRules() error {
 	gqaOnce.Do(func() {
-		for n := gqaMinN; n <= gqaMaxN; n++ {
+		for n := gqaMinRule; n <= gqaMaxN; n++ {
 			gl, err := GaussLegendre(n)
 			if err == nil {
 				_, err = GaussKronrod(n)
@@ -2044,6 +2061,10 @@ func (m *gqaMethod) node(ch *gqaChunk, i int, tau float64, dst []float64) {
 // T_{2n} ≈ T_{n−1}·ρ^{(n+1)/2}; otherwise T_{n−1} itself. Times gqaSafety,
 // per component.
 func (q *gqaMethod) spectralOK(ch *gqaChunk, n int, frac float64) (ok, resolved bool) {
+	if n < gqaMinN {
+		// Too few coefficients to see a decay: the Kronrod extension judges.
+		return false, true
+	}
 	ok = true
 	for b := 0; b+1 < len(q.blocks); b++ {
 		lo, hi := q.blocks[b], q.blocks[b+1]
