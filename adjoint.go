@@ -1576,18 +1576,22 @@ func (a *gqaStoredSums) apply(lo, hi int) {
 	}
 }
 
-// split runs f over [0, n) in fixed chunks of vecChunk on g.vecPool when
-// the quadrature runs serially (the chunks fanned out share no pool) and n
-// is long, else in one call. Every pass it serves is elementwise, so the
-// split changes no result.
-func (m *gqaMethod) split(n int, f func(lo, hi int)) {
+// splits reports whether a pass over n values is split over g.vecPool:
+// only when the quadrature runs serially (the chunks fanned out share no
+// pool) and n is long. Only then may the pass's operands sit in m's fields
+// (cur, curStored, ax*) for the range functions: serially one pass runs at
+// a time, while fanned-out chunks share m and must pass their operands
+// directly. Every pass is elementwise, so the split changes no result.
+func (m *gqaMethod) splits(n int) bool {
 	g := m.g
-	if !g.chunkSerial || g.vecPool == nil || n < vecParallelMin {
-		f(0, n)
-		return
-	}
+	return g.chunkSerial && g.vecPool != nil && n >= vecParallelMin
+}
+
+// split runs f over [0, n) in fixed chunks of vecChunk on g.vecPool (see
+// splits).
+func (m *gqaMethod) split(n int, f func(lo, hi int)) {
 	m.splitF, m.splitN = f, n
-	g.vecPool.run((n+vecChunk-1)/vecChunk, m.splitTask)
+	m.g.vecPool.run((n+vecChunk-1)/vecChunk, m.splitTask)
 	m.splitF = nil
 }
 
@@ -1595,23 +1599,35 @@ func (m *gqaMethod) splitChunk(i int) {
 	m.splitF(i*vecChunk, min((i+1)*vecChunk, m.splitN))
 }
 
-// applyStored forms a stage's sums from its stored products (split).
+// applyStored forms a stage's sums from its stored products.
 func (m *gqaMethod) applyStored(u *gqaStoredSums) {
+	if !m.splits(u.p) {
+		u.apply(0, u.p)
+		return
+	}
 	m.curStored = u
 	m.split(u.p, m.storedRange)
 	m.curStored = nil
 }
 
-// applySums adds one node's product to the stage's sums (split).
+// applySums adds one node's product to the stage's sums.
 func (m *gqaMethod) applySums(u *gqaNodeSums) {
+	if !m.splits(len(u.v)) {
+		u.apply(0, len(u.v))
+		return
+	}
 	m.cur = u
 	m.split(len(u.v), m.sumRange)
 	m.cur = nil
 }
 
-// axpy is Axpy(alpha, x, y), split: a Kronrod node's share of the sum, or
-// an accepted panel's value, a serial pass over P otherwise.
+// axpy is Axpy(alpha, x, y): a Kronrod node's share of the sum, or an
+// accepted panel's value.
 func (m *gqaMethod) axpy(alpha float64, x, y []float64) {
+	if !m.splits(len(x)) {
+		Axpy(alpha, x, y)
+		return
+	}
 	m.axAlpha, m.axX, m.axY = alpha, x, y
 	m.split(len(x), m.axpyRange)
 	m.axX, m.axY = nil, nil

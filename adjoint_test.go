@@ -729,6 +729,60 @@ func TestGradientDeterministicAcrossGOMAXPROCSLarge(t *testing.T) {
 	}
 }
 
+// TestQuadratureChunksFannedOut: with the quadrature's chunks on separate
+// goroutines (forced here by a zero serial-work threshold; in use, problems
+// with enough nodes·n·P whose evaluator does not split its own products),
+// every quadrature method gives the same bits as with GOMAXPROCS = 1, on
+// several gradients of one solver. The chunks share the method: state
+// meant for the serial passes only (gq-adaptive's split operands) once let
+// one chunk read another's, which panicked or silently mixed their sums.
+func TestQuadratureChunksFannedOut(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	old := quadSerialWork
+	quadSerialWork = 0
+	defer func() { quadSerialWork = old }()
+	rng := rand.New(rand.NewPCG(41, 42))
+	m, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{64, 64}, Activation: Tanh, TimeInput: true}, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range m.Params() {
+		m.Params()[i] = 3 * v
+	}
+	B := 32
+	ts := []float64{0, 0.25, 0.5, 0.75, 1}
+	z0, targets := make([]float64, B*2), make([]float64, (len(ts)-1)*B*2)
+	for i := range z0 {
+		z0[i] = rng.NormFloat64()
+	}
+	for i := range targets {
+		targets[i] = rng.NormFloat64()
+	}
+	for _, meth := range []GradMethod{GQAdjoint, GQInterpAdjoint, GQAdaptive, GQAdaptiveInterp} {
+		var first []float64
+		for _, procs := range []int{1, 2, 8} {
+			runtime.GOMAXPROCS(procs)
+			g, err := NewGradientSolver(m, GradOptions{Method: meth, Forward: Options{RTol: 1e-6, ATol: 1e-6}, GQ: GQOptions{C: 1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rep := 0; rep < 20; rep++ {
+				r, err := g.Gradient(z0, ts, testMSE(z0, ts, targets))
+				if err != nil {
+					t.Fatalf("%v, GOMAXPROCS=%d: %v", meth, procs, err)
+				}
+				if first == nil {
+					first = append([]float64(nil), r.Params...)
+					continue
+				}
+				if !sameBits(r.Params, first) {
+					t.Fatalf("%v: GOMAXPROCS=%d, gradient %d differs from GOMAXPROCS=1", meth, procs, rep)
+				}
+			}
+		}
+	}
+}
+
 // TestFuncFieldInWongZakai: a hand-written field with parameters can be a
 // Wong–Zakai drift; the joint vector drives it, and gradients through it
 // match Direct for every method.
