@@ -1113,6 +1113,165 @@ func TestGQAdaptiveCases(t *testing.T) {
 	}
 }
 
+// TestGQAdaptiveRefine: where the backward steps are far longer than the
+// tolerance needs, the nodes' values come from refine's fifth-order quintic
+// instead of the fourth-order dense output. On a small tanh problem whose
+// three backward steps at 1e-6 are set by the growth limit, refine brings
+// gq-adaptive from 1.5× the better adjoint's error to a quarter of it, and on
+// case1 at 1e-6 below it; it costs two evaluations per refined step,
+// counted in Backward.NFE, allocates nothing in steady state, and on a
+// problem whose steps the error controls it refines nothing.
+func TestGQAdaptiveRefine(t *testing.T) {
+	rng := rand.New(rand.NewPCG(0, 7))
+	mlp, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{32, 32}, Activation: Tanh}, rng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z0, targets := make([]float64, 32), make([]float64, 32)
+	for i := range z0 {
+		z0[i] = rng.NormFloat64()
+	}
+	for i := range targets {
+		targets[i] = rng.NormFloat64()
+	}
+	lc := loadCaseFixture(t, caseFiles[0])
+	for _, p := range []struct {
+		name            string
+		m               *MLP
+		z0, ts, targets []float64
+		ref             []float64
+		dense           float64 // the dense output's error at least this × the better adjoint's
+		refined         float64 // refine's at most this
+	}{
+		{"tanh 2x32x16", mlp, z0, []float64{0, 1}, targets, nil, 1.3, 0.5},
+		{lc.c.Name, lc.m, lc.z0, lc.c.T, lc.targets, lc.c.RefGradFlat(), 1, 1},
+	} {
+		ref := p.ref
+		if ref == nil {
+			ref = gradFor(t, p.m, p.z0, p.ts, p.targets, GradOptions{Method: Direct, Forward: Options{RTol: 1e-12, ATol: 1e-12}}).Params
+		}
+		o := GradOptions{Forward: Options{RTol: 1e-6, ATol: 1e-6}}
+		errOf := func(m GradMethod) (float64, GradStats) {
+			o.Method = m
+			r := gradFor(t, p.m, p.z0, p.ts, p.targets, o)
+			return relErr(r.Params, ref), r.Stats
+		}
+		adj, _ := errOf(Adjoint)
+		semi, _ := errOf(SeminormAdjoint)
+		best := math.Min(adj, semi)
+		on, son := errOf(GQAdaptive)
+		old := gqaDenseRatio
+		gqaDenseRatio = math.Inf(1)
+		off, soff := errOf(GQAdaptive)
+		gqaDenseRatio = old
+		t.Logf("%s: refined %.3g (%d evaluations), dense output %.3g (%d), better adjoint %.3g", p.name, on, son.Backward.NFE, off, soff.Backward.NFE, best)
+		if on > p.refined*best || off < p.dense*best {
+			t.Errorf("%s: refined %.3g (want ≤ %g×), dense output %.3g (want ≥ %g×) the better adjoint's %.3g", p.name, on, p.refined, off, p.dense, best)
+		}
+		if son.Backward.NFE <= soff.Backward.NFE || (son.Backward.NFE-soff.Backward.NFE)%2 != 0 {
+			t.Errorf("%s: %d evaluations refined, %d not: want two more per refined step", p.name, son.Backward.NFE, soff.Backward.NFE)
+		}
+	}
+	g, err := NewGradientSolver(lc.m, GradOptions{Method: GQAdaptive, Forward: Options{RTol: 1e-6, ATol: 1e-6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := testMSE(lc.z0, lc.c.T, lc.targets)
+	if _, err := g.Gradient(lc.z0, lc.c.T, loss); err != nil {
+		t.Fatal(err)
+	}
+	if !raceEnabled() {
+		if a := testing.AllocsPerRun(10, func() { g.Gradient(lc.z0, lc.c.T, loss) }); a > 0 {
+			t.Errorf("%v allocations per refined gradient", a)
+		}
+	}
+	// Error-controlled steps: a stiffer case at a tight tolerance.
+	lc3 := loadCaseFixture(t, caseFiles[2])
+	o := GradOptions{Method: GQAdaptive, Forward: Options{RTol: 1e-8, ATol: 1e-8}}
+	on := gradFor(t, lc3.m, lc3.z0, lc3.c.T, lc3.targets, o)
+	old := gqaDenseRatio
+	gqaDenseRatio = math.Inf(1)
+	off := gradFor(t, lc3.m, lc3.z0, lc3.c.T, lc3.targets, o)
+	gqaDenseRatio = old
+	if on.Stats.Backward.NFE != off.Stats.Backward.NFE || !sameBits(on.Params, off.Params) {
+		t.Errorf("%s at 1e-8: refine changed an error-controlled solve (%d vs %d evaluations)", lc3.c.Name, on.Stats.Backward.NFE, off.Stats.Backward.NFE)
+	}
+}
+
+// TestGQARefineOrder: refine's quintic is a fifth-order interpolant: on a
+// smooth nonlinear ODE its error inside one Dormand–Prince step falls about
+// 64-fold when the step halves, the dense output's about 32-fold.
+func TestGQARefineOrder(t *testing.T) {
+	f := func(tt float64, y, dy []float64) {
+		dy[0] = -y[0]*y[1] + math.Sin(tt)
+		dy[1] = y[0] - 0.5*y[1]*y[1]
+	}
+	y0 := []float64{1, 0.5}
+	exact := func(tEnd float64) []float64 {
+		s, _ := NewSolver(Options{RTol: 1e-14, ATol: 1e-14})
+		out := make([]float64, 4)
+		if _, err := s.Solve(f, y0, []float64{0, tEnd}, out); err != nil {
+			t.Fatal(err)
+		}
+		return out[2:]
+	}
+	var prevQ, prevD float64
+	for k, h := range []float64{0.2, 0.1, 0.05} {
+		// One accepted step of size h, recorded as gq-adaptive records it.
+		m := &gqaMethod{f: f}
+		m.tape.reset(DormandPrince5, 2, true, 1)
+		s, err := NewSolver(Options{Method: DormandPrince5, RTol: 1, ATol: 1, FirstStep: h, MaxStep: h, OnStep: func(si *StepInfo) {
+			if m.tape.steps() == 0 {
+				m.tape.push(si, 0)
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := make([]float64, 4)
+		if _, err := s.Solve(f, y0, []float64{0, h}, out); err != nil {
+			t.Fatal(err)
+		}
+		if m.tape.steps() != 1 || m.tape.h[0] != h {
+			t.Fatalf("h %g: recorded %d steps", h, m.tape.steps())
+		}
+		m.fine = []int{0}
+		m.fineData = make([]float64, 6)
+		dy, fa, fb := m.fineData[0:2], m.fineData[2:4], m.fineData[4:6]
+		m.tape.at(0, 1, dy)
+		dy[0] -= y0[0]
+		dy[1] -= y0[1]
+		u := make([]float64, 2)
+		for j, dst := range [2][]float64{fa, fb} {
+			th := float64(j+1) / 3
+			m.tape.at(0, th, u)
+			f(th*h, u, dst)
+		}
+		var eq, ed float64
+		q, d := make([]float64, 2), make([]float64, 2)
+		for _, th := range []float64{0.2, 0.5, 0.8} {
+			m.fineAt(0, th, q)
+			m.tape.at(0, th, d)
+			ex := exact(th * h)
+			eq = math.Max(eq, math.Hypot(q[0]-ex[0], q[1]-ex[1]))
+			ed = math.Max(ed, math.Hypot(d[0]-ex[0], d[1]-ex[1]))
+		}
+		t.Logf("h %g: quintic %.3g, dense output %.3g", h, eq, ed)
+		if k > 0 {
+			if r := prevQ / eq; r < 48 {
+				t.Errorf("h %g: quintic error fell %.1f-fold, want ≈ 64", h, r)
+			}
+			if r := prevD / ed; r > 48 {
+				t.Errorf("h %g: dense output error fell %.1f-fold: the comparison is not fourth against fifth order", h, r)
+			}
+		}
+		if eq > ed {
+			t.Errorf("h %g: quintic %.3g worse than the dense output %.3g", h, eq, ed)
+		}
+		prevQ, prevD = eq, ed
+	}
+}
+
 // TestQuadratureOnTinyIntervals: observation intervals a few ulps long have
 // no room for distinct Gauss–Legendre nodes. The quadrature methods take one
 // node of weight Δ there instead of rejecting times the caller gave (they
