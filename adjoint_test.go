@@ -612,19 +612,33 @@ var gradBenchSizes = []struct{ D, H, B int }{{2, 32, 64}, {2, 128, 256}, {16, 25
 func gradBenchProblem(tb testing.TB, D, H, B int) (*MLP, []float64, []float64, []float64) {
 	tb.Helper()
 	rng := rand.New(rand.NewPCG(2023, uint64(D*1000000+H*1000+B)))
-	m, err := NewMLP(MLPConfig{Dim: D, Hidden: []int{H, H}, Activation: Tanh}, rng)
+	m, z0, targets := mlpProblem(tb, rng, MLPConfig{Dim: D, Hidden: []int{H, H}, Activation: Tanh}, 1, B, 1)
+	return m, z0, []float64{0, 1}, targets
+}
+
+// mlpProblem draws, in this order from rng, an MLP with PyTorch's
+// initialisation (its parameters then multiplied by scale), B standard-
+// normal initial states and standard-normal targets for nobs observation
+// times.
+func mlpProblem(tb testing.TB, rng *rand.Rand, cfg MLPConfig, scale float64, B, nobs int) (*MLP, []float64, []float64) {
+	tb.Helper()
+	m, err := NewMLP(cfg, rng)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	z0 := make([]float64, B*D)
+	if scale != 1 {
+		for i, v := range m.Params() {
+			m.Params()[i] = scale * v
+		}
+	}
+	z0, targets := make([]float64, B*cfg.Dim), make([]float64, nobs*B*cfg.Dim)
 	for i := range z0 {
 		z0[i] = rng.NormFloat64()
 	}
-	targets := make([]float64, B*D)
 	for i := range targets {
 		targets[i] = rng.NormFloat64()
 	}
-	return m, z0, []float64{0, 1}, targets
+	return m, z0, targets
 }
 
 // gradFlops estimates the floating-point work of one gradient from its
@@ -745,23 +759,8 @@ func TestQuadratureChunksFannedOut(t *testing.T) {
 	old := quadSerialWork
 	quadSerialWork = 0
 	defer func() { quadSerialWork = old }()
-	rng := rand.New(rand.NewPCG(41, 42))
-	m, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{64, 64}, Activation: Tanh, TimeInput: true}, rng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range m.Params() {
-		m.Params()[i] = 3 * v
-	}
-	B := 32
 	ts := []float64{0, 0.25, 0.5, 0.75, 1}
-	z0, targets := make([]float64, B*2), make([]float64, (len(ts)-1)*B*2)
-	for i := range z0 {
-		z0[i] = rng.NormFloat64()
-	}
-	for i := range targets {
-		targets[i] = rng.NormFloat64()
-	}
+	m, z0, targets := mlpProblem(t, rand.New(rand.NewPCG(41, 42)), MLPConfig{Dim: 2, Hidden: []int{64, 64}, Activation: Tanh, TimeInput: true}, 3, 32, len(ts)-1)
 	reps := 20
 	if testing.Short() {
 		reps = 3
@@ -1132,18 +1131,7 @@ func TestGQAdaptiveCases(t *testing.T) {
 // counted in Backward.NFE, allocates nothing in steady state, and on a
 // problem whose steps the error controls it refines nothing.
 func TestGQAdaptiveRefine(t *testing.T) {
-	rng := rand.New(rand.NewPCG(0, 7))
-	mlp, err := NewMLP(MLPConfig{Dim: 2, Hidden: []int{32, 32}, Activation: Tanh}, rng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	z0, targets := make([]float64, 32), make([]float64, 32)
-	for i := range z0 {
-		z0[i] = rng.NormFloat64()
-	}
-	for i := range targets {
-		targets[i] = rng.NormFloat64()
-	}
+	mlp, z0, targets := mlpProblem(t, rand.New(rand.NewPCG(0, 7)), MLPConfig{Dim: 2, Hidden: []int{32, 32}, Activation: Tanh}, 1, 16, 1)
 	lc := loadCaseFixture(t, caseFiles[0])
 	for _, p := range []struct {
 		name            string
@@ -1215,22 +1203,8 @@ func TestGQAdaptiveRefine(t *testing.T) {
 // error; without it, it follows the seminorm's steps and error (3.4× the
 // adjoint's). The channel changes nothing for autonomous fields.
 func TestGQAdaptiveTimeChannel(t *testing.T) {
-	rng := rand.New(rand.NewPCG(24, 7))
-	m, err := NewMLP(MLPConfig{Dim: 6, Hidden: []int{64, 64}, Activation: Tanh, TimeInput: true}, rng)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, v := range m.Params() {
-		m.Params()[i] = 3.5 * v
-	}
-	z0, targets := make([]float64, 16*6), make([]float64, 2*16*6)
-	for i := range z0 {
-		z0[i] = rng.NormFloat64()
-	}
 	ts := []float64{0, 0.5, 1}
-	for i := range targets {
-		targets[i] = rng.NormFloat64()
-	}
+	m, z0, targets := mlpProblem(t, rand.New(rand.NewPCG(24, 7)), MLPConfig{Dim: 6, Hidden: []int{64, 64}, Activation: Tanh, TimeInput: true}, 3.5, 16, 2)
 	ref := gradFor(t, m, z0, ts, targets, GradOptions{Method: Direct, Forward: Options{RTol: 1e-12, ATol: 1e-12}}).Params
 	o := GradOptions{Forward: Options{RTol: 1e-6, ATol: 1e-6}}
 	run := func(meth GradMethod) (float64, int) {
