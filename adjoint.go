@@ -1490,7 +1490,7 @@ type gqaMethod struct {
 	// step s's y1 − y0, f(⅓), f(⅔) (three state vectors), or −1.
 	fine      []int
 	fineData  []float64
-	fineU     []float64 // the dense output at ⅓ or ⅔ (refine's scratch)
+	fineU     []float64 // refine's scratch: z differences, the dense output at ⅓ or ⅔
 	fineEvals int
 
 	// The pass being split over g.vecPool (see split): only when the
@@ -1876,42 +1876,37 @@ func (m *gqaMethod) refine(i int, y []float64) {
 		return
 	}
 	n, nb := g.n, tp.n
-	zf := g.gridStates[(i-1)*n : i*n]
-	var d2, z2 float64
-	for j, v := range zf {
-		d := y[j] - v
-		d2 += d * d
-		z2 += v * v
+	if len(m.fineU) != nb {
+		m.fineU = make([]float64, nb)
 	}
+	// ε: the relative distance of the backward z from the forward one.
+	zf, d := g.gridStates[(i-1)*n:i*n], m.fineU[:n]
+	copy(d, y[:n])
+	Axpy(-1, zf, d)
+	z2 := Dot(zf, zf)
 	if !(z2 > 0) {
 		return
 	}
-	eps := math.Sqrt(d2 / z2)
+	eps := math.Sqrt(Dot(d, d) / z2)
 	for s := m.first[i]; s < m.last[i]; s++ {
+		// δ: the step's error estimate h·Σ E_j k_j on z, relative.
 		h, y0 := tp.h[s], tp.y0(s)
-		var e2, y2 float64
-		for j := 0; j < n; j++ {
-			e := 0.0
-			for k, w := range tb.E {
-				e += w * tp.vec(s, 1+k)[j]
+		e := m.fineU[:n]
+		clear(e)
+		for k, w := range tb.E {
+			if w != 0 {
+				Axpy(h*w, tp.vec(s, 1+k)[:n], e)
 			}
-			e *= h
-			e2 += e * e
-			y2 += y0[j] * y0[j]
 		}
-		if !(y2 > 0) || !(math.Sqrt(e2/y2) > gqaDenseRatio*eps) {
+		y2 := Dot(y0[:n], y0[:n])
+		if !(y2 > 0) || !(math.Sqrt(Dot(e, e)/y2) > gqaDenseRatio*eps) {
 			continue
 		}
 		off := len(m.fineData)
 		m.fineData = slices.Grow(m.fineData, 3*nb)[:off+3*nb]
 		dy, fa, fb := m.fineData[off:off+nb], m.fineData[off+nb:off+2*nb], m.fineData[off+2*nb:off+3*nb]
 		tp.atWith(&tp.interp, tp.kv, s, 1, dy)
-		for j, v := range y0 {
-			dy[j] -= v
-		}
-		if len(m.fineU) != nb {
-			m.fineU = make([]float64, nb)
-		}
+		Axpy(-1, y0, dy)
 		for k, dst := range [2][]float64{fa, fb} {
 			th := float64(k+1) / 3
 			tp.atWith(&tp.interp, tp.kv, s, th, m.fineU)
