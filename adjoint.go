@@ -1467,7 +1467,6 @@ var gqaTimeChannel = true
 type gqaMethod struct {
 	g      *gradState
 	base   gqaBase
-	f      Func            // base's backward right-hand side
 	extra  int             // channels after the base's state: shift (D), time (1, if timeCh)
 	timeCh bool            // the field is time-dependent: the time channel is in the norm
 	fShift Func            // m.rhs, bound once: f plus the shift channel
@@ -1673,16 +1672,16 @@ type gqaBase interface {
 
 func newGQAdaptiveMethod(g *gradState) gradStrategy {
 	b := newGQMethod(g).(*gqMethod)
-	return newGQA(g, b, b.f, nil)
+	return newGQA(g, b, nil)
 }
 
 func newGQAdaptiveInterpMethod(g *gradState) gradStrategy {
 	b := newGQInterpMethod(g).(*gqInterpMethod)
-	return newGQA(g, b, b.f, &b.tape)
+	return newGQA(g, b, &b.tape)
 }
 
-func newGQA(g *gradState, b gqaBase, f Func, fwd *stepRecord) *gqaMethod {
-	m := &gqaMethod{g: g, base: b, f: f, fwd: fwd}
+func newGQA(g *gradState, b gqaBase, fwd *stepRecord) *gqaMethod {
+	m := &gqaMethod{g: g, base: b, fwd: fwd}
 	m.hook, m.fChunk, m.fShift = m.record, m.chunk, m.rhs
 	m.splitTask = m.splitChunk
 	m.sumRange = func(lo, hi int) { m.cur.apply(lo, hi) }
@@ -1733,11 +1732,11 @@ func (m *gqaMethod) backwardState(n, p int) (backwardSpec, error) {
 func (m *gqaMethod) rhs(t float64, y, dy []float64) {
 	d := m.g.dim
 	nb := len(y) - m.extra
+	var gt *float64
 	if m.timeCh {
-		m.base.rhsTime(t, y[:nb], dy[:nb], &dy[nb+d])
-	} else {
-		m.f(t, y[:nb], dy[:nb])
+		gt = &dy[nb+d]
 	}
+	m.base.rhsTime(t, y[:nb], dy[:nb], gt)
 	a := m.base.adjoint(y[:nb])
 	dq := dy[nb : nb+d]
 	clear(dq)
@@ -1910,7 +1909,7 @@ func (m *gqaMethod) refine(i int, y []float64) {
 		for k, dst := range [2][]float64{fa, fb} {
 			th := float64(k+1) / 3
 			tp.atWith(&tp.interp, tp.kv, s, th, m.fineU)
-			m.f(tp.t[s]+th*h, m.fineU, dst)
+			m.base.rhsTime(tp.t[s]+th*h, m.fineU, dst, nil)
 		}
 		m.fineEvals += 2
 		m.fine[s] = off

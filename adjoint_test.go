@@ -1259,7 +1259,7 @@ func TestGQARefineOrder(t *testing.T) {
 	var prevQ, prevD float64
 	for k, h := range []float64{0.2, 0.1, 0.05} {
 		// One accepted step of size h, recorded as gq-adaptive records it.
-		m := &gqaMethod{f: f}
+		m := &gqaMethod{}
 		m.tape.reset(DormandPrince5, 2, true, 1)
 		s, err := NewSolver(Options{Method: DormandPrince5, RTol: 1, ATol: 1, FirstStep: h, MaxStep: h, OnStep: func(si *StepInfo) {
 			if m.tape.steps() == 0 {
